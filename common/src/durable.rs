@@ -1,0 +1,180 @@
+//! Crash-safe file writes: temp file in the same directory, fsync, rename, fsync directory.
+//!
+//! A file published through this module is either absent or complete under its final name,
+//! even across a power loss: the data is fsynced before the rename, and the directory after
+//! it, so the rename itself is durable (see neon's `crashsafe.rs` for why each fsync matters,
+//! and PostgreSQL's `durable_rename`). WAL files are never replaced: [`publish_new`] fails if
+//! the target exists, using `renameat2(RENAME_NOREPLACE)` so there is no check-then-act race.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Fsyncs a directory so that entries created, renamed or removed in it are durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The directory holding `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `dir` and any missing parents, fsyncing each new directory's parent so the new
+/// entries survive a crash.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    create_dir_all(parent_of(dir))?;
+    match fs::create_dir(dir) {
+        Ok(()) => fsync_dir(parent_of(dir)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    nix::fcntl::renameat2(None, from, None, to, nix::fcntl::RenameFlags::RENAME_NOREPLACE).map_err(io::Error::from)
+}
+
+/// A temporary file beside its final destination. Dropped without [`TempFile::publish`] or
+/// [`TempFile::publish_new`], it is removed, so a failed or interrupted write leaves no
+/// partial file under the final name (and, after a crash, only a `.tmp` dot-file).
+#[derive(Debug)]
+pub struct TempFile {
+    file: Option<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The temp name used for `dest`: `.<name>.<pid>.<n>.tmp` in the same directory. The leading
+/// dot keeps it out of Barman's archiver glob and the `.tmp` suffix is ignored by it.
+fn temp_name(dest: &Path) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(dest.file_name().unwrap_or_default());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    parent_of(dest).join(name)
+}
+
+impl TempFile {
+    /// Creates an empty temp file (mode `mode`, `O_EXCL`) in `dest`'s directory.
+    pub fn create(dest: &Path, mode: u32) -> io::Result<TempFile> {
+        let tmp = temp_name(dest);
+        let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        Ok(TempFile { file: Some(file), tmp, dest: dest.to_owned() })
+    }
+
+    /// The open temp file.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("the file is only taken by publish, which consumes self")
+    }
+
+    /// Path of the temp file.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Fsyncs the data and renames over `dest`, replacing it (for metadata files such as
+    /// `backup.info`), then fsyncs the directory.
+    pub fn publish(mut self) -> io::Result<()> {
+        self.sync_and_close()?;
+        fs::rename(&self.tmp, &self.dest)?;
+        fsync_dir(parent_of(&self.dest))
+    }
+
+    /// Fsyncs the data and renames onto `dest` only if `dest` does not exist, then fsyncs the
+    /// directory. Fails with `AlreadyExists` (and removes the temp file) otherwise.
+    pub fn publish_new(mut self) -> io::Result<()> {
+        self.sync_and_close()?;
+        rename_noreplace(&self.tmp, &self.dest)?;
+        fsync_dir(parent_of(&self.dest))
+    }
+
+    fn sync_and_close(&mut self) -> io::Result<()> {
+        let file = self.file.take().expect("sync_and_close runs once, from publish");
+        file.sync_all()
+    }
+}
+
+impl Write for TempFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file().flush()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // After a successful publish the temp name no longer exists; ignoring NotFound is the
+        // point. Any other error leaves a `.tmp` dot-file that readers skip.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// Writes `data` to `dest` atomically and durably, replacing any previous file.
+pub fn write_replace(dest: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let mut tmp = TempFile::create(dest, mode)?;
+    tmp.write_all(data)?;
+    tmp.publish()
+}
+
+/// Writes `data` to `dest` atomically and durably; fails with `AlreadyExists` if `dest`
+/// exists, leaving it untouched.
+pub fn write_new(dest: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let mut tmp = TempFile::create(dest, mode)?;
+    tmp.write_all(data)?;
+    tmp.publish_new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_new_never_replaces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("000000010000000000000001");
+        write_new(&dest, b"first", 0o600).expect("first write");
+        let err = write_new(&dest, b"second", 0o600).expect_err("must refuse");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&dest).expect("read"), b"first");
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn dropped_temp_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("x");
+        {
+            let mut t = TempFile::create(&dest, 0o600).expect("create");
+            t.write_all(b"half").expect("write");
+        }
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn write_replace_replaces_and_create_dir_all_nests() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nested = dir.path().join("a/b/c");
+        create_dir_all(&nested).expect("mkdir -p");
+        let dest = nested.join("backup.info");
+        write_replace(&dest, b"1", 0o644).expect("write");
+        write_replace(&dest, b"2", 0o644).expect("rewrite");
+        assert_eq!(fs::read(&dest).expect("read"), b"2");
+    }
+}

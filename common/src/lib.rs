@@ -1,0 +1,14 @@
+//! `barman-common`: the one crate that knows Barman's formats.
+//!
+//! Everything that two tools must agree on lives here, organised by domain: the
+//! configuration files ([`config`]), the on-disk catalogue ([`catalogue`]), WAL names, LSNs
+//! and page headers ([`wal`]), compression ([`compress`]), crash-safe file writes
+//! ([`durable`]) and the exit-code table ([`exit`]).
+#![deny(missing_docs)]
+
+pub mod catalogue;
+pub mod compress;
+pub mod config;
+pub mod durable;
+pub mod exit;
+pub mod wal;
