@@ -149,16 +149,34 @@ pub fn decoder<'a, R: Read + 'a>(codec: Codec, input: R) -> io::Result<Box<dyn R
 pub fn compress<R: Read, W: Write>(codec: Codec, level: Level, mut input: R, output: W) -> io::Result<u64> {
     let lvl = codec.level_value(level);
     match codec {
-        Codec::Gzip => finish_copy(&mut input, flate2::write::GzEncoder::new(output, flate2::Compression::new(lvl as u32)), |e| e.finish()),
-        Codec::Bzip2 => finish_copy(&mut input, bzip2::write::BzEncoder::new(output, bzip2::Compression::new(lvl as u32)), |e| e.finish()),
-        Codec::Xz => finish_copy(&mut input, xz2::write::XzEncoder::new(output, lvl as u32), |e| e.finish()),
-        Codec::Zstd => finish_copy(&mut input, zstd::stream::write::Encoder::new(output, lvl)?, |e| e.finish()),
-        Codec::Lz4 => finish_copy(&mut input, lz4_flex::frame::FrameEncoder::new(output), |e| e.finish().map_err(io::Error::other)),
-        Codec::Snappy => finish_copy(&mut input, snap::write::FrameEncoder::new(output), |e| e.into_inner().map_err(|e| e.into_error())),
+        Codec::Gzip => finish_copy(
+            &mut input,
+            flate2::write::GzEncoder::new(output, flate2::Compression::new(lvl as u32)),
+            flate2::write::GzEncoder::finish,
+        ),
+        Codec::Bzip2 => finish_copy(
+            &mut input,
+            bzip2::write::BzEncoder::new(output, bzip2::Compression::new(lvl as u32)),
+            bzip2::write::BzEncoder::finish,
+        ),
+        Codec::Xz => {
+            finish_copy(&mut input, xz2::write::XzEncoder::new(output, lvl as u32), xz2::write::XzEncoder::finish)
+        }
+        Codec::Zstd => finish_copy(&mut input, zstd::stream::write::Encoder::new(output, lvl)?, zstd::Encoder::finish),
+        Codec::Lz4 => finish_copy(&mut input, lz4_flex::frame::FrameEncoder::new(output), |e| {
+            e.finish().map_err(io::Error::other)
+        }),
+        Codec::Snappy => finish_copy(&mut input, snap::write::FrameEncoder::new(output), |e| {
+            e.into_inner().map_err(snap::write::IntoInnerError::into_error)
+        }),
     }
 }
 
-fn finish_copy<R: Read, E: Write, W>(input: &mut R, mut enc: E, finish: impl FnOnce(E) -> io::Result<W>) -> io::Result<u64> {
+fn finish_copy<R: Read, E: Write, W>(
+    input: &mut R,
+    mut enc: E,
+    finish: impl FnOnce(E) -> io::Result<W>,
+) -> io::Result<u64> {
     let n = io::copy(input, &mut enc)?;
     finish(enc)?;
     Ok(n)

@@ -85,12 +85,24 @@ impl TempFile {
         &self.tmp
     }
 
+    /// Changes where the file will be published (the new place must be on the same
+    /// filesystem), e.g. to divert a refused upload into an errors directory.
+    pub fn retarget(&mut self, dest: &Path) {
+        dest.clone_into(&mut self.dest);
+    }
+
     /// Fsyncs the data and renames over `dest`, replacing it (for metadata files such as
     /// `backup.info`), then fsyncs the directory.
     pub fn publish(mut self) -> io::Result<()> {
         self.sync_and_close()?;
         fs::rename(&self.tmp, &self.dest)?;
         fsync_dir(parent_of(&self.dest))
+    }
+
+    /// Publishes over another destination (same filesystem), replacing it.
+    pub fn publish_to(mut self, dest: &Path) -> io::Result<()> {
+        self.retarget(dest);
+        self.publish()
     }
 
     /// Fsyncs the data and renames onto `dest` only if `dest` does not exist, then fsyncs the
@@ -123,6 +135,11 @@ impl Drop for TempFile {
         // point. Any other error leaves a `.tmp` dot-file that readers skip.
         let _ = fs::remove_file(&self.tmp);
     }
+}
+
+/// The effective uid of this process.
+pub fn current_euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Writes `data` to `dest` atomically and durably, replacing any previous file.

@@ -11,4 +11,6 @@ pub mod compress;
 pub mod config;
 pub mod durable;
 pub mod exit;
+pub mod remote;
 pub mod wal;
+pub mod wire;

@@ -158,7 +158,9 @@ pub enum HeaderError {
         found: u32,
     },
     /// The header's page address is not where the name says (renamed or recycled segment).
-    #[error("{name}: page address {found} does not match the file name (expected {expected}): renamed or recycled segment")]
+    #[error(
+        "{name}: page address {found} does not match the file name (expected {expected}): renamed or recycled segment"
+    )]
     PageAddr {
         /// File name.
         name: String,
@@ -199,9 +201,13 @@ pub enum HeaderError {
 /// `file_len` is given, that a complete segment is exactly one segment long.
 /// The header's timeline may be older than the name's: the first segment of a new timeline
 /// starts with records of the parent.
-pub fn validate_segment_header(first_bytes: &[u8], expected: &ExpectedSegment<'_>) -> Result<LongPageHeader, HeaderError> {
+pub fn validate_segment_header(
+    first_bytes: &[u8],
+    expected: &ExpectedSegment<'_>,
+) -> Result<LongPageHeader, HeaderError> {
     let name = || expected.name.to_string();
-    let hdr = LongPageHeader::parse(first_bytes).ok_or_else(|| HeaderError::TooShort { name: name(), len: first_bytes.len() as u64 })?;
+    let hdr = LongPageHeader::parse(first_bytes)
+        .ok_or_else(|| HeaderError::TooShort { name: name(), len: first_bytes.len() as u64 })?;
     if hdr.pg_major().is_none() {
         return Err(HeaderError::BadMagic { name: name(), magic: hdr.magic });
     }
@@ -239,7 +245,8 @@ mod tests {
 
     /// The first 40 bytes of `000000010000000000000001` from a real PG15 cluster (spec).
     fn real_header() -> Vec<u8> {
-        let hex = "10d1 0200 01000000 0000000100000000 00000000 00000000 d1008a800afe016b 00000001 00200000".replace(' ', "");
+        let hex =
+            "10d1 0200 01000000 0000000100000000 00000000 00000000 d1008a800afe016b 00000001 00200000".replace(' ', "");
         hex::decode(hex).expect("hex")
     }
 
@@ -260,21 +267,35 @@ mod tests {
     #[test]
     fn validates_and_detects_each_fault() {
         let good = name("000000010000000000000001");
-        let exp = |n, sys| ExpectedSegment { name: n, system_id: sys, seg_size: Some(WalSegSize::DEFAULT), file_len: Some(16 << 20) };
+        let exp = |n, sys| ExpectedSegment {
+            name: n,
+            system_id: sys,
+            seg_size: Some(WalSegSize::DEFAULT),
+            file_len: Some(16 << 20),
+        };
         assert!(validate_segment_header(&real_header(), &exp(&good, Some(7_710_723_358_094_655_697))).is_ok());
         let other = validate_segment_header(&real_header(), &exp(&good, Some(1)));
         assert!(matches!(other, Err(HeaderError::SystemId { .. })), "{other:?}");
         let renamed = name("000000010000000000000002");
-        assert!(matches!(validate_segment_header(&real_header(), &exp(&renamed, None)), Err(HeaderError::PageAddr { .. })));
+        assert!(matches!(
+            validate_segment_header(&real_header(), &exp(&renamed, None)),
+            Err(HeaderError::PageAddr { .. })
+        ));
         let short = ExpectedSegment { file_len: Some(8192), ..exp(&good, None) };
         assert!(matches!(validate_segment_header(&real_header(), &short), Err(HeaderError::Length { .. })));
-        assert!(matches!(validate_segment_header(&real_header()[..20], &exp(&good, None)), Err(HeaderError::TooShort { .. })));
+        assert!(matches!(
+            validate_segment_header(&real_header()[..20], &exp(&good, None)),
+            Err(HeaderError::TooShort { .. })
+        ));
         let mut bad_magic = real_header();
         bad_magic[0] = 0;
         assert!(matches!(validate_segment_header(&bad_magic, &exp(&good, None)), Err(HeaderError::BadMagic { .. })));
         let mb64 = ExpectedSegment { seg_size: Some(WalSegSize::new(64 << 20).expect("size")), ..exp(&good, None) };
         assert!(matches!(validate_segment_header(&real_header(), &mb64), Err(HeaderError::SegSize { .. })));
         let newer_name = name("000000020000000000000001");
-        assert!(validate_segment_header(&real_header(), &exp(&newer_name, None)).is_ok(), "parent tli in first segment of new timeline");
+        assert!(
+            validate_segment_header(&real_header(), &exp(&newer_name, None)).is_ok(),
+            "parent tli in first segment of new timeline"
+        );
     }
 }

@@ -1,0 +1,106 @@
+//! One put-wal exchange: spawn ssh, stream the tar with its checksum member, map the exit
+//! status.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use barman_common::compress;
+use barman_common::remote::{shell_quote, SshTarget, SSH_CONNECTION_FAILED};
+use barman_common::wire::{write_member, MemberMeta, SumAlgo};
+
+use crate::{Options, ToolError};
+
+fn target(opts: &Options) -> SshTarget {
+    SshTarget { user: opts.user.clone(), host: opts.host.clone(), port: opts.port }
+}
+
+/// The remote words: `barman [--config='CFG'] put-wal SERVER [--test]`.
+fn remote_words(opts: &Options, test: bool) -> Vec<String> {
+    let mut words = vec!["barman".to_owned()];
+    if let Some(cfg) = &opts.config {
+        words.push(format!("--config={}", shell_quote(cfg)));
+    }
+    words.extend(["put-wal".to_owned(), shell_quote(&opts.server)]);
+    if test {
+        words.push("--test".to_owned());
+    }
+    words
+}
+
+/// `--test`: run `put-wal --test`, print its output, return its raw status.
+pub fn test_connection(opts: &Options) -> Result<(), ToolError> {
+    let out = target(opts).command(&remote_words(opts, true)).stdin(Stdio::null()).output()?;
+    io::stdout().write_all(&out.stdout)?;
+    io::stdout().write_all(&out.stderr)?;
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(c) => Err(ToolError::TestStatus(c)),
+        None => Err(ToolError::TestStatus(4)),
+    }
+}
+
+/// Sends `paths` in one stream. Succeeds only when the remote put-wal exited 0, which it does
+/// after fsyncing every file into its incoming directory.
+pub fn send_files(opts: &Options, paths: &[PathBuf]) -> Result<(), ToolError> {
+    let mut child = target(opts).command(&remote_words(opts, false)).stdin(Stdio::piped()).spawn()?;
+    let stdin = child.stdin.take().expect("stdin was requested as piped");
+    let written = write_stream(opts, paths, stdin);
+    let status = wait(&mut child)?;
+    match (status, written) {
+        (Some(0), Ok(())) => Ok(()),
+        (Some(SSH_CONNECTION_FAILED), _) => Err(ToolError::Connection),
+        (Some(0), Err(e)) => Err(ToolError::Io(e)),
+        (_, Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => Err(ToolError::Io(e)),
+        (Some(code), _) => Err(ToolError::Remote(code)),
+        (None, _) => Err(ToolError::Io(io::Error::other("ssh was killed by a signal"))),
+    }
+}
+
+fn wait(child: &mut Child) -> io::Result<Option<i32>> {
+    Ok(child.wait()?.code())
+}
+
+fn write_stream(opts: &Options, paths: &[PathBuf], stdin: impl Write) -> io::Result<()> {
+    let algo = if opts.md5 { SumAlgo::Md5 } else { SumAlgo::Sha256 };
+    let mut out = BufWriter::with_capacity(1 << 20, stdin);
+    let mut sums = String::new();
+    for path in paths {
+        let (name, digest) = write_file(opts, algo, path, &mut out)?;
+        let _ = writeln!(sums, "{digest} *{name}");
+    }
+    write_member(&mut out, algo.member_name(), MemberMeta { mode: 0o644, ..MemberMeta::default() }, sums.as_bytes())?;
+    out.write_all(&[0u8; 1024])?;
+    out.flush()
+}
+
+/// Writes one member for `path`, hashing what is sent; returns its name and digest.
+fn write_file(opts: &Options, algo: SumAlgo, path: &Path, out: &mut impl Write) -> io::Result<(String, String)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid WAL path {}", path.display())))?
+        .to_owned();
+    let mut file = File::open(path)?;
+    let md = file.metadata()?;
+    let meta = MemberMeta {
+        mode: md.mode() & 0o7777,
+        uid: u64::from(md.uid()),
+        gid: u64::from(md.gid()),
+        mtime: md.mtime().max(0) as u64,
+    };
+    let mut data = Vec::with_capacity(md.len() as usize);
+    file.read_to_end(&mut data)?;
+    if let Some(codec) = opts.compression {
+        let mut packed = Vec::with_capacity(data.len() / 4);
+        compress::compress(codec, opts.level, &data[..], &mut packed)?;
+        data = packed;
+    }
+    let mut hasher = algo.hasher();
+    hasher.update(&data);
+    write_member(out, &name, meta, &data)?;
+    Ok((name, hasher.hex()))
+}

@@ -1,0 +1,91 @@
+//! `barman-wal-restore`: PostgreSQL's `restore_command` helper. It fetches a WAL file from
+//! `barman get-wal` on the backup host over ssh and, with `-p JOBS`, keeps a spool of the
+//! following files prefetched in parallel.
+//!
+//! Drop-in compatible with Barman 3.20.1's client (options, ssh argv, exit codes). Beyond it:
+//! * the prefetch pipeline runs continuously in a background prefetcher that keeps the next
+//!   JOBS-1 files in the spool as Postgres consumes them, instead of refetching in batches
+//!   only when the spool runs dry (Barman issue #943);
+//! * every file, fetched or spooled, is written to a temp file, decompressed if needed,
+//!   checked (a segment's page address must match its name and its length must be a whole
+//!   segment) and only then renamed into place, so neither Postgres nor the spool ever sees a
+//!   partial or corrupt file;
+//! * with `-p`, a file that peek does not list (a `.partial` with `-P`, a history probe) is
+//!   still fetched directly, so `-P -p N` can deliver the streaming partial.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod fetch;
+mod prefetch;
+
+use std::fmt;
+use std::path::Path;
+
+pub use cli::Options;
+
+/// Why restoring failed, with the exit code Barman's client uses for it.
+#[derive(Debug)]
+pub enum ToolError {
+    /// The remote get-wal failed with this status (1 = not found, 3 = invalid name).
+    Remote(i32),
+    /// ssh exited 255 (2).
+    Connection,
+    /// WAL_DEST unusable (3).
+    BadDest(String),
+    /// Spool or local I/O problem (2).
+    Local(String),
+    /// The received file failed verification (2).
+    Corrupt(String),
+    /// `--test` exit status.
+    TestStatus(i32),
+}
+
+impl ToolError {
+    /// The process exit status.
+    pub fn code(&self) -> i32 {
+        match self {
+            ToolError::Remote(c) | ToolError::TestStatus(c) => *c,
+            ToolError::Connection | ToolError::Local(_) | ToolError::Corrupt(_) => 2,
+            ToolError::BadDest(_) => 3,
+        }
+    }
+
+    /// Whether `-s` applies (only after a failed get-wal, as Barman).
+    pub fn sleeps(&self) -> bool {
+        matches!(self, ToolError::Remote(_) | ToolError::Connection)
+    }
+}
+
+impl fmt::Display for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolError::Remote(_) => f.write_str("Remote 'barman get-wal' command has failed!"),
+            ToolError::Connection => f.write_str("Connection problem with ssh"),
+            ToolError::BadDest(m) | ToolError::Local(m) | ToolError::Corrupt(m) => f.write_str(m),
+            ToolError::TestStatus(c) => write!(f, "test exited with status {c}"),
+        }
+    }
+}
+
+/// Restores `opts.wal_name` into `opts.wal_dest`.
+pub fn run(opts: &Options) -> Result<(), ToolError> {
+    if opts.test {
+        return fetch::test_connection(opts);
+    }
+    if opts.prefetch_daemon {
+        prefetch::daemon(opts);
+        return Ok(());
+    }
+    if opts.wal_dest.is_dir() {
+        return Err(ToolError::BadDest(format!("WAL_DEST cannot be a directory: {}", opts.wal_dest.display())));
+    }
+    let spooled = opts.spool_dir.join(&opts.wal_name);
+    if opts.parallel > 1 {
+        prefetch::request(opts);
+    }
+    if spooled.is_file() && fetch::install(&spooled, &opts.wal_dest).is_ok() {
+        return Ok(());
+    }
+    let dest_dir = opts.wal_dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fetch::fetch_verified(opts, &opts.wal_name, dest_dir, &opts.wal_dest)
+}

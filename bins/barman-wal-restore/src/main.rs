@@ -1,0 +1,36 @@
+//! Entry point: parse, run, map the result to Barman's exit codes.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use barman_wal_restore::{cli, run, ToolError};
+
+fn main() -> ExitCode {
+    let matches = match cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(3);
+        }
+    };
+    let opts = cli::options(&matches);
+    if opts.server_compression.is_some() {
+        println!("WARNING: --gzip and --bzip2 are deprecated; use --keep-compression");
+    }
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ToolError::TestStatus(code)) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            if e.sleeps() && opts.sleep > 0 {
+                println!("Sleeping for {} seconds.", opts.sleep);
+                std::thread::sleep(std::time::Duration::from_secs(opts.sleep));
+            }
+            ExitCode::from(e.code() as u8)
+        }
+    }
+}

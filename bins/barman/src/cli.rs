@@ -1,0 +1,82 @@
+//! The `barman` command line: Barman 3.20.1's global options and the subcommands this
+//! toolkit implements, with Barman's names and aliases.
+
+use clap::{Arg, ArgAction, Command};
+
+fn server_arg() -> Arg {
+    Arg::new("SERVER_NAME").required(true).help("the server name")
+}
+
+fn flag(name: &'static str) -> Arg {
+    Arg::new(name).long(name).action(ArgAction::SetTrue)
+}
+
+/// The clap definition (also used to generate the man page).
+pub fn command() -> Command {
+    Command::new("barman")
+        .version(concat!(env!("CARGO_PKG_VERSION"), " (Barman 3.20.1 compatible)"))
+        .about("Backup and recovery manager for PostgreSQL: the catalogue CLI on the backup host")
+        .after_help("Exit status: 0 success; 1 failure (an ERROR line); 3 invalid WAL name for get-wal; 2 usage error.")
+        .subcommand_required(true)
+        .arg(Arg::new("config").short('c').long("config").global(true).help("configuration file"))
+        .arg(flag("quiet").short('q').global(true).help("be quiet"))
+        .arg(flag("debug").short('d').global(true).help("debug output"))
+        .arg(
+            Arg::new("format")
+                .short('f')
+                .long("format")
+                .global(true)
+                .value_parser(["console", "json"])
+                .default_value("console")
+                .help("output format"),
+        )
+        .arg(Arg::new("log-level").long("log-level").global(true).help("log level"))
+        .arg(Arg::new("color").long("color").visible_alias("colour").global(true).help("never, always or auto"))
+        .subcommand(
+            Command::new("put-wal")
+                .about("receive WAL files archived by barman-wal-archive (tar stream on stdin)")
+                .arg(flag("test").short('t').help("test the connection only"))
+                .arg(server_arg()),
+        )
+        .subcommand(
+            Command::new("get-wal")
+                .about("send an archived WAL file to stdout or a directory")
+                .arg(
+                    Arg::new("output-directory")
+                        .short('o')
+                        .long("output-directory")
+                        .help("write DIR/<WAL> instead of stdout"),
+                )
+                .arg(flag("partial").short('P').help("also look for .partial files"))
+                .arg(flag("gzip").short('z').visible_short_alias('x').help("gzip the output"))
+                .arg(flag("bzip2").short('j').help("bzip2 the output"))
+                .arg(flag("keep-compression").help("send the stored (compressed) bytes"))
+                .arg(
+                    Arg::new("peek")
+                        .short('p')
+                        .long("peek")
+                        .value_parser(clap::value_parser!(usize))
+                        .help("list up to N available WAL names"),
+                )
+                .arg(flag("test").short('t').help("test the connection only"))
+                .arg(server_arg())
+                .arg(Arg::new("WAL_NAME").required(true).help("the WAL file name")),
+        )
+        .subcommand(
+            Command::new("archive-wal")
+                .about("move incoming and streamed WAL files into the archive")
+                .arg(server_arg()),
+        )
+        .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))
+}
+
+/// Splits one-word `"--config /path"` arguments, which arrive that way when a client quotes
+/// the whole option for the remote shell.
+pub fn normalise_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .flat_map(|a| match a.strip_prefix("--config ") {
+            Some(path) => vec!["--config".to_owned(), path.trim().to_owned()],
+            None => vec![a],
+        })
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! `barman archive-wal SERVER` (also run by `barman cron`): moves WAL files from
+//! `streaming/` and `incoming/` into `wals/`, compressed as configured, and records them in
+//! xlog.db.
+//!
+//! Per file, under the blocking xlog.db lock: validate (name, and for segments the page
+//! header: system identifier, segment size, page address, length), compare with an
+//! already-archived copy (identical → drop the source, different → `errors/…duplicate`),
+//! compress into a temp file in the hash directory, publish it with a no-replace rename and
+//! fsync, append the xlog.db line (fsync), and only then unlink the source. A crash at any
+//! point leaves the file either still queued or archived and indexed; an archived file
+//! missing from xlog.db (crash between the two) is indexed when it is seen again.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use barman_common::catalogue::{ErrorsKind, LockKind, ServerLock, XlogDb, XlogDbEntry};
+use barman_common::compress::{self, Codec};
+use barman_common::durable::{self, TempFile};
+use barman_common::wal::{validate_segment_header, ExpectedSegment, WalFileKind, WalFileName};
+
+use crate::server::{is_temp, Server};
+use crate::CmdError;
+
+/// What happened to one queued file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored in wals/ and indexed.
+    Archived,
+    /// An identical copy was already archived; the source was dropped.
+    AlreadyArchived,
+    /// Moved to errors/ with this suffix (`duplicate`, `unknown`, `error`).
+    Rejected(&'static str),
+}
+
+/// Archives both queues (streaming first, as Barman); returns one console line per file.
+pub fn run(server: &Server) -> Result<Vec<String>, CmdError> {
+    let mut lines = Vec::new();
+    if server.streaming_archiver {
+        lines.extend(archive_queue(server, &server.layout.streaming, true, server.streaming_batch_size)?);
+    }
+    if server.archiver {
+        lines.extend(archive_queue(server, &server.layout.incoming, false, server.archiver_batch_size)?);
+    }
+    Ok(lines)
+}
+
+/// The files waiting in `dir`, in name order, minus temp files and, for streaming/, the
+/// newest file, which pg_receivewal/barman-receive-wal still needs (its `.partial`, or the
+/// newest complete segment when there is no partial).
+fn queued(dir: &Path, streaming: bool) -> io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file() && !is_temp(p)).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    files.sort();
+    if streaming {
+        let newest_partial = files.iter().rposition(|p| p.extension().is_some_and(|e| e == "partial"));
+        match newest_partial {
+            Some(i) => drop(files.remove(i)),
+            None => drop(files.pop()),
+        }
+    }
+    Ok(files)
+}
+
+fn archive_queue(server: &Server, dir: &Path, streaming: bool, batch: usize) -> Result<Vec<String>, CmdError> {
+    let mut files = queued(dir, streaming)?;
+    if batch > 0 {
+        files.truncate(batch);
+    }
+    let mut lines = Vec::new();
+    if files.is_empty() {
+        return Ok(lines);
+    }
+    let mut db = XlogDb::open(&server.layout)?;
+    for path in files {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let outcome = archive_file(server, &mut db, &path, streaming)?;
+        lines.push(match outcome {
+            Outcome::Archived | Outcome::AlreadyArchived => format!("\t{name}"),
+            Outcome::Rejected(kind) => format!("\t{name} moved to errors/ ({kind})"),
+        });
+    }
+    Ok(lines)
+}
+
+/// Archives one file; see the module doc for the order of operations.
+pub fn archive_file(server: &Server, db: &mut XlogDb, path: &Path, streaming: bool) -> Result<Outcome, CmdError> {
+    let raw_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Ok(name) = raw_name.parse::<WalFileName>() else {
+        reject(server, path, &raw_name, ErrorsKind::Unknown, "is not a WAL file name")?;
+        return Ok(Outcome::Rejected("unknown"));
+    };
+    // Files from streaming/ are plain WAL; incoming/ files may arrive compressed by the client.
+    let stored_codec = if streaming { None } else { compress::detect_file(path)? };
+    if let Err(why) = validate(server, path, &name, stored_codec) {
+        reject(server, path, &raw_name, ErrorsKind::Error, &why)?;
+        return Ok(Outcome::Rejected("error"));
+    }
+    let dest = server.layout.wal_path(&name);
+    if dest.exists() {
+        return settle_existing(server, db, path, &name, &dest);
+    }
+    let md = fs::metadata(path)?;
+    let (size, compression) = store(server, path, &dest, stored_codec, &md)?;
+    record(db, &name, size, &md, compression)?;
+    remove_source(path)?;
+    Ok(Outcome::Archived)
+}
+
+/// Checks a segment's header against the server: page magic, system identifier (from
+/// identity.json once known), page address matching the name, and a whole segment.
+fn validate(server: &Server, path: &Path, name: &WalFileName, codec: Option<Codec>) -> Result<(), String> {
+    if !matches!(name.kind(), WalFileKind::Segment | WalFileKind::Partial) {
+        return Ok(());
+    }
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let mut plain: Box<dyn Read> = match codec {
+        Some(c) => compress::decoder(c, file).map_err(|e| e.to_string())?,
+        None => Box::new(BufReader::new(file)),
+    };
+    let mut head = vec![0u8; 8192];
+    let n = read_full(&mut plain, &mut head).map_err(|e| e.to_string())?;
+    let total =
+        n as u64 + io::copy(&mut plain, &mut io::sink()).map_err(|e| format!("corrupt compressed file: {e}"))?;
+    let expected = ExpectedSegment { name, system_id: server.system_id(), seg_size: None, file_len: Some(total) };
+    validate_segment_header(&head[..n], &expected).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// An archived copy exists: identical content means the source is dropped (and indexed if a
+/// crash lost its xlog.db line); different content goes to errors/ as a duplicate.
+fn settle_existing(
+    server: &Server,
+    db: &mut XlogDb,
+    path: &Path,
+    name: &WalFileName,
+    dest: &Path,
+) -> Result<Outcome, CmdError> {
+    let (ours, _) = compress::read_maybe_compressed(path)?;
+    let (theirs, codec) = compress::read_maybe_compressed(dest)?;
+    if ours != theirs {
+        reject(server, path, name.as_str(), ErrorsKind::Duplicate, "differs from the archived copy")?;
+        return Ok(Outcome::Rejected("duplicate"));
+    }
+    if !db.entries()?.iter().any(|(_, e)| e.name == *name) {
+        let md = fs::metadata(dest)?;
+        record(db, name, md.len(), &md, codec.map(|c| c.name().to_owned()))?;
+    }
+    remove_source(path)?;
+    Ok(Outcome::AlreadyArchived)
+}
+
+/// Writes the stored form into the hash directory: compressed with the server's compression
+/// unless the file already is compressed, mode and mtime copied from the source. Returns the
+/// stored size and the compression name for xlog.db.
+fn store(
+    server: &Server,
+    src: &Path,
+    dest: &Path,
+    codec: Option<Codec>,
+    md: &fs::Metadata,
+) -> Result<(u64, Option<String>), CmdError> {
+    durable::create_dir_all(dest.parent().expect("wal paths have a parent"))?;
+    let mut tmp = TempFile::create(dest, md.mode() & 0o777)?;
+    let mut input = BufReader::with_capacity(1 << 20, File::open(src)?);
+    let compression = match (codec, &server.compression) {
+        (Some(c), _) => {
+            io::copy(&mut input, &mut tmp)?;
+            Some(c.name().to_owned())
+        }
+        (None, Some((label, c))) => {
+            compress::compress(*c, server.level, input, &mut tmp)?;
+            Some(label.clone())
+        }
+        (None, None) => {
+            io::copy(&mut input, &mut tmp)?;
+            None
+        }
+    };
+    let size = tmp.file().metadata()?.len();
+    let mtime = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
+    let _ = nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(tmp.file()), &mtime, &mtime);
+    tmp.publish_new()?;
+    Ok((size, compression))
+}
+
+fn record(
+    db: &mut XlogDb,
+    name: &WalFileName,
+    size: u64,
+    md: &fs::Metadata,
+    compression: Option<String>,
+) -> Result<(), CmdError> {
+    let time = md.mtime() as f64 + f64::from(md.mtime_nsec() as u32) / 1e9;
+    let entry = XlogDbEntry { name: name.clone(), size, time, compression, encryption: None };
+    db.append(&[entry])?;
+    Ok(())
+}
+
+fn remove_source(path: &Path) -> io::Result<()> {
+    fs::remove_file(path)?;
+    durable::fsync_dir(path.parent().expect("queued files have a parent"))
+}
+
+/// Moves a refused file to `errors/<name>.<stamp>.<kind>` and logs why.
+fn reject(server: &Server, path: &Path, name: &str, kind: ErrorsKind, why: &str) -> Result<(), CmdError> {
+    durable::create_dir_all(&server.layout.errors)?;
+    let dest = server.errors_path(name, kind);
+    fs::rename(path, &dest)?;
+    durable::fsync_dir(&server.layout.errors)?;
+    durable::fsync_dir(path.parent().expect("queued files have a parent"))?;
+    eprintln!("ERROR: {name}: {why}; moved to {} (server '{}')", dest.display(), server.name);
+    Ok(())
+}
+
+/// Takes `.<srv>-archive-wal.lock`.
+pub fn lock(server: &Server) -> Result<ServerLock, CmdError> {
+    server.try_lock(&LockKind::ArchiveWal, "archive-wal")
+}

@@ -1,0 +1,132 @@
+//! `barman get-wal SERVER WAL`: the backup-host side of `barman-wal-restore` and of local
+//! `restore_command`s. Sends one archived WAL file (decompressed unless asked otherwise) to
+//! stdout or into a directory, or lists the next available names with `--peek`.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use barman_common::compress::{self, Codec, Level};
+use barman_common::wal::WalFileName;
+
+use crate::server::Server;
+use crate::CmdError;
+
+/// Options of one get-wal call.
+#[derive(Debug, Clone, Default)]
+pub struct GetWal {
+    /// The requested name.
+    pub wal: String,
+    /// `-o`: write `DIR/<WAL>` instead of stdout.
+    pub output_dir: Option<PathBuf>,
+    /// `-P`: also serve `.partial` files from streaming.
+    pub partial: bool,
+    /// `-z`/`-j`: recompress the output.
+    pub recompress: Option<Codec>,
+    /// `--keep-compression`: send the stored bytes.
+    pub keep_compression: bool,
+    /// `-p N`: list up to N available names instead.
+    pub peek: Option<usize>,
+}
+
+/// Runs get-wal. Returns info lines for the console.
+pub fn run(server: &Server, opts: &GetWal) -> Result<Vec<String>, CmdError> {
+    let name: WalFileName =
+        opts.wal.parse().map_err(|_| CmdError::Code(format!("'{}' is not a valid wal file name", opts.wal), 3))?;
+    if opts.recompress.is_some() && opts.keep_compression {
+        return Err(CmdError::Error("--keep-compression cannot be used with -z/-j".into()));
+    }
+    if let Some(n) = opts.peek {
+        let mut out = io::stdout().lock();
+        for found in peek(server, &name, n) {
+            writeln!(out, "{found}")?;
+        }
+        return Ok(Vec::new());
+    }
+    let Some(path) = locate(server, &name, opts.partial) else {
+        return Err(server.err(format!("WAL file '{name}' not found")));
+    };
+    match &opts.output_dir {
+        None => send(&path, opts, &mut BufWriter::with_capacity(1 << 20, io::stdout().lock())).map(|()| Vec::new()),
+        Some(dir) => send_to_dir(server, &path, &name, dir, opts),
+    }
+}
+
+fn send_to_dir(
+    server: &Server,
+    path: &Path,
+    name: &WalFileName,
+    dir: &Path,
+    opts: &GetWal,
+) -> Result<Vec<String>, CmdError> {
+    let dest = dir.join(name.as_str());
+    let file =
+        File::create(&dest).map_err(|e| CmdError::Code(format!("Unable to open '{}' file: {e}", dest.display()), 3))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    send(path, opts, &mut out)?;
+    out.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
+    Ok(vec![format!("Sending WAL '{name}' for server '{}' into '{}' file", server.name, dest.display())])
+}
+
+/// Copies the stored file to `out`: raw for partials and `--keep-compression`, otherwise
+/// decompressed (format sniffed from the magic), then recompressed if asked.
+fn send(path: &Path, opts: &GetWal, out: &mut impl Write) -> Result<(), CmdError> {
+    let raw = path.extension().is_some_and(|e| e == "partial") || opts.keep_compression;
+    let file = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let stored = if raw { None } else { compress::detect_file(path)? };
+    let mut plain: Box<dyn Read> = match stored {
+        Some(codec) => compress::decoder(codec, file)?,
+        None => Box::new(file),
+    };
+    match opts.recompress.filter(|_| !raw) {
+        Some(codec) => {
+            compress::compress(codec, Level::Medium, plain, &mut *out)?;
+        }
+        None => {
+            io::copy(&mut plain, out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Where `name` is found, in Barman's lookup order; `--partial` adds the `.partial`
+/// variants. The archive is checked again last, for a file the archiver just moved.
+pub fn locate(server: &Server, name: &WalFileName, partial: bool) -> Option<PathBuf> {
+    let archived = server.layout.wal_path(name);
+    let mut places =
+        vec![archived.clone(), server.layout.incoming.join(name.as_str()), server.layout.streaming.join(name.as_str())];
+    if partial {
+        let p = format!("{name}.partial");
+        places.push(server.layout.streaming.join(&p));
+        places.push(server.layout.streaming.join(name.as_str()));
+        places.push(archived.with_file_name(&p));
+        places.push(server.layout.incoming.join(&p));
+    }
+    places.push(archived);
+    places.into_iter().find(|p| p.is_file())
+}
+
+/// Up to `n` available names starting at `first`. The segment size is unknown here, so names
+/// advance by one; at a gap whose low part is a power of two (the end of an xlogid for that
+/// size) the next xlogid is tried once.
+pub fn peek(server: &Server, first: &WalFileName, n: usize) -> Vec<String> {
+    if !first.is_segment() {
+        return locate(server, first, false).map(|_| first.to_string()).into_iter().take(n).collect();
+    }
+    let tli = first.timeline().get();
+    let (mut log, mut seg) = first.log_and_seg();
+    let (mut out, mut jumped) = (Vec::new(), false);
+    while out.len() < n {
+        let name: WalFileName = format!("{tli:08X}{log:08X}{seg:08X}").parse().expect("built from valid parts");
+        if locate(server, &name, false).is_some() {
+            out.push(name.to_string());
+            (seg, jumped) = (seg.wrapping_add(1), false);
+        } else if seg.is_power_of_two() && !jumped && !out.is_empty() {
+            (log, seg, jumped) = (log + 1, 0, true);
+        } else {
+            break;
+        }
+    }
+    out
+}

@@ -1,0 +1,74 @@
+//! One module per subcommand; the functions here adapt parsed arguments to them.
+
+pub mod archive_wal;
+pub mod cron;
+pub mod get_wal;
+pub mod put_wal;
+
+use std::io;
+
+use barman_common::compress::Codec;
+use clap::ArgMatches;
+
+use crate::context::Context;
+use crate::output::Output;
+use crate::CmdError;
+
+/// `put-wal [--test] SERVER`.
+pub fn put_wal_cmd(ctx: &Context, name: &str, test: bool, out: &mut Output) -> Result<(), CmdError> {
+    let server = ctx.server(name)?;
+    if !server.active {
+        return Err(CmdError::Error(format!("Inactive server: {name}")));
+    }
+    if test {
+        out.info(format!("Ready to accept WAL files for the server {name}"));
+        return Ok(());
+    }
+    for line in put_wal::run(&server, io::stdin().lock())? {
+        out.info(line);
+    }
+    Ok(())
+}
+
+/// `get-wal [...] SERVER WAL`.
+pub fn get_wal_cmd(ctx: &Context, name: &str, m: &ArgMatches, out: &mut Output) -> Result<(), CmdError> {
+    let server = ctx.server(name)?;
+    if m.get_flag("test") {
+        out.info(format!("Ready to retrieve WAL files from the server {name}"));
+        return Ok(());
+    }
+    let recompress = if m.get_flag("gzip") {
+        Some(Codec::Gzip)
+    } else if m.get_flag("bzip2") {
+        Some(Codec::Bzip2)
+    } else {
+        None
+    };
+    let opts = get_wal::GetWal {
+        wal: m.get_one::<String>("WAL_NAME").cloned().unwrap_or_default(),
+        output_dir: m.get_one::<String>("output-directory").map(Into::into),
+        partial: m.get_flag("partial"),
+        recompress,
+        keep_compression: m.get_flag("keep-compression"),
+        peek: m.get_one::<usize>("peek").copied(),
+    };
+    for line in get_wal::run(&server, &opts)? {
+        out.info(line);
+    }
+    Ok(())
+}
+
+/// `archive-wal SERVER`.
+pub fn archive_wal_cmd(ctx: &Context, name: &str, out: &mut Output) -> Result<(), CmdError> {
+    let server = ctx.server(name)?;
+    let lock = archive_wal::lock(&server)?;
+    let lines = archive_wal::run(&server)?;
+    drop(lock);
+    if !lines.is_empty() {
+        out.info(format!("Processing xlog segments from file archival for {name}"));
+    }
+    for line in lines {
+        out.info(line);
+    }
+    Ok(())
+}

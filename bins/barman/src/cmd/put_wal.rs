@@ -1,0 +1,187 @@
+//! `barman put-wal SERVER`: the backup-host side of `barman-wal-archive`.
+//!
+//! Reads a tar stream on stdin, writes each WAL member to a dot-temp file in `incoming/`
+//! while hashing it, and commits nothing until the whole stream was read and every member's
+//! checksum matched. Each commit is a no-replace rename plus fsync of file and directory, so
+//! exit 0 means every file is durable. Member names must be WAL file names: anything else
+//! (`../x`, absolute paths, `passwd`) is refused before a byte is written.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use barman_common::catalogue::ErrorsKind;
+use barman_common::durable::{self, TempFile};
+use barman_common::wal::WalFileName;
+use barman_common::wire::{parse_sums, Hasher, SumAlgo};
+
+use crate::server::Server;
+use crate::CmdError;
+
+/// A member read from the stream, waiting for commit.
+struct Received {
+    name: WalFileName,
+    tmp: TempFile,
+    digest: HashMap<SumAlgo, String>,
+    mtime: u64,
+}
+
+/// Runs put-wal on `input`; messages for stdout are returned (duplicate notices).
+pub fn run(server: &Server, input: impl Read) -> Result<Vec<String>, CmdError> {
+    durable::create_dir_all(&server.layout.incoming)?;
+    let (files, sums) = receive(server, input)?;
+    verify(server, &files, sums.as_ref())?;
+    let mut notes = Vec::new();
+    for file in files {
+        commit(server, file, &mut notes)?;
+    }
+    Ok(notes)
+}
+
+type Sums = (SumAlgo, HashMap<String, String>);
+
+fn receive(server: &Server, input: impl Read) -> Result<(Vec<Received>, Option<Sums>), CmdError> {
+    let mut archive = tar::Archive::new(input);
+    let (mut files, mut sums) = (Vec::new(), None);
+    for entry in archive.entries().map_err(stream_err)? {
+        let mut entry = entry.map_err(stream_err)?;
+        let raw = entry.path().map_err(stream_err)?.to_string_lossy().into_owned();
+        let name = raw.strip_prefix("./").unwrap_or(&raw).to_owned();
+        if !entry.header().entry_type().is_file() {
+            return Err(server.err(format!(
+                "Unsupported file type '{:?}' for file '{name}' in put-wal",
+                entry.header().entry_type()
+            )));
+        }
+        if let Some(algo) = SumAlgo::from_member_name(&name) {
+            sums = Some((algo, read_sums(server, &mut entry)?));
+            continue;
+        }
+        let wal = match name.parse::<WalFileName>() {
+            Ok(w) if !name.contains('/') => w,
+            _ => return Err(server.err(format!("Unsupported filename '{name}' in put-wal"))),
+        };
+        let mtime = entry.header().mtime().unwrap_or(0);
+        files.push(receive_member(server, wal, mtime, &mut entry)?);
+    }
+    Ok((files, sums))
+}
+
+fn read_sums(server: &Server, entry: &mut impl Read) -> Result<HashMap<String, String>, CmdError> {
+    let mut body = String::new();
+    entry.read_to_string(&mut body).map_err(stream_err)?;
+    let (sums, bad) = parse_sums(&body);
+    for line in bad {
+        eprintln!("WARNING: Bad checksum line '{line}' in put-wal for server '{}'", server.name);
+    }
+    Ok(sums.into_iter().collect())
+}
+
+/// Copies one member into a temp file in incoming/, hashing with both algorithms (the sums
+/// member may come after the data, so the algorithm is not known yet).
+fn receive_member(server: &Server, name: WalFileName, mtime: u64, entry: &mut impl Read) -> Result<Received, CmdError> {
+    let mut tmp = TempFile::create(&server.layout.incoming.join(name.as_str()), 0o600)?;
+    let mut hashers = [SumAlgo::Sha256.hasher(), SumAlgo::Md5.hasher()];
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = entry.read(&mut buf).map_err(stream_err)?;
+        if n == 0 {
+            break;
+        }
+        for h in &mut hashers {
+            h.update(&buf[..n]);
+        }
+        tmp.write_all(&buf[..n])?;
+    }
+    let [sha, md5] = hashers;
+    let digest = HashMap::from([(SumAlgo::Sha256, Hasher::hex(sha)), (SumAlgo::Md5, Hasher::hex(md5))]);
+    Ok(Received { name, tmp, digest, mtime })
+}
+
+fn verify(server: &Server, files: &[Received], sums: Option<&Sums>) -> Result<(), CmdError> {
+    let empty = (SumAlgo::Sha256, HashMap::new());
+    let (algo, sums) = sums.unwrap_or(&empty);
+    for name in sums.keys() {
+        if !files.iter().any(|f| f.name.as_str() == name) {
+            return Err(server.err(format!("Checksum without corresponding file '{name}' in put-wal")));
+        }
+    }
+    for f in files {
+        let got = &f.digest[algo];
+        match sums.get(f.name.as_str()) {
+            None => return Err(server.err(format!("Missing checksum for file '{}' in put-wal", f.name))),
+            Some(want) if want != got => {
+                return Err(server
+                    .err(format!("Bad file checksum '{got}' (should be {want}) for file '{}' in put-wal", f.name)))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Publishes one verified file into incoming/. An identical file already there is success;
+/// a different one sends the new copy to errors/ as `.duplicate` (exit stays 0, as Barman,
+/// so that Postgres does not pile up WAL). A file appearing between the check and the
+/// no-replace rename makes the rename fail: exit 1, and Postgres retries.
+fn commit(server: &Server, mut file: Received, notes: &mut Vec<String>) -> Result<(), CmdError> {
+    let dest = server.layout.incoming.join(file.name.as_str());
+    let sha = file.digest[&SumAlgo::Sha256].clone();
+    set_mtime(file.tmp.temp_path(), file.mtime);
+    if dest.exists() {
+        if sha256_file(&dest)? == sha {
+            return Ok(());
+        }
+        let errors = server.errors_path(file.name.as_str(), ErrorsKind::Duplicate);
+        durable::create_dir_all(&server.layout.errors)?;
+        file.tmp.retarget(&errors);
+        file.tmp.publish_new()?;
+        notes.push(format!(
+            "\tError: Duplicate Files Detected with Mismatched Checksums for file '{}' in server '{}': kept as {}",
+            file.name,
+            server.name,
+            errors.display()
+        ));
+        return Ok(());
+    }
+    file.tmp.publish_new()?;
+    eprintln!(
+        "INFO: Received file '{}' with checksum '{sha}' by put-wal for server '{}'{}",
+        file.name,
+        server.name,
+        ssh_host()
+    );
+    Ok(())
+}
+
+fn set_mtime(path: &Path, mtime: u64) {
+    let t = nix::sys::time::TimeSpec::new(i64::try_from(mtime).unwrap_or(0), 0);
+    let _ = nix::sys::stat::utimensat(None, path, &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink);
+}
+
+fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut h = SumAlgo::Sha256.hasher();
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.hex());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// ` (SSH host: <ip>)` from `$SSH_CONNECTION`, as Barman suffixes its log lines.
+fn ssh_host() -> String {
+    std::env::var("SSH_CONNECTION")
+        .ok()
+        .and_then(|v| v.split_whitespace().next().map(|h| format!(" (SSH host: {h})")))
+        .unwrap_or_default()
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as map_err(stream_err)
+fn stream_err(e: io::Error) -> CmdError {
+    CmdError::Exception(format!("put-wal stream: {e}"))
+}

@@ -1,0 +1,78 @@
+//! `barman`: the catalogue CLI on the backup host, compatible with Barman 3.20.1's command
+//! lines, outputs and exit codes. Each subcommand lives in its own module under [`cmd`] with a
+//! `run` function; this file only dispatches and maps errors to exit codes.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod cmd;
+pub mod context;
+pub mod output;
+pub mod server;
+
+use clap::ArgMatches;
+
+use crate::context::Context;
+use crate::output::Output;
+
+/// A failed command, with the exit code Barman gives it.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    /// An `ERROR:` line, exit 1.
+    #[error("{0}")]
+    Error(String),
+    /// An `ERROR:` line with a specific exit code (get-wal uses 3).
+    #[error("{0}")]
+    Code(String, i32),
+    /// An unexpected failure: `EXCEPTION:` and exit 1.
+    #[error("{0}")]
+    Exception(String),
+}
+
+impl From<std::io::Error> for CmdError {
+    fn from(e: std::io::Error) -> Self {
+        CmdError::Exception(e.to_string())
+    }
+}
+
+impl From<barman_common::catalogue::CatalogueError> for CmdError {
+    fn from(e: barman_common::catalogue::CatalogueError) -> Self {
+        CmdError::Exception(e.to_string())
+    }
+}
+
+/// Runs the parsed command line; returns the exit status.
+pub fn run(m: &ArgMatches) -> i32 {
+    let json = m.get_one::<String>("format").is_some_and(|f| f == "json");
+    let mut out = Output::new(json, m.get_flag("quiet"));
+    let result = Context::load(m.get_one::<String>("config").map(String::as_str), &mut out)
+        .and_then(|ctx| dispatch(&ctx, m, &mut out));
+    let code = match result {
+        Ok(()) => 0,
+        Err(CmdError::Error(msg)) => {
+            out.error(msg);
+            1
+        }
+        Err(CmdError::Code(msg, code)) => {
+            out.error(msg);
+            code
+        }
+        Err(CmdError::Exception(msg)) => {
+            out.exception(msg);
+            1
+        }
+    };
+    out.close();
+    code
+}
+
+fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdError> {
+    let (name, sub) = m.subcommand().expect("clap enforces a subcommand");
+    let server_name = || sub.get_one::<String>("SERVER_NAME").cloned().unwrap_or_default();
+    match name {
+        "put-wal" => cmd::put_wal_cmd(ctx, &server_name(), sub.get_flag("test"), out),
+        "get-wal" => cmd::get_wal_cmd(ctx, &server_name(), sub, out),
+        "archive-wal" => cmd::archive_wal_cmd(ctx, &server_name(), out),
+        "cron" => cmd::cron::run(ctx, out),
+        other => Err(CmdError::Error(format!("unsupported command '{other}'"))),
+    }
+}

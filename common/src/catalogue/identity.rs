@@ -1,0 +1,154 @@
+//! identity.json (spec §2): the cluster a server's catalogue belongs to, written once at
+//! the first backup and compared by the `systemid coherence` check.
+//!
+//! Written like Barman's `json.dump(..., indent=4, sort_keys=True)` plus a newline:
+//! four-space indent, sorted keys, ASCII-only escapes.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::fsio::{io_err, read_optional, write_atomic};
+use super::{CatalogueError, ServerLayout};
+
+/// The content of identity.json.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Database system identifier, decimal text (`"7710726391820181241"`).
+    pub systemid: String,
+    /// Major version as text: `"15"`, or `"9.6"` for releases before 10.
+    pub version: String,
+}
+
+impl Identity {
+    /// An identity from the system id and `server_version_num` (`150018` gives `"15"`,
+    /// `90624` gives `"9.6"`).
+    pub fn new(systemid: u64, server_version_num: u32) -> Identity {
+        Identity { systemid: systemid.to_string(), version: major_version(server_version_num) }
+    }
+
+    /// The file content, byte-identical to Barman's.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\n    \"systemid\": {},\n    \"version\": {}\n}}\n",
+            json_ascii(&self.systemid),
+            json_ascii(&self.version)
+        )
+    }
+
+    /// Parses identity.json. Extra keys are ignored; `systemid` may also be a JSON number.
+    pub fn parse(text: &str, path: &Path) -> Result<Identity, CatalogueError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|source| CatalogueError::Json { path: path.to_path_buf(), source })?;
+        let field = |key: &str| match value.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let missing = |key: &str| CatalogueError::InvalidValue {
+            path: path.to_path_buf(),
+            key: key.to_owned(),
+            value: text.trim().to_owned(),
+            reason: format!("no \"{key}\" string"),
+        };
+        Ok(Identity {
+            systemid: field("systemid").ok_or_else(|| missing("systemid"))?,
+            version: field("version").ok_or_else(|| missing("version"))?,
+        })
+    }
+
+    /// Reads `<backup_directory>/identity.json`; `None` if there is none (passive nodes,
+    /// servers never backed up).
+    pub fn read(layout: &ServerLayout) -> Result<Option<Identity>, CatalogueError> {
+        let path = layout.identity_path();
+        let Some(bytes) = read_optional(&path)? else { return Ok(None) };
+        let text = String::from_utf8(bytes)
+            .map_err(|e| io_err(&path)(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        Identity::parse(&text, &path).map(Some)
+    }
+
+    /// Writes identity.json durably (Barman never rewrites it; see
+    /// [`Identity::write_if_missing`]).
+    pub fn write(&self, layout: &ServerLayout) -> Result<(), CatalogueError> {
+        write_atomic(&layout.identity_path(), self.to_json().as_bytes())
+    }
+
+    /// Writes identity.json unless it exists, as `barman backup` does; true if written.
+    pub fn write_if_missing(&self, layout: &ServerLayout) -> Result<bool, CatalogueError> {
+        if layout.identity_path().exists() {
+            return Ok(false);
+        }
+        self.write(layout).map(|()| true)
+    }
+}
+
+/// Barman's major version text for a `server_version_num`.
+pub fn major_version(server_version_num: u32) -> String {
+    let major = server_version_num / 10000;
+    if major < 10 {
+        format!("{major}.{}", server_version_num / 100 % 100)
+    } else {
+        major.to_string()
+    }
+}
+
+/// A JSON string with Python's `ensure_ascii=True` escaping.
+fn json_ascii(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(out, "\\u{unit:04x}").expect("writing to a String");
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REAL: &str = include_str!("../../tests/fixtures/barman-3.20.1/identity.json");
+
+    #[test]
+    fn real_file_round_trips() {
+        let id = Identity::parse(REAL, Path::new("identity.json")).expect("parse");
+        assert_eq!(id, Identity { systemid: "7710748660495381380".into(), version: "15".into() });
+        assert_eq!(id.to_json(), REAL);
+        assert_eq!(Identity::new(7_710_748_660_495_381_380, 150_018), id);
+    }
+
+    #[test]
+    fn old_versions_and_escapes() {
+        assert_eq!(major_version(90624), "9.6");
+        assert_eq!(major_version(100_023), "10");
+        assert_eq!(json_ascii("a\"\u{e9}\u{1f600}"), "\"a\\\"\\u00e9\\ud83d\\ude00\"");
+    }
+
+    #[test]
+    fn write_once() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let layout = ServerLayout::default_for(home.path(), "pg");
+        layout.ensure_dirs().expect("dirs");
+        assert_eq!(Identity::read(&layout).expect("read"), None);
+        let id = Identity::new(1, 150_000);
+        assert!(id.write_if_missing(&layout).expect("write"));
+        assert!(!Identity::new(2, 150_000).write_if_missing(&layout).expect("kept"));
+        assert_eq!(Identity::read(&layout).expect("read"), Some(id));
+        assert!(Identity::parse("{\"version\": \"15\"}", Path::new("x")).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Provision this machine for the integration tests (idempotent; run as root).
+#
+# What the tests need, and why:
+#   - PostgreSQL 15 server and client binaries (/usr/lib/postgresql/15/bin), run as `postgres`.
+#   - sshd/ssh, rsync: the harness starts a private sshd on 127.0.0.1.
+#   - The `barman` OS user (home /var/lib/barman) that owns real and our catalogues.
+#   - Real Barman 3.20.1 in /opt/barman-venv (the compatibility oracle), usable by every user:
+#     Postgres's archive_command runs Barman's clients as `postgres`.
+#   - Accounts that sshd (UsePAM no) accepts for key logins: a shadow field of "!" means
+#     "locked" to OpenSSH, "*" means "no password" and still allows public keys.
+#   - Every directory the tests reach (this checkout, target/debug) traversable by
+#     `postgres` and `barman`.
+set -euo pipefail
+
+BARMAN_VERSION=3.20.1
+VENV=${BARMAN_VENV:-/opt/barman-venv}
+PYTHON_COPY=/opt/barman-python
+PG_BIN=/usr/lib/postgresql/15/bin
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and creates users)"
+
+install_packages() {
+    local wanted=(postgresql-client-15 openssh-server openssh-client rsync pgbackrest pigz zstd
+        lz4 xz-utils bzip2 iproute2 hyperfine patchelf gcc libpq-dev)
+    [ -x "$PG_BIN/postgres" ] || wanted+=(postgresql-15)
+    local missing=() p
+    for p in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' \
+            || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "packages already installed"
+        return
+    fi
+    say "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# OpenSSH without PAM refuses accounts whose password field starts with "!" (locked).
+unlock_for_keys() {
+    local user=$1 field
+    field=$(getent shadow "$user" | cut -d: -f2)
+    if [[ "$field" =~ ^!+\*?$ ]]; then
+        usermod -p '*' "$user"
+        say "allowed key logins for $user (shadow '!' -> '*')"
+    fi
+}
+
+create_users() {
+    if ! id barman >/dev/null 2>&1; then
+        useradd --system --user-group --home-dir /var/lib/barman --create-home \
+            --shell /bin/bash barman
+        say "created user barman"
+    fi
+    mkdir -p /var/lib/barman
+    chown barman:barman /var/lib/barman
+    id postgres >/dev/null 2>&1 || die "user postgres missing (postgresql-15 creates it)"
+    local u
+    for u in barman postgres root; do unlock_for_keys "$u"; done
+    mkdir -p /run/sshd
+}
+
+# Is this interpreter (>= 3.12) usable by a non-root user?
+python_ok_for_others() {
+    local py=$1
+    runuser -u nobody -- "$py" -c \
+        'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1
+}
+
+# A pyenv build has RUNPATH=/root/.pyenv/...: point it at the copy so other users can load it.
+relocate_rpaths() {
+    local f rp rel
+    while IFS= read -r -d '' f; do
+        rp=$(readelf -d "$f" 2>/dev/null | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p;s/.*(RPATH).*\[\(.*\)\]/\1/p')
+        case "$rp" in
+            /root/*)
+                rel=$(realpath --relative-to="$(dirname "$f")" "$PYTHON_COPY/lib")
+                patchelf --set-rpath "\$ORIGIN/$rel" "$f"
+                ;;
+        esac
+    done < <(find "$PYTHON_COPY/bin" "$PYTHON_COPY/lib" -type f \( -name 'python3*' -o -name '*.so*' \) -print0)
+}
+
+# Prints the path of a Python >= 3.12 that every user can run.
+provision_python() {
+    local py
+    if py=$(command -v python3.12 2>/dev/null); then
+        py=$("$py" -c 'import sys; print(sys.executable)' 2>/dev/null) || py=""
+        if [ -n "$py" ] && python_ok_for_others "$py"; then
+            echo "$py"
+            return
+        fi
+    fi
+    if [ ! -x "$PYTHON_COPY/bin/python3.12" ]; then
+        local src
+        src=$(ls -d /root/.pyenv/versions/3.12.* 2>/dev/null | sort -V | tail -n 1)
+        [ -n "$src" ] || die "no Python >= 3.12 readable by other users: install python3.12 on PATH or a pyenv 3.12 under /root/.pyenv/versions"
+        say "copying $src to $PYTHON_COPY" >&2
+        cp -a "$src" "$PYTHON_COPY"
+    fi
+    relocate_rpaths
+    chmod -R a+rX "$PYTHON_COPY"
+    python_ok_for_others "$PYTHON_COPY/bin/python3.12" \
+        || die "$PYTHON_COPY/bin/python3.12 does not run as an unprivileged user"
+    echo "$PYTHON_COPY/bin/python3.12"
+}
+
+barman_ok() {
+    runuser -u nobody -- "$VENV/bin/barman" --version 2>/dev/null | grep -q "^$BARMAN_VERSION "
+}
+
+provision_barman() {
+    # A copied interpreter may need its RUNPATH fixed even when the venv already exists.
+    [ -d "$PYTHON_COPY" ] && relocate_rpaths && chmod -R a+rX "$PYTHON_COPY"
+    if barman_ok; then
+        say "Barman $BARMAN_VERSION already in $VENV"
+    else
+        local py
+        py=$(provision_python)
+        say "creating $VENV with $py"
+        "$py" -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet "barman==$BARMAN_VERSION" zstandard lz4 python-snappy
+    fi
+    chmod -R a+rX "$VENV"
+    barman_ok || die "$VENV/bin/barman --version does not print $BARMAN_VERSION for other users"
+}
+
+# postgres and barman run binaries from target/debug: every ancestor needs o+x.
+make_checkout_traversable() {
+    local d
+    d=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    while [ "$d" != "/" ]; do
+        [ -n "$(find "$d" -maxdepth 0 -perm -o+x)" ] || { chmod o+x "$d"; say "chmod o+x $d"; }
+        d=$(dirname "$d")
+    done
+}
+
+install_packages
+create_users
+provision_barman
+make_checkout_traversable
+say "ok"
