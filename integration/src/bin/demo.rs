@@ -110,5 +110,10 @@ fn main() -> Result<()> {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}\n")).collect()
+    text.lines().fold(String::new(), |mut out, l| {
+        out.push_str("    ");
+        out.push_str(l);
+        out.push('\n');
+        out
+    })
 }
