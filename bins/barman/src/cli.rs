@@ -67,6 +67,19 @@ pub fn command() -> Command {
                 .about("move incoming and streamed WAL files into the archive")
                 .arg(server_arg()),
         )
+        .subcommand(
+            Command::new("list-servers")
+                .visible_alias("list-server")
+                .about("list the configured servers")
+                .arg(flag("minimal").help("names only")),
+        )
+        .subcommand(
+            Command::new("list-backups")
+                .visible_alias("list-backup")
+                .about("list the backups of servers")
+                .arg(flag("minimal").help("ids only"))
+                .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
+        )
         .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))
 }
 

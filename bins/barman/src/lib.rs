@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod context;
 pub mod output;
 pub mod server;
+pub mod walinfo;
 
 use clap::ArgMatches;
 
@@ -65,6 +66,10 @@ pub fn run(m: &ArgMatches) -> i32 {
     code
 }
 
+fn servers(m: &ArgMatches) -> Vec<String> {
+    m.get_many::<String>("SERVER_NAME").map(|v| v.cloned().collect()).unwrap_or_default()
+}
+
 fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdError> {
     let (name, sub) = m.subcommand().expect("clap enforces a subcommand");
     let server_name = || sub.get_one::<String>("SERVER_NAME").cloned().unwrap_or_default();
@@ -73,6 +78,8 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
         "get-wal" => cmd::get_wal_cmd(ctx, &server_name(), sub, out),
         "archive-wal" => cmd::archive_wal_cmd(ctx, &server_name(), out),
         "cron" => cmd::cron::run(ctx, out),
+        "list-servers" => cmd::list::list_servers(ctx, sub.get_flag("minimal"), out),
+        "list-backups" => cmd::list::list_backups(ctx, &servers(sub), sub.get_flag("minimal"), out),
         other => Err(CmdError::Error(format!("unsupported command '{other}'"))),
     }
 }

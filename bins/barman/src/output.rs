@@ -43,6 +43,14 @@ impl Output {
         }
     }
 
+    /// A console-only line: a command's rendering of a result it also reports with
+    /// [`Output::result`] (dropped in JSON mode, as Barman's JSON writer does).
+    pub fn line(&mut self, msg: impl Into<String>) {
+        if !self.json && !self.quiet {
+            println!("{}", msg.into());
+        }
+    }
+
     /// A `WARNING:` line (stderr).
     pub fn warning(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
@@ -85,10 +93,65 @@ impl Output {
         }
         let mut all = self.result;
         all.extend(self.messages);
-        let mut sorted: Vec<_> = all.into_iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        let obj: Map<String, Value> = sorted.into_iter().collect();
+        let mut text = String::new();
+        python_json(&Value::Object(all), &mut text);
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", Value::Object(obj));
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
     }
+}
+
+/// Serialises like Python's `json.dump(obj, sort_keys=True)`: keys sorted at every level,
+/// `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`, no trailing newline.
+pub fn python_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_str(k, out);
+                out.push_str(": ");
+                python_json(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => python_str(s, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn python_str(s: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
 }

@@ -137,6 +137,18 @@ pub enum BackupType {
     Snapshot,
 }
 
+impl BackupType {
+    /// Barman's name: `full`, `incremental`, `rsync` or `snapshot`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Full => "full",
+            BackupType::Incremental => "incremental",
+            BackupType::Rsync => "rsync",
+            BackupType::Snapshot => "snapshot",
+        }
+    }
+}
+
 /// One tablespace: the `(name, oid, location)` tuples of the `tablespaces` field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tablespace {

@@ -17,6 +17,7 @@ mod layout;
 mod lock;
 mod pyliteral;
 mod pytime;
+pub mod retention;
 mod xlogdb;
 
 use std::path::PathBuf;

@@ -3,6 +3,7 @@
 pub mod archive_wal;
 pub mod cron;
 pub mod get_wal;
+pub mod list;
 pub mod put_wal;
 
 use std::io;
