@@ -170,10 +170,7 @@ mod tests {
     use super::*;
 
     fn info(days_old: i64, status: BackupStatus, now: DateTime<Utc>) -> BackupInfo {
-        let mut i = BackupInfo::default();
-        i.status = status;
-        i.end_time = Some((now - TimeDelta::days(days_old)).fixed_offset());
-        i
+        BackupInfo { status, end_time: Some((now - TimeDelta::days(days_old)).fixed_offset()), ..BackupInfo::default() }
     }
 
     fn ids(n: usize) -> Vec<BackupId> {
