@@ -80,6 +80,13 @@ pub fn command() -> Command {
                 .arg(flag("minimal").help("ids only"))
                 .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
         )
+        .subcommand(
+            Command::new("show-backup")
+                .visible_alias("show-backups")
+                .about("show the details of a backup")
+                .arg(server_arg())
+                .arg(Arg::new("BACKUP_ID").required(true).help("backup id, name, or latest/oldest/last-failed...")),
+        )
         .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))
 }
 

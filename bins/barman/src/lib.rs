@@ -78,6 +78,10 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
         "get-wal" => cmd::get_wal_cmd(ctx, &server_name(), sub, out),
         "archive-wal" => cmd::archive_wal_cmd(ctx, &server_name(), out),
         "cron" => cmd::cron::run(ctx, out),
+        "show-backup" => {
+            let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
+            cmd::show::show_backup(ctx, &server_name(), &id, out)
+        }
         "list-servers" => cmd::list::list_servers(ctx, sub.get_flag("minimal"), out),
         "list-backups" => cmd::list::list_backups(ctx, &servers(sub), sub.get_flag("minimal"), out),
         other => Err(CmdError::Error(format!("unsupported command '{other}'"))),

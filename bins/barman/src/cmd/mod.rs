@@ -5,6 +5,7 @@ pub mod cron;
 pub mod get_wal;
 pub mod list;
 pub mod put_wal;
+pub mod show;
 
 use std::io;
 
