@@ -27,6 +27,7 @@
 
 pub mod barman;
 pub mod cmd;
+pub mod man;
 pub mod pg;
 pub mod scratch;
 pub mod sshd;

@@ -46,10 +46,25 @@ pub fn run(server: &Server) -> Result<Vec<String>, CmdError> {
     Ok(lines)
 }
 
+/// Removes `.<name>.<pid>.<n>.tmp` files left in a queue by a writer that died (a killed
+/// put-wal): their writer's process is gone, so nobody will ever publish them.
+fn remove_orphan_temps(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for entry in rd.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
+        let pid = inner.rsplitn(3, '.').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The files waiting in `dir`, in name order, minus temp files and, for streaming/, the
 /// newest file, which pg_receivewal/barman-receive-wal still needs (its `.partial`, or the
 /// newest complete segment when there is no partial).
 fn queued(dir: &Path, streaming: bool) -> io::Result<Vec<PathBuf>> {
+    remove_orphan_temps(dir);
     let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file() && !is_temp(p)).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),

@@ -1,0 +1,49 @@
+//! Man pages generated from each tool's clap definition (`cli::command()`), plus an EXIT
+//! STATUS section with the tool's exit codes. `cargo run -p barman-integration --bin gen-man`
+//! writes them into `man/`; a test checks the committed pages are current.
+
+use anyhow::Result;
+
+/// One page: file name and roff text.
+pub struct Page {
+    /// `barman.1`, ...
+    pub file: String,
+    /// The roff source.
+    pub text: String,
+}
+
+const EXIT_STATUS_ARCHIVE: &str = "0\tthe WAL file is durable on the Barman host\n\
+1\tthe remote put-wal failed (checksum, refused file)\n\
+2\tlocal I/O error reading the file or feeding ssh\n\
+3\tbad input, or ssh could not connect (ssh's 255 is mapped to 3 so PostgreSQL keeps retrying)";
+const EXIT_STATUS_RESTORE: &str = "0\tthe WAL file was restored and verified\n\
+1\tthe WAL file is not in the Barman catalogue\n\
+2\tssh could not connect, or the received file failed verification\n\
+3\tbad input: usage, unusable destination, invalid WAL name";
+const EXIT_STATUS_BARMAN: &str = "0\tsuccess\n\
+1\tthe command failed (an ERROR line); get-wal: WAL file not found\n\
+2\tusage error\n\
+3\tget-wal: invalid WAL file name or unusable output directory";
+
+fn page(cmd: clap::Command, exit_status: &str) -> Result<Page> {
+    let name = cmd.get_name().to_owned();
+    let man = clap_mangen::Man::new(cmd);
+    let mut buf = Vec::new();
+    man.render(&mut buf)?;
+    let mut text = String::from_utf8(buf)?;
+    text.push_str(".SH \"EXIT STATUS\"\n");
+    for line in exit_status.lines() {
+        let (code, meaning) = line.split_once('\t').unwrap_or((line, ""));
+        text.push_str(&format!(".TP\n\\fB{code}\\fR\n{meaning}\n"));
+    }
+    Ok(Page { file: format!("{name}.1"), text })
+}
+
+/// Every page.
+pub fn pages() -> Result<Vec<Page>> {
+    Ok(vec![
+        page(barman::cli::command(), EXIT_STATUS_BARMAN)?,
+        page(barman_wal_archive::cli::command(), EXIT_STATUS_ARCHIVE)?,
+        page(barman_wal_restore::cli::command(), EXIT_STATUS_RESTORE)?,
+    ])
+}

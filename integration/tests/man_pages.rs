@@ -1,0 +1,22 @@
+//! The committed man pages are the ones the clap definitions generate, and `man` renders them.
+
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+
+#[test]
+fn committed_man_pages_are_current_and_render() -> Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../man");
+    for page in barman_integration::man::pages()? {
+        let path = dir.join(&page.file);
+        let committed = std::fs::read_to_string(&path).with_context(|| format!("{} missing", path.display()))?;
+        ensure!(committed == page.text, "{} is stale: run `cargo run -p barman-integration --bin gen-man`", page.file);
+        ensure!(page.text.contains(".SH \"EXIT STATUS\""), "{} has no EXIT STATUS", page.file);
+        let out = Command::new("man").arg("-l").arg("-P").arg("cat").arg(&path).env("MANWIDTH", "80").output();
+        if let Ok(out) = out {
+            let text = String::from_utf8_lossy(&out.stdout);
+            ensure!(out.status.success() && text.contains("EXIT STATUS"), "man -l {} failed: {text}", path.display());
+        }
+    }
+    Ok(())
+}
