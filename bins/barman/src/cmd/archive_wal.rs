@@ -53,7 +53,7 @@ fn remove_orphan_temps(dir: &Path) {
     for entry in rd.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
-        let pid = inner.rsplitn(3, '.').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let pid = inner.rsplit('.').nth(1).and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
             let _ = fs::remove_file(entry.path());
         }
