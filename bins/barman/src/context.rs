@@ -22,6 +22,7 @@ impl Context {
     pub fn load(explicit: Option<&str>, out: &mut Output) -> Result<Context, CmdError> {
         let loaded = config::load_default(explicit.map(Path::new), &LoadOptions::default())
             .map_err(|e| CmdError::Error(e.to_string()))?;
+        crate::log::init(loaded.config.global().log_file.clone());
         for w in &loaded.warnings {
             out.warning(w.to_string());
         }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod context;
+pub mod log;
 pub mod output;
 pub mod server;
 pub mod walinfo;

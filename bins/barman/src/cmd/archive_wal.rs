@@ -238,7 +238,9 @@ fn reject(server: &Server, path: &Path, name: &str, kind: ErrorsKind, why: &str)
     fs::rename(path, &dest)?;
     durable::fsync_dir(&server.layout.errors)?;
     durable::fsync_dir(path.parent().expect("queued files have a parent"))?;
-    eprintln!("ERROR: {name}: {why}; moved to {} (server '{}')", dest.display(), server.name);
+    let msg = format!("{name}: {why}; moved to {} (server '{}')", dest.display(), server.name);
+    eprintln!("ERROR: {msg}");
+    crate::log::error("wal_archiver", &msg);
     Ok(())
 }
 

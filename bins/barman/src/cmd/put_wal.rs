@@ -30,8 +30,8 @@ struct Received {
 /// Runs put-wal on `input`; messages for stdout are returned (duplicate notices).
 pub fn run(server: &Server, input: impl Read) -> Result<Vec<String>, CmdError> {
     durable::create_dir_all(&server.layout.incoming)?;
-    let (files, sums) = receive(server, input)?;
-    verify(server, &files, sums.as_ref())?;
+    let (mut files, sums) = receive(server, input)?;
+    verify(server, &mut files, sums.as_ref())?;
     let mut notes = Vec::new();
     for file in files {
         commit(server, file, &mut notes)?;
@@ -78,28 +78,26 @@ fn read_sums(server: &Server, entry: &mut impl Read) -> Result<HashMap<String, S
     Ok(sums.into_iter().collect())
 }
 
-/// Copies one member into a temp file in incoming/, hashing with both algorithms (the sums
-/// member may come after the data, so the algorithm is not known yet).
+/// Copies one member into a temp file in incoming/, hashing it with SHA-256 on the way (the
+/// sums member comes after the data; an old client's MD5SUMS is checked by re-reading the
+/// temp file, which keeps the common path to one hash).
 fn receive_member(server: &Server, name: WalFileName, mtime: u64, entry: &mut impl Read) -> Result<Received, CmdError> {
     let mut tmp = TempFile::create(&server.layout.incoming.join(name.as_str()), 0o600)?;
-    let mut hashers = [SumAlgo::Sha256.hasher(), SumAlgo::Md5.hasher()];
+    let mut sha = SumAlgo::Sha256.hasher();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = entry.read(&mut buf).map_err(stream_err)?;
         if n == 0 {
             break;
         }
-        for h in &mut hashers {
-            h.update(&buf[..n]);
-        }
+        sha.update(&buf[..n]);
         tmp.write_all(&buf[..n])?;
     }
-    let [sha, md5] = hashers;
-    let digest = HashMap::from([(SumAlgo::Sha256, Hasher::hex(sha)), (SumAlgo::Md5, Hasher::hex(md5))]);
+    let digest = HashMap::from([(SumAlgo::Sha256, Hasher::hex(sha))]);
     Ok(Received { name, tmp, digest, mtime })
 }
 
-fn verify(server: &Server, files: &[Received], sums: Option<&Sums>) -> Result<(), CmdError> {
+fn verify(server: &Server, files: &mut [Received], sums: Option<&Sums>) -> Result<(), CmdError> {
     let empty = (SumAlgo::Sha256, HashMap::new());
     let (algo, sums) = sums.unwrap_or(&empty);
     for name in sums.keys() {
@@ -107,7 +105,11 @@ fn verify(server: &Server, files: &[Received], sums: Option<&Sums>) -> Result<()
             return Err(server.err(format!("Checksum without corresponding file '{name}' in put-wal")));
         }
     }
-    for f in files {
+    for f in files.iter_mut() {
+        if !f.digest.contains_key(algo) {
+            let digest = hash_file(f.tmp.temp_path(), *algo)?;
+            f.digest.insert(*algo, digest);
+        }
         let got = &f.digest[algo];
         match sums.get(f.name.as_str()) {
             None => return Err(server.err(format!("Missing checksum for file '{}' in put-wal", f.name))),
@@ -161,7 +163,11 @@ fn set_mtime(path: &Path, mtime: u64) {
 }
 
 fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut h = SumAlgo::Sha256.hasher();
+    hash_file(path, SumAlgo::Sha256)
+}
+
+fn hash_file(path: &Path, algo: SumAlgo) -> io::Result<String> {
+    let mut h = algo.hasher();
     let mut f = File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {

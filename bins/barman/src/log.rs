@@ -1,0 +1,37 @@
+//! Barman's log file: `<time> [<pid>] barman.<module> <LEVEL>: <message>` lines appended to
+//! `log_file`, or written to stderr when no log file is configured (as Barman does).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+static LOG_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Sets the destination once, from the loaded configuration.
+pub fn init(log_file: Option<PathBuf>) {
+    let _ = LOG_FILE.set(log_file);
+}
+
+fn write(level: &str, module: &str, msg: &str) {
+    let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f");
+    let line = format!("{now} [{}] barman.{module} {level}: {msg}\n", std::process::id());
+    match LOG_FILE.get().and_then(Option::as_ref) {
+        Some(path) => {
+            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+        None => eprint!("{line}"),
+    }
+}
+
+/// An INFO line.
+pub fn info(module: &str, msg: &str) {
+    write("INFO", module, msg);
+}
+
+/// An ERROR line.
+pub fn error(module: &str, msg: &str) {
+    write("ERROR", module, msg);
+}
