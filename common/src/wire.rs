@@ -115,18 +115,29 @@ pub struct MemberMeta {
 
 /// Writes one regular-file member: header, `data`, padding to 512 bytes.
 pub fn write_member<W: Write>(out: &mut W, name: &str, meta: MemberMeta, data: &[u8]) -> io::Result<()> {
+    write_member_header(out, name, meta, data.len() as u64)?;
+    out.write_all(data)?;
+    write_padding(out, data.len() as u64)
+}
+
+/// Writes the header of a regular-file member of `size` bytes; the caller then writes exactly
+/// `size` bytes and [`write_padding`].
+pub fn write_member_header<W: Write>(out: &mut W, name: &str, meta: MemberMeta, size: u64) -> io::Result<()> {
     let mut header = tar::Header::new_ustar();
     header.set_path(name)?;
-    header.set_size(data.len() as u64);
+    header.set_size(size);
     header.set_mode(meta.mode);
     header.set_uid(meta.uid);
     header.set_gid(meta.gid);
     header.set_mtime(meta.mtime);
     header.set_entry_type(tar::EntryType::Regular);
     header.set_cksum();
-    out.write_all(header.as_bytes())?;
-    out.write_all(data)?;
-    let pad = (512 - data.len() % 512) % 512;
+    out.write_all(header.as_bytes())
+}
+
+/// Pads a member of `size` bytes to the 512-byte block boundary.
+pub fn write_padding<W: Write>(out: &mut W, size: u64) -> io::Result<()> {
+    let pad = ((512 - size % 512) % 512) as usize;
     out.write_all(&[0u8; 512][..pad])
 }
 

@@ -3,14 +3,14 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use barman_common::compress;
 use barman_common::remote::{shell_quote, SshTarget, SSH_CONNECTION_FAILED};
-use barman_common::wire::{write_member, MemberMeta, SumAlgo};
+use barman_common::wire::{write_member, write_member_header, write_padding, MemberMeta, SumAlgo};
 
 use crate::{Options, ToolError};
 
@@ -92,15 +92,32 @@ fn write_file(opts: &Options, algo: SumAlgo, path: &Path, out: &mut impl Write) 
         gid: u64::from(md.gid()),
         mtime: md.mtime().max(0) as u64,
     };
-    let mut data = Vec::with_capacity(md.len() as usize);
-    file.read_to_end(&mut data)?;
-    if let Some(codec) = opts.compression {
-        let mut packed = Vec::with_capacity(data.len() / 4);
-        compress::compress(codec, opts.level, &data[..], &mut packed)?;
-        data = packed;
-    }
     let mut hasher = algo.hasher();
-    hasher.update(&data);
-    write_member(out, &name, meta, &data)?;
+    if let Some(codec) = opts.compression {
+        // The member size must be known before its data: compress into memory first.
+        let mut packed = Vec::with_capacity(md.len() as usize / 4);
+        compress::compress(codec, opts.level, BufReader::new(file), &mut packed)?;
+        hasher.update(&packed);
+        write_member(out, &name, meta, &packed)?;
+        return Ok((name, hasher.hex()));
+    }
+    // Uncompressed: stream the file, hashing each chunk as it is sent, so reading, hashing
+    // and ssh's encryption overlap instead of running one after the other.
+    write_member_header(out, &name, meta, md.len())?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = md.len();
+    while left > 0 {
+        let n = file.read(&mut buf[..left.min(1 << 20) as usize])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while being sent", path.display()),
+            ));
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    write_padding(out, md.len())?;
     Ok((name, hasher.hex()))
 }
