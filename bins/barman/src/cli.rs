@@ -87,6 +87,15 @@ pub fn command() -> Command {
                 .arg(server_arg())
                 .arg(Arg::new("BACKUP_ID").required(true).help("backup id, name, or latest/oldest/last-failed...")),
         )
+        .subcommand(
+            Command::new("keep")
+                .about("keep a backup forever (full or standalone), show or release the keep")
+                .arg(flag("release").short('r').help("release the keep"))
+                .arg(flag("status").short('s').help("show the keep status"))
+                .arg(Arg::new("target").long("target").value_parser(["full", "standalone"]).help("what to keep"))
+                .arg(server_arg())
+                .arg(Arg::new("BACKUP_ID").required(true).help("backup id or name")),
+        )
         .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))
 }
 

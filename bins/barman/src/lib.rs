@@ -83,6 +83,27 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
             let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
             cmd::show::show_backup(ctx, &server_name(), &id, out)
         }
+        "keep" => {
+            let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
+            let action = if sub.get_flag("status") {
+                cmd::keep::KeepAction::Status
+            } else if sub.get_flag("release") {
+                cmd::keep::KeepAction::Release
+            } else {
+                match sub.get_one::<String>("target").map(String::as_str) {
+                    Some("full") => cmd::keep::KeepAction::Target(barman_common::catalogue::KeepTarget::Full),
+                    Some("standalone") => {
+                        cmd::keep::KeepAction::Target(barman_common::catalogue::KeepTarget::Standalone)
+                    }
+                    _ => {
+                        return Err(CmdError::Error(
+                            "one of the arguments -r/--release -s/--status --target is required".into(),
+                        ))
+                    }
+                }
+            };
+            cmd::keep::run(ctx, &server_name(), &id, action, out)
+        }
         "list-servers" => cmd::list::list_servers(ctx, sub.get_flag("minimal"), out),
         "list-backups" => cmd::list::list_backups(ctx, &servers(sub), sub.get_flag("minimal"), out),
         other => Err(CmdError::Error(format!("unsupported command '{other}'"))),

@@ -3,6 +3,7 @@
 pub mod archive_wal;
 pub mod cron;
 pub mod get_wal;
+pub mod keep;
 pub mod list;
 pub mod put_wal;
 pub mod show;

@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# WAL archive/restore micro-benchmark: our barman-wal-archive / barman-wal-restore (+ our
+# server-side `barman`) vs real Barman 3.20.1, pgBackRest and plain cp.
+# Run as root. Everything lives in a scratch dir under /tmp and on 127.0.0.1; a trap
+# cleans up (sshd instances, PG cluster, prefetch daemons, ssh control masters, files).
+# See README.md next to this file.  Env knobs:
+#   QUICK=1            smoke run (5 archive segments, 20 restore segments)
+#   ARCHIVE_N, RESTORE_N  segment counts (defaults 30 / 200)
+#   OUR_BIN            dir with our release binaries (default <repo>/target/release)
+#   BARMAN_VENV        real Barman venv (default /opt/barman-venv)
+#   KEEP=1             keep the scratch dir (for debugging)
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+OUR_BIN=${OUR_BIN:-$REPO/target/release}
+VENV=${BARMAN_VENV:-/opt/barman-venv}
+PG_BIN=/usr/lib/postgresql/15/bin
+SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+if [ "${QUICK:-0}" = 1 ]; then
+    ARCHIVE_N=${ARCHIVE_N:-5}; RESTORE_N=${RESTORE_N:-20}
+else
+    ARCHIVE_N=${ARCHIVE_N:-30}; RESTORE_N=${RESTORE_N:-200}
+fi
+NSEG=$(( ARCHIVE_N > RESTORE_N ? ARCHIVE_N : RESTORE_N ))
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root"
+for f in "$OUR_BIN/barman" "$OUR_BIN/barman-wal-archive" "$OUR_BIN/barman-wal-restore" \
+         "$VENV/bin/barman" "$VENV/bin/barman-wal-archive" "$VENV/bin/barman-wal-restore" \
+         /usr/sbin/sshd /usr/bin/ssh "$PG_BIN/initdb"; do
+    [ -x "$f" ] || die "missing $f (cargo build --release --workspace? integration/setup.sh?)"
+done
+HAVE_PGBR=0; command -v pgbackrest >/dev/null && HAVE_PGBR=1
+
+S=$(mktemp -d /tmp/barman-walbench.XXXXXX)
+chmod 755 "$S"
+SSHD_PIDS=()
+PGDATA=$S/pgdata
+cleanup() {
+    set +e
+    log "cleanup"
+    # our detached prefetch daemons (only those whose argv names our scratch dir)
+    local p
+    for p in $(pgrep -f -- "--prefetch-daemon.*$S" 2>/dev/null) $(pgrep -f -- "$S.*--prefetch-daemon" 2>/dev/null); do
+        kill "$p" 2>/dev/null
+    done
+    # pgbackrest async workers started with our config files
+    for p in $(pgrep -f -- "pgbackrest.*$S/" 2>/dev/null); do kill "$p" 2>/dev/null; done
+    for d in "$S"/cli-*; do
+        [ -f "$d/ssh_config" ] && runuser -u postgres -- /usr/bin/ssh -F "$d/ssh_config" -O exit 127.0.0.1 >/dev/null 2>&1
+    done
+    [ -f "$PGDATA/postmaster.pid" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1
+    for p in "${SSHD_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    if [ "${KEEP:-0}" = 1 ]; then log "kept $S"; else rm -rf "$S"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+now_ns() { date +%s%N; }
+as_pg() { runuser -u postgres -- env -i HOME=/var/lib/postgresql "$@"; }
+as_barman() { runuser -u barman -- env -i HOME=/var/lib/barman "$@"; }
+
+# Copy our binaries so a concurrent `cargo build` cannot swap them mid-run.
+mkdir -p "$S/ours-bin"
+cp "$OUR_BIN"/{barman,barman-wal-archive,barman-wal-restore} "$S/ours-bin/"
+chmod 755 "$S/ours-bin" "$S/ours-bin"/*
+
+########## sshd: one instance per server implementation ##########
+mkdir -p "$S/sshd" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -C walbench -f "$S/sshd/host_key"
+ssh-keygen -q -t ed25519 -N '' -C walbench -f "$S/sshd/client_key"
+cp "$S/sshd/client_key.pub" "$S/sshd/authorized_keys"; chmod 644 "$S/sshd/authorized_keys"
+chmod 755 "$S/sshd"
+declare -A PORT
+start_sshd() { # name remote-path-first-dir
+    local name=$1 first=$2 port cfg i
+    for i in 1 2 3 4 5; do
+        port=$(free_port); cfg=$S/sshd/sshd_config.$name
+        cat >"$cfg" <<EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $S/sshd/host_key
+PidFile $S/sshd/sshd.$name.pid
+AuthorizedKeysFile $S/sshd/authorized_keys
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+AllowUsers barman
+UseDNS no
+PrintMotd no
+PrintLastLog no
+MaxStartups 200
+MaxSessions 200
+LogLevel ERROR
+SetEnv PATH=$first:$SYS_PATH
+EOF
+        /usr/sbin/sshd -D -e -f "$cfg" >"$S/sshd/sshd.$name.log" 2>&1 &
+        local pid=$!
+        for _ in $(seq 50); do
+            if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+                SSHD_PIDS+=("$pid"); PORT[$name]=$port; return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null
+    done
+    die "sshd $name did not start: $(cat "$S/sshd/sshd.$name.log")"
+}
+start_sshd ours "$S/ours-bin"
+start_sshd real "$VENV/bin"
+log "sshd ours on ${PORT[ours]}, real on ${PORT[real]}"
+
+# client wrapper dirs: cli-<impl>-<fresh|mux>/ssh  (first on PATH of the client process)
+make_client() { # impl mux(0/1)
+    local impl=$1 mux=$2 d
+    d=$S/cli-$impl-$([ "$mux" = 1 ] && echo mux || echo fresh)
+    mkdir -p "$d"
+    cp "$S/sshd/client_key" "$d/id_ed25519"; chmod 600 "$d/id_ed25519"
+    {
+        echo "Host *"
+        echo "    Port ${PORT[$impl]}"
+        echo "    IdentityFile $d/id_ed25519"
+        echo "    IdentitiesOnly yes"
+        echo "    StrictHostKeyChecking no"
+        echo "    UserKnownHostsFile /dev/null"
+        echo "    GlobalKnownHostsFile /dev/null"
+        echo "    LogLevel ERROR"
+        echo "    BatchMode yes"
+        if [ "$mux" = 1 ]; then
+            echo "    ControlMaster auto"
+            echo "    ControlPath $d/cm-%C"
+            echo "    ControlPersist 60"
+        fi
+    } >"$d/ssh_config"
+    printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$d/ssh_config" >"$d/ssh"
+    chmod 755 "$d/ssh"; chown -R postgres: "$d"
+}
+for impl in ours real; do make_client $impl 0; make_client $impl 1; done
+
+########## barman homes ##########
+make_barman() { # impl
+    local b=$S/barman-$1
+    mkdir -p "$b/home"
+    cat >"$b/barman.conf" <<EOF
+[barman]
+barman_home = $b/home
+barman_user = barman
+log_file = $b/barman.log
+log_level = INFO
+configuration_files_directory = $b/conf.d
+
+[pg]
+description = walbench
+conninfo = host=/tmp dbname=postgres
+backup_method = postgres
+archiver = on
+EOF
+    mkdir -p "$b/conf.d"; touch "$b/barman.log"
+    chown -R barman: "$b"; chmod 755 "$b"; chmod 644 "$b/barman.conf"
+}
+make_barman ours; make_barman real
+server_barman() { # impl args...  (run `barman` as the barman user with impl's PATH)
+    local impl=$1; shift
+    local first=$S/ours-bin; [ "$impl" = real ] && first=$VENV/bin
+    as_barman PATH="$first:$SYS_PATH" barman -c "$S/barman-$impl/barman.conf" "$@"
+}
+# client command runner: impl mode(fresh|mux) cmd args...
+client() {
+    local impl=$1 mode=$2; shift 2
+    local first=$S/ours-bin; [ "$impl" = real ] && first=$VENV/bin
+    as_pg PATH="$S/cli-$impl-$mode:$first:$SYS_PATH" "$@"
+}
+for impl in ours real; do
+    out=$(client $impl fresh barman-wal-archive -c "$S/barman-$impl/barman.conf" -t 127.0.0.1 pg DUMMY 2>&1) \
+        || die "barman-wal-archive --test ($impl) failed: $out"
+    log "put-wal --test ($impl): $out"
+done
+
+########## WAL segments from a throwaway PG15 cluster ##########
+SRC=$S/walsrc; mkdir -p "$SRC/archive_status" "$S/sock"; chown -R postgres: "$SRC" "$S/sock"
+mkdir -p "$PGDATA" "$S/pglog"; chown postgres: "$PGDATA" "$S/pglog"
+as_pg "$PG_BIN/initdb" -D "$PGDATA" -A trust -U postgres >"$S/initdb.log" 2>&1 || die "initdb: $(cat "$S/initdb.log")"
+PGPORT=$(free_port)
+cat >>"$PGDATA/postgresql.conf" <<EOF
+port = $PGPORT
+listen_addresses = ''
+unix_socket_directories = '$S/sock'
+fsync = off
+synchronous_commit = off
+full_page_writes = on
+wal_level = replica
+archive_mode = on
+archive_command = 'cp %p $SRC/%f'
+max_wal_size = 4GB
+checkpoint_timeout = 1h
+EOF
+as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$S/pglog/pg.log" -w start >/dev/null || die "pg start: $(cat "$S/pglog/pg.log")"
+psql_() { as_pg "$PG_BIN/psql" -X -q -h "$S/sock" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+log "generating $NSEG WAL segments"
+t0=$(now_ns)
+as_pg "$PG_BIN/pgbench" -h "$S/sock" -p "$PGPORT" -U postgres -i -s 5 -q postgres >"$S/pgbench.log" 2>&1 || die "pgbench: $(cat "$S/pgbench.log")"
+psql_ -c "create table filler(id int, pad text)" || die psql
+nseg() { find "$SRC" -maxdepth 1 -name '0000000100000000000000??' -o -maxdepth 1 -name '000000010000000[0-9A-F]000000??' | wc -l; }
+while [ "$(ls "$SRC" | grep -c '^[0-9A-F]\{24\}$')" -lt "$NSEG" ]; do
+    psql_ -c "insert into filler select g, md5(g::text)||repeat('x',60) from generate_series(1,120000) g" \
+          -c "select pg_switch_wal()" >/dev/null || die "psql insert"
+    sleep 0.2
+done
+sleep 1
+mapfile -t SEGS < <(ls "$SRC" | grep '^[0-9A-F]\{24\}$' | sort | head -n "$NSEG")
+log "have ${#SEGS[@]} segments (${SEGS[0]}..${SEGS[-1]}) in $(( ($(now_ns)-t0)/1000000 )) ms"
+
+########## pgBackRest stanzas (need the running cluster) ##########
+PGBR_NOTE_ASYNC=""
+if [ $HAVE_PGBR = 1 ]; then
+    for kind in sync async; do
+        d=$S/pgbr-$kind; mkdir -p "$d"/{repo,spool,lock,log}
+        {
+            echo "[global]"
+            echo "repo1-path=$d/repo"
+            echo "lock-path=$d/lock"
+            echo "log-path=$d/log"
+            echo "spool-path=$d/spool"
+            echo "log-level-console=warn"
+            echo "log-level-file=off"
+            echo "compress-type=none"
+            if [ $kind = async ]; then echo "archive-async=y"; echo "process-max=2"; else echo "archive-async=n"; fi
+            echo "[demo]"
+            echo "pg1-path=$S/pgfake-$kind"
+            echo "pg1-socket-path=$S/sock"
+            echo "pg1-port=$PGPORT"
+        } >"$d/pgbackrest.conf"
+        chown -R postgres: "$d"
+        as_pg pgbackrest --config="$d/pgbackrest.conf" --stanza=demo --pg1-path="$PGDATA" stanza-create \
+            >"$d/stanza.log" 2>&1 || { log "pgbackrest stanza-create $kind failed: $(cat "$d/stanza.log")"; HAVE_PGBR=0; }
+    done
+fi
+as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+# pg_wal-like dirs: a fake PGDATA per pgbackrest mode (pg_control + pg_wal/archive_status)
+for kind in sync async; do
+    f=$S/pgfake-$kind; mkdir -p "$f/global" "$f/pg_wal/archive_status"
+    cp "$PGDATA/global/pg_control" "$f/global/"; cp "$PGDATA/PG_VERSION" "$f/"
+    for s in "${SEGS[@]:0:$ARCHIVE_N}"; do ln "$SRC/$s" "$f/pg_wal/$s"; : >"$f/pg_wal/archive_status/$s.ready"; done
+    chmod 700 "$f"; chown -R postgres: "$f"
+done
+
+########## ARCHIVE ##########
+declare -a AROWS RROWS
+median() { sort -n | awk '{a[NR]=$1} END{ if(NR==0){print "n/a"; exit} if(NR%2) printf "%.1f", a[(NR+1)/2]; else printf "%.1f", (a[NR/2]+a[NR/2+1])/2 }'; }
+# bench_archive label mode note cmd... ; "%p" in cmd is replaced by the segment path
+bench_archive() {
+    local label=$1 mode=$2 note=$3; shift 3
+    local s t0 t1 rc fails=0 times=() a args
+    log "archive: $label / $mode"
+    for s in "${SEGS[@]:0:$ARCHIVE_N}"; do
+        args=(); for a in "$@"; do a=${a//%p/$SRC/$s}; args+=("${a//%f/$s}"); done
+        t0=$(now_ns); "${args[@]}" >>"$S/archive.log" 2>&1; rc=$?; t1=$(now_ns)
+        if [ $rc -ne 0 ]; then fails=$((fails+1)); echo "FAILED rc=$rc: ${args[*]}" >>"$S/archive.log"
+            [ $fails = 1 ] && log "  FAIL rc=$rc: ${args[*]}: $(tail -3 "$S/archive.log" | tr '\n' ' ')"; fi
+        times+=($(( (t1-t0)/1000 )))
+    done
+    local med; med=$(printf '%s\n' "${times[@]}" | awk '{print $1/1000}' | median)
+    [ $fails -gt 0 ] && note="$note; $fails/$ARCHIVE_N FAILED"
+    AROWS+=("$label|$mode|$med|$note")
+}
+warm_mux() { client "$1" mux ssh barman@127.0.0.1 true >/dev/null 2>&1 || log "mux warmup $1 failed"; }
+
+for impl in ours real; do
+    name="barman-wal-archive ($impl)"; [ $impl = real ] && name="barman-wal-archive (Barman 3.20.1)"
+    [ $impl = ours ] && name="barman-wal-archive (ours, release)"
+    bench_archive "$name" "fresh ssh" "ssh+remote barman put-wal per segment" \
+        client $impl fresh barman-wal-archive -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
+    # duplicate put-wal is accepted (same checksum), so the mux run re-sends the same files
+    warm_mux $impl
+    bench_archive "$name" "ssh mux" "ControlMaster, re-sends same files (identical dup accepted)" \
+        client $impl mux barman-wal-archive -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
+done
+if [ $HAVE_PGBR = 1 ]; then
+    bench_archive "pgbackrest archive-push" "sync" "archive-async=n, compress-type=none, local repo" \
+        as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo archive-push "$S/pgfake-sync/pg_wal/%f"
+    bench_archive "pgbackrest archive-push" "async" "archive-async=y process-max=2; all .ready present up front (backlog)" \
+        as_pg pgbackrest --config="$S/pgbr-async/pgbackrest.conf" --stanza=demo archive-push "$S/pgfake-async/pg_wal/%f"
+else
+    AROWS+=("pgbackrest archive-push|sync|n/a|pgbackrest missing or stanza-create failed")
+    AROWS+=("pgbackrest archive-push|async|n/a|pgbackrest missing or stanza-create failed")
+fi
+mkdir -p "$S/cpdest"; chown postgres: "$S/cpdest"
+bench_archive "cp + sync" "local" "cp then sync <file> (fsync), no checksum, no network" \
+    as_pg sh -c 'cp "$1" "$2" && sync "$2"' sh %p "$S/cpdest/%f"
+
+########## fill the archives for RESTORE (untimed) ##########
+REST_SEGS=("${SEGS[@]:0:$RESTORE_N}")
+log "filling archives with ${#REST_SEGS[@]} segments (untimed)"
+fill() { # impl
+    local impl=$1
+    warm_mux "$impl"
+    printf '%s\n' "${REST_SEGS[@]:$ARCHIVE_N}" | \
+        xargs -r -P 4 -I{} runuser -u postgres -- env -i HOME=/var/lib/postgresql \
+            PATH="$S/cli-$impl-mux:$([ "$impl" = real ] && echo "$VENV/bin" || echo "$S/ours-bin"):$SYS_PATH" \
+            barman-wal-archive -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg "$SRC/{}" \
+        >>"$S/fill-$impl.log" 2>&1 || log "fill $impl: some barman-wal-archive calls failed: $(tail -3 "$S/fill-$impl.log")"
+    server_barman "$impl" archive-wal pg >>"$S/fill-$impl.log" 2>&1 \
+        || log "barman archive-wal pg ($impl) failed: $(tail -5 "$S/fill-$impl.log")"
+}
+fill ours; fill real
+if [ $HAVE_PGBR = 1 ]; then
+    printf '%s\n' "${REST_SEGS[@]:$ARCHIVE_N}" | xargs -r -P 4 -I{} runuser -u postgres -- \
+        pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo archive-push "$SRC/{}" \
+        >>"$S/fill-pgbr.log" 2>&1 || log "fill pgbackrest failed: $(tail -3 "$S/fill-pgbr.log")"
+fi
+for impl in ours real; do
+    n=$(find "$S/barman-$impl/home/pg/wals" -type f -name '0000000*' 2>/dev/null | grep -c '/[0-9A-F]\{24\}$')
+    log "$impl catalogue holds $n segments"
+done
+
+########## RESTORE ##########
+# bench_restore label mode note cmd...   ("%f" = WAL name, "%p" = destination path)
+bench_restore() {
+    local label=$1 mode=$2 note=$3; shift 3
+    local dest=$S/restore-dest; rm -rf "$dest"; mkdir -p "$dest"; chown postgres: "$dest"
+    local s a args rc fails=0 t0 t1 bad=0 firstfail=""
+    log "restore: $label / $mode"
+    t0=$(now_ns)
+    for s in "${REST_SEGS[@]}"; do
+        args=(); for a in "$@"; do a=${a//%p/$dest/RECOVERYXLOG}; args+=("${a//%f/$s}"); done
+        "${args[@]}" >>"$S/restore.log" 2>&1; rc=$?
+        if [ $rc -ne 0 ]; then fails=$((fails+1)); [ -z "$firstfail" ] && firstfail="rc=$rc: ${args[*]}"
+        elif ! cmp -s "$dest/RECOVERYXLOG" "$SRC/$s"; then bad=$((bad+1)); fi
+        rm -f "$dest/RECOVERYXLOG"
+    done
+    t1=$(now_ns)
+    local rate; rate=$(awk -v n=${#REST_SEGS[@]} -v ns=$((t1-t0)) 'BEGIN{printf "%.1f", n/(ns/1e9)}')
+    [ $fails -gt 0 ] && { note="$note; $fails/${#REST_SEGS[@]} FAILED"; log "  FAIL $firstfail: $(tail -3 "$S/restore.log" | tr '\n' ' ')"; }
+    [ $bad -gt 0 ] && note="$note; $bad content MISMATCH"
+    RROWS+=("$label|$mode|$rate|$note")
+}
+reap_prefetch() { # wait (max 5 s) then kill our leftover prefetch daemons
+    local p i
+    for i in $(seq 50); do pgrep -f -- "--prefetch-daemon" >/dev/null || return 0
+        pgrep -f -- "--prefetch-daemon" | while read -r p; do grep -q "$S" "/proc/$p/cmdline" 2>/dev/null && exit 1; done && return 0
+        sleep 0.1; done
+    for p in $(pgrep -f -- "--prefetch-daemon"); do grep -q "$S" "/proc/$p/cmdline" 2>/dev/null && kill "$p"; done
+}
+for impl in ours real; do for mode in fresh mux; do for j in 1 8; do
+    mkdir -p "$S/spool-$impl-$mode-$j"; chown postgres: "$S/spool-$impl-$mode-$j"; done; done; done
+for impl in ours real; do
+    name="barman-wal-restore (ours, release)"; [ $impl = real ] && name="barman-wal-restore (Barman 3.20.1)"
+    for mode in fresh mux; do
+        [ $mode = mux ] && warm_mux $impl
+        mlabel="fresh ssh"; [ $mode = mux ] && mlabel="ssh mux"
+        bench_restore "$name" "$mlabel, -p 1" "get-wal --peek 1 + get-wal per segment" \
+            client $impl $mode barman-wal-restore -c "$S/barman-$impl/barman.conf" -p 1 --spool-dir "$S/spool-$impl-$mode-1" 127.0.0.1 pg %f %p
+        reap_prefetch
+        bench_restore "$name" "$mlabel, -p 8" "--spool-dir; prefetch 7 ahead" \
+            client $impl $mode barman-wal-restore -c "$S/barman-$impl/barman.conf" -p 8 --spool-dir "$S/spool-$impl-$mode-8" 127.0.0.1 pg %f %p
+        reap_prefetch
+    done
+done
+if [ $HAVE_PGBR = 1 ]; then
+    bench_restore "pgbackrest archive-get" "sync" "archive-async=n, local repo" \
+        as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo --pg1-path="$S/pgfake-sync" archive-get %f %p
+    mkdir -p "$S/pgbr-get-spool"; chown postgres: "$S/pgbr-get-spool"
+    bench_restore "pgbackrest archive-get" "async" "archive-async=y process-max=2, spool prefetch (queue-max default)" \
+        as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo --pg1-path="$S/pgfake-sync" \
+            --archive-async --process-max=2 --spool-path="$S/pgbr-get-spool" archive-get %f %p
+    sleep 1
+else
+    RROWS+=("pgbackrest archive-get|sync|n/a|pgbackrest missing or stanza-create failed")
+    RROWS+=("pgbackrest archive-get|async|n/a|pgbackrest missing or stanza-create failed")
+fi
+bench_restore "cp" "local" "cp from a local dir, no fsync" as_pg cp "$SRC/%f" %p
+
+########## report ##########
+table() { # title valuehdr rows...
+    local title=$1 hdr=$2; shift 2
+    echo; echo "== $title"
+    { echo "tool|mode|$hdr|notes"; echo "----|----|----|-----"; printf '%s\n' "$@"; } | column -t -s'|' -o ' | '
+}
+echo
+echo "Machine: nproc=$(nproc), CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(uname -r)"
+echo "Versions: Barman $("$VENV/bin/barman" -v 2>&1 | head -1), $(pgbackrest version 2>/dev/null), PG $("$PG_BIN/postgres" -V | awk '{print $3}'), ours $("$S/ours-bin/barman" --version 2>&1 | head -1)"
+echo "Segments: 16 MiB; archive N=$ARCHIVE_N (median of per-call wall time), restore N=${#REST_SEGS[@]} (sequential, total wall time)"
+echo "Note: shared 2-CPU machine, numbers are noisy; ssh to 127.0.0.1 (no network latency)."
+table "ARCHIVE (one call per segment, like archive_command)" "median ms/segment" "${AROWS[@]}"
+table "RESTORE (one call per segment in order, like restore_command)" "segments/s" "${RROWS[@]}"
