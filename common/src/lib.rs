@@ -11,6 +11,8 @@ pub mod compress;
 pub mod config;
 pub mod durable;
 pub mod exit;
+#[cfg(feature = "pg")]
+pub mod pg;
 pub mod remote;
 pub mod wal;
 pub mod wire;

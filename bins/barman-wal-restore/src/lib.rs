@@ -79,13 +79,44 @@ pub fn run(opts: &Options) -> Result<(), ToolError> {
     if opts.wal_dest.is_dir() {
         return Err(ToolError::BadDest(format!("WAL_DEST cannot be a directory: {}", opts.wal_dest.display())));
     }
+    if opts.parallel > 1 {
+        prefetch::ensure_spool(opts)?;
+    }
+    if serve_from_spool(opts) {
+        return Ok(());
+    }
+    let is_segment = opts.wal_name.parse::<barman_common::wal::WalFileName>().is_ok_and(|n| n.is_segment());
+    if opts.parallel > 1 && is_segment {
+        // A miss: one round trip fetches the requested segment and the following ones.
+        let got = prefetch::fill(opts, &opts.wal_name, opts.parallel).unwrap_or_default();
+        if got.first() == Some(&opts.wal_name) && serve_from_spool(opts) {
+            return Ok(());
+        }
+    }
+    let dest_dir = opts.wal_dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fetch::fetch_verified(opts, &opts.wal_name, dest_dir, &opts.wal_dest)?;
+    if opts.parallel > 1 && is_segment {
+        prefetch::remember_segment_size(&opts.spool_dir, &opts.wal_dest);
+        prefetch::request(opts);
+    }
+    Ok(())
+}
+
+/// Serves the request from the spool (a verified file, moved into place), and keeps the
+/// prefetcher going.
+fn serve_from_spool(opts: &Options) -> bool {
     let spooled = opts.spool_dir.join(&opts.wal_name);
+    if !spooled.is_file() {
+        return false;
+    }
+    if opts.parallel > 1 {
+        prefetch::remember_segment_size(&opts.spool_dir, &spooled);
+    }
+    if fetch::install(&spooled, &opts.wal_dest).is_err() {
+        return false;
+    }
     if opts.parallel > 1 {
         prefetch::request(opts);
     }
-    if spooled.is_file() && fetch::install(&spooled, &opts.wal_dest).is_ok() {
-        return Ok(());
-    }
-    let dest_dir = opts.wal_dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fetch::fetch_verified(opts, &opts.wal_name, dest_dir, &opts.wal_dest)
+    true
 }

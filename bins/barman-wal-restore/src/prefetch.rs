@@ -1,8 +1,12 @@
 //! The continuous prefetcher. Every invocation with `-p JOBS` records the requested name in
 //! `<spool>/.requested` and makes sure one background prefetcher runs for the spool (a
-//! `flock` on `<spool>/.prefetch.lock`). The prefetcher keeps the JOBS-1 files after the
-//! latest request in the spool, fetching them concurrently, and follows new requests as
-//! Postgres makes them; it exits after a few idle seconds.
+//! `flock` on `<spool>/.prefetch.lock`). The prefetcher keeps the JOBS-1 segments after the
+//! latest request in the spool and follows new requests as Postgres makes them; it exits
+//! after a few idle seconds.
+//!
+//! Against our `barman`, each refill is one `get-wal --batch` round trip carrying many
+//! segments; against a server without that extension (real Barman) it falls back to one
+//! `get-wal` per file, all in parallel.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::DirBuilderExt;
@@ -12,22 +16,30 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use barman_common::wal::{WalFileName, WalSegSize};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::cli::daemon_args;
-use crate::fetch::{fetch_verified, peek};
-use crate::Options;
+use crate::fetch::{fetch_batch, fetch_verified, peek};
+use crate::{Options, ToolError};
 
 const REQUESTED: &str = ".requested";
 const LOCK: &str = ".prefetch.lock";
+const NO_BATCH: &str = ".no-batch";
 const IDLE_EXIT: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(10);
 
-/// Records the request and starts the prefetcher if none runs. Failures only cost speed.
-pub fn request(opts: &Options) {
-    if fs::DirBuilder::new().mode(0o700).create(&opts.spool_dir).is_err() && !opts.spool_dir.is_dir() {
-        return;
+/// Creates the spool directory (one level, 0700), as Barman's client does.
+pub fn ensure_spool(opts: &Options) -> Result<(), ToolError> {
+    match fs::DirBuilder::new().mode(0o700).create(&opts.spool_dir) {
+        Ok(()) => Ok(()),
+        Err(_) if opts.spool_dir.is_dir() => Ok(()),
+        Err(e) => Err(ToolError::Local(format!("Cannot create '{}' directory: {e}", opts.spool_dir.display()))),
     }
+}
+
+/// Records the request and starts the prefetcher if none runs.
+pub fn request(opts: &Options) {
     let _ = barman_common::durable::write_replace(&opts.spool_dir.join(REQUESTED), opts.wal_name.as_bytes(), 0o600);
     if prefetcher_running(&opts.spool_dir) {
         return;
@@ -52,27 +64,94 @@ fn prefetcher_running(spool: &Path) -> bool {
     Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
 }
 
-fn requested(spool: &Path) -> Option<String> {
-    fs::read_to_string(spool.join(REQUESTED)).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+fn requested(spool: &Path) -> Option<WalFileName> {
+    fs::read_to_string(spool.join(REQUESTED)).ok()?.trim().parse().ok().filter(WalFileName::is_segment)
+}
+
+/// Whether the server lacks `get-wal --batch` (learned once per spool).
+fn batch_unsupported(spool: &Path) -> bool {
+    spool.join(NO_BATCH).exists()
+}
+
+/// Fetches up to `n` segments from `first` on into the spool: one batch round trip when the
+/// server supports it, otherwise one get-wal per file in parallel after a peek.
+pub fn fill(opts: &Options, first: &str, n: usize) -> Result<Vec<String>, ToolError> {
+    if !batch_unsupported(&opts.spool_dir) {
+        match fetch_batch(opts, first, n, &opts.spool_dir) {
+            Err(ToolError::Remote(2)) => {
+                let _ = fs::write(opts.spool_dir.join(NO_BATCH), "");
+            }
+            other => return other,
+        }
+    }
+    let names = peek(opts, first, n)?;
+    let results: Vec<bool> = thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                s.spawn(move || fetch_verified(opts, name, &opts.spool_dir, &opts.spool_dir.join(name)).is_ok())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+    });
+    Ok(names.into_iter().zip(results).take_while(|(_, ok)| *ok).map(|(n, _)| n).collect())
 }
 
 /// The prefetcher's main loop (runs detached from Postgres's process group).
 pub fn daemon(opts: &Options) {
     let Some(file) = lock_file(&opts.spool_dir) else { return };
     let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return };
-    let mut last_work = Instant::now();
-    let mut served: Option<String> = None;
-    while last_work.elapsed() < IDLE_EXIT {
+    let window = opts.parallel.saturating_sub(1).max(1);
+    let mut last_progress = Instant::now();
+    while last_progress.elapsed() < IDLE_EXIT {
         let Some(req) = requested(&opts.spool_dir) else { break };
-        if served.as_deref() == Some(req.as_str()) {
+        discard_stale(&opts.spool_dir, req.as_str());
+        let ahead = spooled_after(&opts.spool_dir, &req);
+        let Some(size) = segment_size(&opts.spool_dir, &ahead) else {
+            thread::sleep(POLL);
+            continue;
+        };
+        let (count, last) = (ahead.len(), ahead.last().cloned().unwrap_or_else(|| req.clone()));
+        if count >= window {
             thread::sleep(POLL);
             continue;
         }
-        discard_stale(&opts.spool_dir, &req);
-        if fill_window(opts, &req) {
-            last_work = Instant::now();
+        let Ok(next) = last.next_segment(size) else { break };
+        match fill(opts, next.as_str(), window - count) {
+            Ok(got) if !got.is_empty() => last_progress = Instant::now(),
+            _ => thread::sleep(POLL * 10),
         }
-        served = Some(req);
+    }
+}
+
+/// Complete segments in the spool after `req`, in order.
+fn spooled_after(spool: &Path, req: &WalFileName) -> Vec<WalFileName> {
+    let Ok(rd) = fs::read_dir(spool) else { return Vec::new() };
+    let mut names: Vec<WalFileName> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<WalFileName>().ok())
+        .filter(|n| n.is_segment() && n.timeline() == req.timeline() && n > req)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The segment size, learned from a spooled segment (a complete segment's length), or
+/// recorded from a segment restored directly; `None` until one is known.
+fn segment_size(spool: &Path, spooled: &[WalFileName]) -> Option<WalSegSize> {
+    if let Some(md) = spooled.first().and_then(|n| fs::metadata(spool.join(n.as_str())).ok()) {
+        return WalSegSize::new(md.len()).ok();
+    }
+    let text = fs::read_to_string(spool.join(".segsize")).ok()?;
+    WalSegSize::new(text.trim().parse().ok()?).ok()
+}
+
+/// Records the segment size for the prefetcher (from a restored segment's length).
+pub fn remember_segment_size(spool: &Path, dest: &Path) {
+    if let Ok(md) = fs::metadata(dest) {
+        if WalSegSize::new(md.len()).is_ok() {
+            let _ = fs::write(spool.join(".segsize"), md.len().to_string());
+        }
     }
 }
 
@@ -85,19 +164,4 @@ fn discard_stale(spool: &Path, req: &str) {
             let _ = fs::remove_file(e.path());
         }
     }
-}
-
-/// Fetches the available files after `req` that are not spooled yet, JOBS-1 at a time in
-/// parallel. Returns whether anything new is available.
-fn fill_window(opts: &Options, req: &str) -> bool {
-    let Ok(names) = peek(opts, req, opts.parallel) else { return false };
-    let todo: Vec<String> = names.into_iter().skip(1).filter(|n| !opts.spool_dir.join(n).exists()).collect();
-    thread::scope(|s| {
-        for name in &todo {
-            s.spawn(move || {
-                let _ = fetch_verified(opts, name, &opts.spool_dir, &opts.spool_dir.join(name));
-            });
-        }
-    });
-    !todo.is_empty()
 }

@@ -19,6 +19,8 @@ pub fn command() -> Command {
         .after_help("Exit status: 0 success; 1 failure (an ERROR line); 3 invalid WAL name for get-wal; 2 usage error.")
         .subcommand_required(true)
         .arg(Arg::new("config").short('c').long("config").global(true).help("configuration file"))
+        .disable_version_flag(true)
+        .arg(Arg::new("version").short('v').long("version").action(ArgAction::Version).help("print the version"))
         .arg(flag("quiet").short('q').global(true).help("be quiet"))
         .arg(flag("debug").short('d').global(true).help("debug output"))
         .arg(
@@ -57,6 +59,11 @@ pub fn command() -> Command {
                         .long("peek")
                         .value_parser(clap::value_parser!(usize))
                         .help("list up to N available WAL names"),
+                )
+                .arg(
+                    Arg::new("batch").long("batch").value_parser(clap::value_parser!(usize)).help(
+                        "extension: send up to N available WAL files from WAL_NAME on as one checksummed tar stream",
+                    ),
                 )
                 .arg(flag("test").short('t').help("test the connection only"))
                 .arg(server_arg())

@@ -27,6 +27,9 @@ pub struct GetWal {
     pub keep_compression: bool,
     /// `-p N`: list up to N available names instead.
     pub peek: Option<usize>,
+    /// `--batch N` (our extension): send up to N available files starting at the name as
+    /// one tar stream with a `SHA256SUMS` member, the put-wal wire format.
+    pub batch: Option<usize>,
 }
 
 /// Runs get-wal. Returns info lines for the console.
@@ -41,6 +44,11 @@ pub fn run(server: &Server, opts: &GetWal) -> Result<Vec<String>, CmdError> {
         for found in peek(server, &name, n) {
             writeln!(out, "{found}")?;
         }
+        return Ok(Vec::new());
+    }
+    if let Some(n) = opts.batch {
+        let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+        send_batch(server, &name, n, opts, &mut out)?;
         return Ok(Vec::new());
     }
     let Some(path) = locate(server, &name, opts.partial) else {
@@ -66,6 +74,37 @@ fn send_to_dir(
     send(path, opts, &mut out)?;
     out.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
     Ok(vec![format!("Sending WAL '{name}' for server '{}' into '{}' file", server.name, dest.display())])
+}
+
+/// Sends the available files from `first` on (as `--peek` lists them) as a tar stream, each
+/// decompressed unless `--keep-compression`, followed by their SHA-256 sums. One ssh round
+/// trip then carries many segments, so a restore's prefetcher pays the connection cost once
+/// per batch instead of once per file.
+fn send_batch(
+    server: &Server,
+    first: &WalFileName,
+    n: usize,
+    opts: &GetWal,
+    out: &mut impl Write,
+) -> Result<(), CmdError> {
+    use barman_common::wire::{write_member, MemberMeta, SumAlgo};
+    use std::os::unix::fs::MetadataExt;
+    let mut sums = String::new();
+    for name in peek(server, first, n) {
+        let wal: WalFileName = name.parse().expect("peek lists valid names");
+        let Some(path) = locate(server, &wal, false) else { continue };
+        let mut data = Vec::with_capacity(16 << 20);
+        send(&path, opts, &mut data)?;
+        let md = std::fs::metadata(&path)?;
+        let meta = MemberMeta { mode: 0o600, uid: 0, gid: 0, mtime: md.mtime().max(0) as u64 };
+        write_member(out, &name, meta, &data)?;
+        sums.push_str(&format!("{} *{name}\n", barman_common::wire::digest_hex(SumAlgo::Sha256, &data)));
+    }
+    let meta = MemberMeta { mode: 0o644, ..MemberMeta::default() };
+    write_member(out, SumAlgo::Sha256.member_name(), meta, sums.as_bytes())?;
+    out.write_all(&[0u8; 1024])?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Copies the stored file to `out`: raw for partials and `--keep-compression`, otherwise

@@ -1,0 +1,178 @@
+//! Command line of `barman-receive-wal`, option for option as PostgreSQL 15's
+//! `pg_receivewal` (the subset listed in `--help`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use barman_common::pg::ConnInfo;
+use barman_common::wal::Lsn;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stream WAL into the directory.
+    Stream,
+    /// Create the slot and exit (`--create-slot`), `if_not_exists` tolerating an existing one.
+    CreateSlot {
+        /// `--if-not-exists`.
+        if_not_exists: bool,
+    },
+    /// Drop the slot and exit (`--drop-slot`).
+    DropSlot,
+}
+
+/// The tool's options, free of clap types.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// What to do.
+    pub action: Action,
+    /// `-D`: where WAL goes.
+    pub directory: Option<PathBuf>,
+    /// Connection parameters (`-d` conninfo, overridden by `-h`, `-p`, `-U`).
+    pub conninfo: ConnInfo,
+    /// `-S`: replication slot.
+    pub slot: Option<String>,
+    /// `--synchronous`: fsync and report flush after every batch of WAL.
+    pub synchronous: bool,
+    /// `--no-sync`: no fsync at all (tests).
+    pub no_sync: bool,
+    /// `-s`: status interval; `None` disables the periodic updates.
+    pub status_interval: Option<Duration>,
+    /// `-E`: stop once WAL past this position was received.
+    pub endpos: Option<Lsn>,
+    /// `-n`: do not retry after a lost connection.
+    pub no_loop: bool,
+    /// `-v` count.
+    pub verbose: u8,
+}
+
+/// The clap definition (also used to generate the man page).
+pub fn command() -> Command {
+    let flag = |name: &'static str| Arg::new(name).long(name).action(ArgAction::SetTrue);
+    Command::new("barman-receive-wal")
+        .version(concat!(env!("CARGO_PKG_VERSION"), " (pg_receivewal 15 compatible)"))
+        .about("Receive PostgreSQL write-ahead logs over streaming replication (pg_receivewal compatible)")
+        .after_help(
+            "Exit status: 0 stopped (signal, --endpos, slot created/dropped); 1 streaming failed (with --no-loop); \
+             2 could not connect; 3 bad options or an unusable directory (e.g. WAL of another cluster).",
+        )
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .arg(Arg::new("help").short('?').long("help").action(ArgAction::Help).help("show this help, then exit"))
+        .arg(
+            Arg::new("version")
+                .short('V')
+                .long("version")
+                .action(ArgAction::Version)
+                .help("output version information, then exit"),
+        )
+        .arg(
+            Arg::new("directory")
+                .short('D')
+                .long("directory")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("receive write-ahead log files into this directory"),
+        )
+        .arg(
+            Arg::new("endpos")
+                .short('E')
+                .long("endpos")
+                .value_parser(clap::value_parser!(Lsn))
+                .help("exit after receiving the specified LSN"),
+        )
+        .arg(flag("if-not-exists").help("do not error if slot already exists when creating a slot"))
+        .arg(flag("no-loop").short('n').help("do not loop on connection lost"))
+        .arg(flag("no-sync").help("do not wait for changes to be written safely to disk"))
+        .arg(
+            Arg::new("status-interval")
+                .short('s')
+                .long("status-interval")
+                .value_parser(clap::value_parser!(u32))
+                .default_value("10")
+                .help("time between status packets sent to server (in seconds)"),
+        )
+        .arg(Arg::new("slot").short('S').long("slot").help("replication slot to use"))
+        .arg(flag("synchronous").help("flush write-ahead log immediately after writing"))
+        .arg(Arg::new("verbose").short('v').long("verbose").action(ArgAction::Count).help("output verbose messages"))
+        .arg(
+            Arg::new("compress")
+                .short('Z')
+                .long("compress")
+                .help("compress as specified (only \"none\" / 0 is supported)"),
+        )
+        .arg(Arg::new("dbname").short('d').long("dbname").help("connection string"))
+        .arg(Arg::new("host").short('h').long("host").help("database server host or socket directory"))
+        .arg(Arg::new("port").short('p').long("port").help("database server port number"))
+        .arg(Arg::new("username").short('U').long("username").help("connect as specified database user"))
+        .arg(flag("no-password").short('w').help("never prompt for password"))
+        .arg(flag("password").short('W').help("force password prompt (not supported: use PGPASSWORD or ~/.pgpass)"))
+        .arg(
+            flag("create-slot")
+                .conflicts_with("drop-slot")
+                .help("create a new replication slot (for the slot's name see --slot)"),
+        )
+        .arg(flag("drop-slot").help("drop the replication slot (for the slot's name see --slot)"))
+}
+
+/// Converts parsed arguments into [`Options`], with pg_receivewal's consistency checks.
+pub fn options(m: &ArgMatches) -> Result<Options, String> {
+    let action = if m.get_flag("create-slot") {
+        Action::CreateSlot { if_not_exists: m.get_flag("if-not-exists") }
+    } else if m.get_flag("drop-slot") {
+        Action::DropSlot
+    } else {
+        Action::Stream
+    };
+    let directory = m.get_one::<PathBuf>("directory").cloned();
+    let slot = m.get_one::<String>("slot").cloned();
+    if action == Action::Stream && directory.is_none() {
+        return Err("no target directory specified".into());
+    }
+    if action != Action::Stream && slot.is_none() {
+        return Err("--create-slot and --drop-slot need a slot to be specified using --slot".into());
+    }
+    if m.get_flag("password") {
+        return Err("password prompting (-W) is not supported; use PGPASSWORD or ~/.pgpass".into());
+    }
+    check_compression(m.get_one::<String>("compress").map(String::as_str))?;
+    let interval = m.get_one::<u32>("status-interval").copied().unwrap_or(10);
+    Ok(Options {
+        action,
+        directory,
+        conninfo: conninfo(m).map_err(|e| e.to_string())?,
+        slot,
+        synchronous: m.get_flag("synchronous"),
+        no_sync: m.get_flag("no-sync"),
+        status_interval: (interval > 0).then(|| Duration::from_secs(u64::from(interval))),
+        endpos: m.get_one::<Lsn>("endpos").copied(),
+        no_loop: m.get_flag("no-loop"),
+        verbose: m.get_count("verbose"),
+    })
+}
+
+/// `-Z none`, `-Z 0` are accepted; the compression methods are not implemented yet.
+fn check_compression(value: Option<&str>) -> Result<(), String> {
+    match value {
+        None | Some("none" | "0") => Ok(()),
+        Some(other) => Err(format!("compression \"{other}\" is not supported by this version (only \"none\")")),
+    }
+}
+
+/// `-d` (a conninfo, or a bare database name, which physical replication ignores), then
+/// `-h`/`-p`/`-U` on top, then pg_receivewal's `fallback_application_name`.
+fn conninfo(m: &ArgMatches) -> Result<ConnInfo, barman_common::pg::PgError> {
+    let mut info = match m.get_one::<String>("dbname") {
+        Some(d) if ConnInfo::is_conninfo(d) => ConnInfo::parse(d)?,
+        _ => ConnInfo::default(),
+    };
+    for (arg, key) in [("host", "host"), ("port", "port"), ("username", "user")] {
+        if let Some(value) = m.get_one::<String>(arg) {
+            info.set(key, value)?;
+        }
+    }
+    if info.get("fallback_application_name").is_none() {
+        info.set("fallback_application_name", "pg_receivewal")?;
+    }
+    Ok(info)
+}

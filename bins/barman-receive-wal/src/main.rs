@@ -1,0 +1,48 @@
+//! Entry point: parse, set up logging, run, map the result to an exit code.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use barman_receive_wal::{cli, run, ToolError};
+
+fn main() -> ExitCode {
+    let matches = match cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(3);
+        }
+    };
+    let result = cli::options(&matches).map_err(ToolError::Usage).and_then(|opts| {
+        init_logging(opts.verbose);
+        run(&opts)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("barman-receive-wal: error: {e}");
+            ExitCode::from(e.code() as u8)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BARMAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,212 @@
+//! Writes streamed WAL exactly as pg_receivewal does: `NAME.partial`, pre-zeroed to the
+//! segment size, overwritten from offset 0, fsynced and renamed to `NAME` once the whole
+//! segment arrived; an incomplete segment stays `.partial` (fsynced) when streaming stops.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use barman_common::durable::fsync_dir;
+use barman_common::wal::{Lsn, SegNo, TimelineId, WalFileName, WalSegSize};
+
+use crate::ToolError;
+
+/// Zero-fill chunk, as pg_receivewal's `XLOG_BLCKSZ` writes.
+const PAD_CHUNK: usize = 8192;
+
+struct OpenSegment {
+    file: File,
+    name: WalFileName,
+    segno: SegNo,
+    offset: u64,
+}
+
+/// The segment being written on one timeline.
+pub struct SegmentWriter {
+    dir: PathBuf,
+    size: WalSegSize,
+    tli: TimelineId,
+    sync: bool,
+    mode: u32,
+    current: Option<OpenSegment>,
+}
+
+impl SegmentWriter {
+    /// A writer for timeline `tli` into `dir`; `sync` false skips every fsync (`--no-sync`).
+    pub fn new(dir: &Path, size: WalSegSize, tli: TimelineId, sync: bool, mode: u32) -> SegmentWriter {
+        SegmentWriter { dir: dir.to_path_buf(), size, tli, sync, mode, current: None }
+    }
+
+    /// Whether a segment file is open.
+    pub fn is_open(&self) -> bool {
+        self.current.is_some()
+    }
+
+    fn partial_path(&self, name: &WalFileName) -> PathBuf {
+        self.dir.join(format!("{name}.partial"))
+    }
+
+    /// Writes WAL received at `start`, splitting at segment boundaries. Returns the LSN of
+    /// the end of the last segment completed by this write, if any.
+    pub fn write(&mut self, start: Lsn, mut data: &[u8]) -> Result<Option<Lsn>, ToolError> {
+        let seg = u64::from(self.size.bytes());
+        let mut pos = start.as_u64();
+        let mut completed = None;
+        while !data.is_empty() {
+            let offset = pos % seg;
+            self.ensure_open(SegNo(pos / seg), offset)?;
+            let current = self.current.as_mut().expect("ensure_open opened a segment");
+            let n = data.len().min((seg - offset) as usize);
+            current.file.write_all(&data[..n]).map_err(|e| self.io_error("could not write to", &e))?;
+            let current = self.current.as_mut().expect("still open");
+            current.offset += n as u64;
+            pos += n as u64;
+            data = &data[n..];
+            if current.offset == seg {
+                self.close_complete()?;
+                completed = Some(Lsn::new(pos));
+            }
+        }
+        Ok(completed)
+    }
+
+    fn io_error(&self, what: &str, e: &std::io::Error) -> ToolError {
+        let name = self.current.as_ref().map(|c| self.partial_path(&c.name)).unwrap_or_default();
+        ToolError::Io(std::io::Error::new(e.kind(), format!("{what} file \"{}\": {e}", name.display())))
+    }
+
+    fn ensure_open(&mut self, segno: SegNo, offset: u64) -> Result<(), ToolError> {
+        match &self.current {
+            Some(c) if c.segno == segno && c.offset == offset => Ok(()),
+            Some(c) => Err(ToolError::Stream(format!("got WAL data offset {offset:08x}, expected {:08x}", c.offset))),
+            None if offset != 0 => {
+                Err(ToolError::Stream(format!("received write-ahead log record for offset {offset} with no file open")))
+            }
+            None => self.open(segno),
+        }
+    }
+
+    /// Opens `NAME.partial`: an existing full-size file is reused (fsynced first) and
+    /// overwritten from 0, an empty or new one is zero-filled to the segment size.
+    fn open(&mut self, segno: SegNo) -> Result<(), ToolError> {
+        let name = WalFileName::segment(self.tli, segno, self.size);
+        let path = self.partial_path(&name);
+        let seg = u64::from(self.size.bytes());
+        let io = |what: &str, e: std::io::Error| {
+            ToolError::Io(std::io::Error::new(e.kind(), format!("{what} \"{}\": {e}", path.display())))
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(self.mode)
+            .open(&path)
+            .map_err(|e| io("could not open file", e))?;
+        let len = file.metadata().map_err(|e| io("could not stat file", e))?.len();
+        if len == seg {
+            if self.sync {
+                file.sync_all().map_err(|e| io("could not fsync existing write-ahead log file", e))?;
+            }
+        } else if len == 0 {
+            let zeros = [0u8; PAD_CHUNK];
+            for _ in 0..seg / PAD_CHUNK as u64 {
+                file.write_all(&zeros).map_err(|e| io("could not pad file", e))?;
+            }
+            if self.sync {
+                file.sync_all().map_err(|e| io("could not fsync file", e))?;
+                fsync_dir(&self.dir).map_err(|e| io("could not fsync directory of", e))?;
+            }
+            file.seek(SeekFrom::Start(0)).map_err(|e| io("could not seek to beginning of file", e))?;
+        } else {
+            return Err(ToolError::Directory(format!(
+                "write-ahead log file \"{}\" has {len} bytes, should be 0 or {seg}",
+                path.display()
+            )));
+        }
+        self.current = Some(OpenSegment { file, name, segno, offset: 0 });
+        Ok(())
+    }
+
+    /// Fsyncs the open segment (the flush position becomes the write position).
+    pub fn flush(&mut self) -> Result<(), ToolError> {
+        if let (Some(c), true) = (&self.current, self.sync) {
+            c.file.sync_data().map_err(|e| self.io_error("could not fsync", &e))?;
+        }
+        Ok(())
+    }
+
+    fn close_complete(&mut self) -> Result<(), ToolError> {
+        let current = self.current.take().expect("a segment is open");
+        let from = self.partial_path(&current.name);
+        let to = self.dir.join(current.name.as_str());
+        let io = |what: &str, e: std::io::Error| {
+            ToolError::Io(std::io::Error::new(e.kind(), format!("{what} \"{}\": {e}", from.display())))
+        };
+        if self.sync {
+            current.file.sync_all().map_err(|e| io("could not fsync file", e))?;
+        }
+        drop(current.file);
+        std::fs::rename(&from, &to).map_err(|e| io("could not rename file", e))?;
+        if self.sync {
+            fsync_dir(&self.dir).map_err(|e| io("could not fsync directory of", e))?;
+        }
+        tracing::info!("finished segment {} (timeline {})", current.name, self.tli);
+        Ok(())
+    }
+
+    /// Closes an incomplete segment, leaving it `.partial` (fsynced with its directory).
+    pub fn close_partial(&mut self) -> Result<(), ToolError> {
+        if let Some(current) = self.current.take() {
+            if self.sync {
+                current.file.sync_all().map_err(ToolError::Io)?;
+                fsync_dir(&self.dir).map_err(ToolError::Io)?;
+            }
+            tracing::info!("not renaming \"{}.partial\", segment is not complete", current.name);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEG: u64 = 1024 * 1024;
+
+    fn writer(dir: &Path) -> SegmentWriter {
+        SegmentWriter::new(dir, WalSegSize::new(SEG).expect("1 MiB"), TimelineId::FIRST, false, 0o600)
+    }
+
+    #[test]
+    fn partial_is_padded_then_renamed_when_complete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path());
+        let start = Lsn::new(3 * SEG);
+        assert_eq!(w.write(start, &[7u8; 100]).expect("write"), None);
+        let partial = dir.path().join("000000010000000000000003.partial");
+        assert_eq!(std::fs::metadata(&partial).expect("partial").len(), SEG);
+        let rest = vec![9u8; (SEG - 100 + 10) as usize];
+        assert_eq!(w.write(Lsn::new(3 * SEG + 100), &rest).expect("write"), Some(Lsn::new(4 * SEG)));
+        let done = std::fs::read(dir.path().join("000000010000000000000003")).expect("complete");
+        assert_eq!((done.len() as u64, done[0], done[100]), (SEG, 7, 9));
+        assert!(!partial.exists());
+        assert!(w.is_open(), "the next segment was opened for the 10 bytes past the boundary");
+        w.close_partial().expect("close");
+        let next = std::fs::read(dir.path().join("000000010000000000000004.partial")).expect("partial");
+        assert_eq!((next.len() as u64, next[9], next[10]), (SEG, 9, 0));
+    }
+
+    #[test]
+    fn gaps_and_bad_sizes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path());
+        assert!(w.write(Lsn::new(SEG + 8), b"x").is_err(), "no file open at a non-zero offset");
+        w.write(Lsn::new(SEG), b"abc").expect("write");
+        assert!(w.write(Lsn::new(SEG + 10), b"x").is_err(), "gap");
+        std::fs::write(dir.path().join("000000010000000000000005.partial"), b"short").expect("write");
+        let mut w = writer(dir.path());
+        assert!(matches!(w.write(Lsn::new(5 * SEG), b"x"), Err(ToolError::Directory(_))));
+    }
+}

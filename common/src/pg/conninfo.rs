@@ -1,0 +1,450 @@
+//! libpq connection strings: `key=value` lists and `postgres://` URIs, the `PG*`
+//! environment variables, and the password file (`~/.pgpass`).
+//!
+//! Resolution follows libpq: an explicit value wins over the environment, which wins over
+//! the default. A `host` starting with `/` is a Unix socket directory. The password comes
+//! from the string, then `PGPASSWORD`, then the password file (`passfile`, `PGPASSFILE`,
+//! `~/.pgpass`, ignored unless its mode is 0600 or stricter).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::PgError;
+
+/// The default Unix socket directory of Debian's PostgreSQL (libpq's `DEFAULT_PGSOCKET_DIR`).
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+/// The default port.
+pub const DEFAULT_PORT: u16 = 5432;
+
+/// libpq keywords accepted and stored (any of them may also be given but unused).
+const KNOWN_KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "user",
+    "dbname",
+    "password",
+    "passfile",
+    "sslmode",
+    "application_name",
+    "fallback_application_name",
+    "connect_timeout",
+    "replication",
+    "options",
+    "client_encoding",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "target_session_attrs",
+    "sslcert",
+    "sslkey",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "sslcompression",
+    "sslpassword",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "requirepeer",
+    "gssencmode",
+    "krbsrvname",
+    "gsslib",
+    "channel_binding",
+    "service",
+];
+
+/// `sslmode`. TLS is not implemented: the modes that demand it are refused at connect time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// `disable`: plaintext.
+    Disable,
+    /// `allow`: plaintext (TLS only if the server insists; it never does without hostssl).
+    Allow,
+    /// `prefer` (libpq's default): plaintext here, since this client has no TLS.
+    #[default]
+    Prefer,
+    /// `require`, `verify-ca`, `verify-full`: TLS is mandatory.
+    Require,
+}
+
+/// A parsed connection string; unset fields are filled from the environment by
+/// [`ConnInfo::resolve`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnInfo {
+    params: BTreeMap<String, String>,
+}
+
+/// Where and how to connect, with every default applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnTarget {
+    /// Host name or address, or a socket directory (starts with `/`).
+    pub host: String,
+    /// TCP port, also the socket file's suffix.
+    pub port: u16,
+    /// The role to log in as.
+    pub user: String,
+    /// The database name (only used for the password file; physical replication ignores it).
+    pub dbname: String,
+    /// The password, if one was found.
+    pub password: Option<String>,
+    /// `sslmode`.
+    pub sslmode: SslMode,
+    /// `application_name` sent at startup.
+    pub application_name: Option<String>,
+    /// `connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+}
+
+impl ConnTarget {
+    /// Whether `host` names a Unix socket directory.
+    pub fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// The socket path (`<dir>/.s.PGSQL.<port>`) or `host:port`, for messages.
+    pub fn describe(&self) -> String {
+        if self.is_unix_socket() {
+            format!("{}/.s.PGSQL.{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl ConnInfo {
+    /// Parses a `key=value ...` string or a `postgres://`/`postgresql://` URI. An empty
+    /// string gives an empty [`ConnInfo`].
+    pub fn parse(text: &str) -> Result<ConnInfo, PgError> {
+        let trimmed = text.trim_start();
+        if trimmed.starts_with("postgresql://") || trimmed.starts_with("postgres://") {
+            parse_uri(trimmed)
+        } else {
+            parse_keyword_value(text)
+        }
+    }
+
+    /// Whether `text` looks like a connection string rather than a bare database name
+    /// (libpq's `recognized_connection_string`).
+    pub fn is_conninfo(text: &str) -> bool {
+        text.contains('=') || text.starts_with("postgresql://") || text.starts_with("postgres://")
+    }
+
+    /// Sets `key` (a libpq keyword) to `value`, replacing any earlier value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), PgError> {
+        if !KNOWN_KEYWORDS.contains(&key) {
+            return Err(PgError::ConnInfo(format!("invalid connection option \"{key}\"")));
+        }
+        if key == "sslmode" {
+            parse_sslmode(value)?;
+        }
+        if key == "port" && !value.is_empty() {
+            parse_port(value)?;
+        }
+        self.params.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    /// The value of `key`, if set (and not empty).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// Applies the environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`,
+    /// `PGSSLMODE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGPASSFILE`) and libpq's defaults.
+    pub fn resolve(&self) -> Result<ConnTarget, PgError> {
+        self.resolve_with(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()), home_dir())
+    }
+
+    /// [`ConnInfo::resolve`] with an explicit environment and home directory (for tests).
+    pub fn resolve_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        home: Option<PathBuf>,
+    ) -> Result<ConnTarget, PgError> {
+        let pick = |key: &str, var: &str| self.get(key).map(str::to_owned).or_else(|| env(var));
+        let host = self
+            .get("host")
+            .or_else(|| self.get("hostaddr"))
+            .map(str::to_owned)
+            .or_else(|| env("PGHOST"))
+            .unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_owned());
+        let port = pick("port", "PGPORT").map(|p| parse_port(&p)).transpose()?.unwrap_or(DEFAULT_PORT);
+        let user = pick("user", "PGUSER").or_else(os_user_name).unwrap_or_else(|| "postgres".to_owned());
+        let dbname = pick("dbname", "PGDATABASE").unwrap_or_else(|| user.clone());
+        let sslmode = pick("sslmode", "PGSSLMODE").map(|m| parse_sslmode(&m)).transpose()?.unwrap_or_default();
+        let application_name =
+            pick("application_name", "PGAPPNAME").or_else(|| self.get("fallback_application_name").map(str::to_owned));
+        let connect_timeout = pick("connect_timeout", "PGCONNECT_TIMEOUT")
+            .map(|t| t.trim().parse::<u64>().map_err(|_| PgError::ConnInfo(format!("invalid connect_timeout \"{t}\""))))
+            .transpose()?
+            .filter(|&s| s > 0)
+            .map(|s| Duration::from_secs(s.max(2)));
+        let mut target =
+            ConnTarget { host, port, user, dbname, password: None, sslmode, application_name, connect_timeout };
+        target.password = pick("password", "PGPASSWORD").or_else(|| {
+            let file = pick("passfile", "PGPASSFILE").map(PathBuf::from).or_else(|| home.map(|h| h.join(".pgpass")));
+            file.and_then(|f| password_from_file(&f, &target))
+        });
+        Ok(target)
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.dir))
+}
+
+fn os_user_name() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.name)
+}
+
+fn parse_port(value: &str) -> Result<u16, PgError> {
+    value
+        .trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| PgError::ConnInfo(format!("invalid port number: \"{value}\"")))
+}
+
+fn parse_sslmode(value: &str) -> Result<SslMode, PgError> {
+    match value {
+        "disable" => Ok(SslMode::Disable),
+        "allow" => Ok(SslMode::Allow),
+        "prefer" => Ok(SslMode::Prefer),
+        "require" | "verify-ca" | "verify-full" => Ok(SslMode::Require),
+        other => Err(PgError::ConnInfo(format!("invalid sslmode value: \"{other}\""))),
+    }
+}
+
+/// `key = value` pairs; values may be single-quoted with `\'` and `\\` escapes.
+fn parse_keyword_value(text: &str) -> Result<ConnInfo, PgError> {
+    let mut info = ConnInfo::default();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(info);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(PgError::ConnInfo(format!("missing \"=\" after \"{key}\" in connection info string")));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let value = read_value(&mut chars)?;
+        info.set(&key, &value)?;
+    }
+}
+
+fn read_value(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<String, PgError> {
+    let mut value = String::new();
+    if chars.next_if_eq(&'\'').is_some() {
+        loop {
+            match chars.next() {
+                None => return Err(PgError::ConnInfo("unterminated quoted string in connection info string".into())),
+                Some('\'') => return Ok(value),
+                Some('\\') => value.extend(chars.next()),
+                Some(c) => value.push(c),
+            }
+        }
+    }
+    while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+        if c == '\\' {
+            value.extend(chars.next());
+        } else {
+            value.push(c);
+        }
+    }
+    Ok(value)
+}
+
+/// `postgres://[user[:password]@][host][:port][/dbname][?key=value&...]`, percent-decoded.
+fn parse_uri(text: &str) -> Result<ConnInfo, PgError> {
+    let rest = text.split_once("://").map_or("", |(_, r)| r);
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+    let mut info = ConnInfo::default();
+    let hostport = match authority.rsplit_once('@') {
+        Some((userinfo, hostport)) => {
+            let (user, password) = userinfo.split_once(':').map_or((userinfo, None), |(u, p)| (u, Some(p)));
+            info.set("user", &percent_decode(user)?)?;
+            if let Some(p) = password {
+                info.set("password", &percent_decode(p)?)?;
+            }
+            hostport
+        }
+        None => authority,
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| PgError::ConnInfo(format!("invalid URI \"{text}\"")))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        hostport.split_once(':').map_or((hostport, None), |(h, p)| (h, Some(p)))
+    };
+    if !host.is_empty() {
+        info.set("host", &percent_decode(host)?)?;
+    }
+    if let Some(p) = port.filter(|p| !p.is_empty()) {
+        info.set("port", p)?;
+    }
+    if !path.is_empty() {
+        info.set("dbname", &percent_decode(path)?)?;
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| PgError::ConnInfo(format!("missing \"=\" in URI parameter \"{pair}\"")))?;
+        info.set(&percent_decode(k)?, &percent_decode(v)?)?;
+    }
+    Ok(info)
+}
+
+fn percent_decode(text: &str) -> Result<String, PgError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(hex.ok_or_else(|| PgError::ConnInfo(format!("invalid percent-encoded token: \"{text}\"")))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| PgError::ConnInfo(format!("invalid percent-encoded token: \"{text}\"")))
+}
+
+/// Looks the target up in a password file (`host:port:database:user:password`, `*`
+/// wildcards, `\:` and `\\` escapes). Like libpq, a file readable by group or others is
+/// ignored (with a warning) and a socket in the default directory matches `localhost`.
+/// Replication connections match the database `replication`.
+pub fn password_from_file(file: &Path, target: &ConnTarget) -> Option<String> {
+    let meta = fs::metadata(file).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            "password file \"{}\" has group or world access; permissions should be u=rw (0600) or less",
+            file.display()
+        );
+        return None;
+    }
+    let text = fs::read_to_string(file).ok()?;
+    let host =
+        if target.host == DEFAULT_SOCKET_DIR || target.host == "/tmp" { "localhost" } else { target.host.as_str() };
+    let port = target.port.to_string();
+    text.lines().filter(|l| !l.trim_start().starts_with('#')).find_map(|line| {
+        let fields = split_pgpass_line(line);
+        let [h, p, d, u, pw] = fields.as_slice() else { return None };
+        let matches = |field: &str, value: &str| field == "*" || field == value;
+        (matches(h, host) && matches(p, &port) && matches(d, "replication") && matches(u, &target.user))
+            .then(|| pw.clone())
+    })
+}
+
+fn split_pgpass_line(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut().expect("never empty").extend(chars.next()),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut().expect("never empty").push(c),
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn keyword_value_strings() {
+        let info = ConnInfo::parse("host=/tmp/x port = 5433 user='o\\'brien' application_name=barman_receive_wal")
+            .expect("parses");
+        let t = info.resolve_with(&no_env, None).expect("resolves");
+        assert_eq!((t.host.as_str(), t.port, t.user.as_str()), ("/tmp/x", 5433, "o'brien"));
+        assert!(t.is_unix_socket());
+        assert_eq!(t.describe(), "/tmp/x/.s.PGSQL.5433");
+        assert_eq!(t.application_name.as_deref(), Some("barman_receive_wal"));
+    }
+
+    #[test]
+    fn errors_are_libpq_like() {
+        let e = ConnInfo::parse("host=x bogus=1").expect_err("unknown keyword");
+        assert!(e.to_string().contains("invalid connection option \"bogus\""), "{e}");
+        assert!(ConnInfo::parse("host").is_err());
+        assert!(ConnInfo::parse("port=abc").is_err());
+        assert!(ConnInfo::parse("sslmode=maybe").is_err());
+        assert!(ConnInfo::parse("user='unterminated").is_err());
+    }
+
+    #[test]
+    fn uris() {
+        let info =
+            ConnInfo::parse("postgresql://rep:s%3Acret@db.example:6543/postgres?sslmode=disable&application_name=a")
+                .expect("parses");
+        let t = info.resolve_with(&no_env, None).expect("resolves");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str(), t.dbname.as_str()),
+            ("db.example", 6543, "rep", "postgres")
+        );
+        assert_eq!(t.password.as_deref(), Some("s:cret"));
+        assert_eq!(t.sslmode, SslMode::Disable);
+        let sock = ConnInfo::parse("postgres://%2Fvar%2Frun%2Fpg:5/x").expect("parses");
+        assert_eq!(sock.get("host"), Some("/var/run/pg"));
+        let v6 = ConnInfo::parse("postgres://[::1]:7/").expect("parses");
+        assert_eq!((v6.get("host"), v6.get("port")), (Some("::1"), Some("7")));
+    }
+
+    #[test]
+    fn environment_fills_the_gaps() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("10.0.0.1".to_owned()),
+            "PGPORT" => Some("6000".to_owned()),
+            "PGPASSWORD" => Some("envpw".to_owned()),
+            "PGUSER" => Some("envuser".to_owned()),
+            _ => None,
+        };
+        let t = ConnInfo::parse("port=7000").expect("parses").resolve_with(&env, None).expect("resolves");
+        assert_eq!((t.host.as_str(), t.port, t.user.as_str()), ("10.0.0.1", 7000, "envuser"));
+        assert_eq!(t.password.as_deref(), Some("envpw"));
+    }
+
+    #[test]
+    fn password_file_lookup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(".pgpass");
+        fs::write(&file, "# comment\nother:*:*:*:no\nlocalhost:5432:replication:rep:pw\\:1\n*:*:*:*:fallback\n")
+            .expect("write");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let info = ConnInfo::parse("user=rep").expect("parses");
+        let t = info.resolve_with(&no_env, Some(dir.path().to_path_buf())).expect("resolves");
+        assert_eq!(t.password.as_deref(), Some("pw:1"));
+        let t = ConnInfo::parse("user=x host=h").expect("parses").resolve_with(&no_env, Some(dir.path().into()));
+        assert_eq!(t.expect("resolves").password.as_deref(), Some("fallback"));
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let t = info.resolve_with(&no_env, Some(dir.path().to_path_buf())).expect("resolves");
+        assert_eq!(t.password, None, "a world-readable password file is ignored");
+    }
+}

@@ -1,0 +1,123 @@
+//! Errors of the replication client: bad connection strings, transport failures, protocol
+//! violations and errors reported by the server (with their SQLSTATE).
+
+use std::fmt;
+use std::io;
+
+/// An `ErrorResponse` (or FATAL) sent by the server, with the fields a caller branches on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerError {
+    /// `ERROR`, `FATAL` or `PANIC` (field `V`, else `S`).
+    pub severity: String,
+    /// The SQLSTATE (field `C`), e.g. `58P01`.
+    pub code: String,
+    /// The primary message (field `M`).
+    pub message: String,
+    /// The detail (field `D`), if any.
+    pub detail: Option<String>,
+    /// The hint (field `H`), if any.
+    pub hint: Option<String>,
+}
+
+impl ServerError {
+    /// Builds the error from `(field type, value)` pairs of an `ErrorResponse`/`NoticeResponse`.
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (u8, &'a str)>) -> ServerError {
+        let mut error = ServerError::default();
+        for (kind, value) in fields {
+            match kind {
+                b'V' => value.clone_into(&mut error.severity),
+                b'S' if error.severity.is_empty() => value.clone_into(&mut error.severity),
+                b'C' => value.clone_into(&mut error.code),
+                b'M' => value.clone_into(&mut error.message),
+                b'D' => error.detail = Some(value.to_owned()),
+                b'H' => error.hint = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        error
+    }
+
+    /// "requested WAL segment ... has already been removed" (58P01 after CopyBoth): the WAL
+    /// needed to continue is gone from the server: a gap, not a transient failure.
+    pub fn is_wal_removed(&self) -> bool {
+        self.code == "58P01" && self.message.contains("has already been removed")
+    }
+
+    /// A duplicate object (42710), e.g. CREATE_REPLICATION_SLOT of an existing slot.
+    pub fn is_duplicate_object(&self) -> bool {
+        self.code == "42710"
+    }
+
+    /// An undefined object (42704), e.g. DROP_REPLICATION_SLOT of an unknown slot.
+    pub fn is_undefined_object(&self) -> bool {
+        self.code == "42704"
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(detail) = &self.detail {
+            write!(f, " (DETAIL: {detail})")?;
+        }
+        if !self.code.is_empty() {
+            write!(f, " [SQLSTATE {}]", self.code)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// What went wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgError {
+    /// The connection string is malformed or names an unknown option.
+    #[error("invalid connection string: {0}")]
+    ConnInfo(String),
+    /// A requested feature this client does not implement (e.g. `sslmode=require`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The socket could not be opened.
+    #[error("could not connect to server at {target}: {source}")]
+    Connect {
+        /// `host:port` or the socket path.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Authentication could not be done on the client side (no password, unknown method).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// Reading or writing the established connection failed.
+    #[error("connection to server lost: {0}")]
+    Io(#[from] io::Error),
+    /// The server closed the connection without an error message.
+    #[error("server closed the connection unexpectedly")]
+    Closed,
+    /// The server ended the COPY stream without CopyDone (`COPY 0` on shutdown).
+    #[error("replication stream was terminated before stop point")]
+    StreamTerminated,
+    /// The server sent something this client did not expect.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server reported an error.
+    #[error("{0}")]
+    Server(Box<ServerError>),
+}
+
+impl PgError {
+    /// The server error, if this is one.
+    pub fn server(&self) -> Option<&ServerError> {
+        match self {
+            PgError::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn protocol(what: impl Into<String>) -> PgError {
+        PgError::Protocol(what.into())
+    }
+}

@@ -1,0 +1,19 @@
+//! Physical replication-protocol client, on `postgres-protocol` over tokio (TCP or Unix
+//! sockets, no libpq): libpq connection strings with `PGPASSWORD` and `~/.pgpass`, trust /
+//! password / md5 / SCRAM-SHA-256 authentication, the replication commands a WAL streamer
+//! needs (`IDENTIFY_SYSTEM`, `SHOW`, `TIMELINE_HISTORY`, `CREATE_`/`DROP_`/
+//! `READ_REPLICATION_SLOT`, `START_REPLICATION`) and the COPY BOTH stream, whose payloads
+//! are decoded by a sans-IO codec ([`codec`]). TLS is not implemented: `sslmode=require` is
+//! refused with a clear error.
+//!
+//! Facts: `spec/protocol.md` sections 1 and 2.
+
+pub mod codec;
+mod conn;
+mod conninfo;
+mod error;
+
+pub use codec::{PrimaryKeepaliveBody, ReplicationMessage, StandbyStatusUpdate, XLogDataBody};
+pub use conn::{ReplicationConnection, ReplicationStream, Row, SlotInfo, StreamEvent, SystemIdentity, TimelineHistory};
+pub use conninfo::{password_from_file, ConnInfo, ConnTarget, SslMode, DEFAULT_PORT, DEFAULT_SOCKET_DIR};
+pub use error::{PgError, ServerError};

@@ -1,0 +1,387 @@
+//! `barman-receive-wal` against a real PostgreSQL 15, with `pg_receivewal` as the oracle:
+//! byte-identical segments, resuming after SIGKILL without a gap (checked by `pg_waldump`),
+//! following a promotion onto a new timeline, replication slots, and the error exit codes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use barman_integration::pg::PG_BIN;
+use barman_integration::{cargo_bin, cmd, free_port, skip_unless, wait_until, PgCluster, PgOptions, Scratch};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const SEG: u64 = 16 * 1024 * 1024;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A streamer running in the background; killed on drop.
+struct Receiver {
+    child: Child,
+    log: PathBuf,
+    what: String,
+}
+
+impl Receiver {
+    fn spawn(mut command: Command, log: PathBuf, what: &str) -> Result<Receiver> {
+        let err = fs::File::create(&log)?;
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+        let child = command.spawn().with_context(|| format!("starting {}", cmd::describe(&command)))?;
+        Ok(Receiver { child, log, what: what.to_owned() })
+    }
+
+    fn ours(pg: &PgCluster, dir: &Path, app: &str, extra: &[&str]) -> Result<Receiver> {
+        let mut command = Command::new(cargo_bin("barman-receive-wal")?);
+        command.arg("-D").arg(dir).arg("-d").arg(format!("{} application_name={app}", pg.conninfo()));
+        command.args(["-v", "-s", "1"]).args(extra);
+        Receiver::spawn(command, dir.with_extension("log"), "barman-receive-wal")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: Signal) -> Result<()> {
+        kill(Pid::from_raw(i32::try_from(self.child.id())?), signal)?;
+        Ok(())
+    }
+
+    /// Waits for the exit status (fails after [`WAIT`]).
+    fn wait(&mut self) -> Result<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not exit; log:\n{}", self.what, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGINT, then expects exit 0.
+    fn stop(&mut self) -> Result<()> {
+        self.signal(Signal::SIGINT)?;
+        let code = self.wait()?;
+        ensure!(code == 0, "{} exited {code} after SIGINT; log:\n{}", self.what, self.log());
+        Ok(())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn current_lsn(pg: &PgCluster) -> Result<String> {
+    pg.psql("select pg_current_wal_lsn()")
+}
+
+/// Waits until the walsender for `app` reports having written at least `lsn`.
+fn wait_written(pg: &PgCluster, app: &str, lsn: &str, receiver: &Receiver) -> Result<()> {
+    let sql = format!(
+        "select coalesce(bool_and(write_lsn >= '{lsn}'::pg_lsn), false) from pg_stat_replication where application_name = '{app}'"
+    );
+    wait_until(WAIT, &format!("{app} to write {lsn}"), || Ok(pg.psql(&sql)? == "t"))
+        .with_context(|| format!("{} log:\n{}", receiver.what, receiver.log()))
+}
+
+fn wait_file(path: &Path, receiver: &Receiver) -> Result<()> {
+    wait_until(WAIT, &format!("{}", path.display()), || Ok(path.exists()))
+        .with_context(|| format!("{} log:\n{}", receiver.what, receiver.log()))
+}
+
+/// Some WAL: a table with `rows` rows of 100 bytes.
+fn write_rows(pg: &PgCluster, table: &str, rows: u32) -> Result<()> {
+    pg.psql(&format!(
+        "create table if not exists {table}(id int, pad text); insert into {table} select g, repeat('x', 100) from generate_series(1, {rows}) g"
+    ))
+    .map(drop)
+}
+
+/// WAL segment and `.partial` names in `dir`, sorted.
+fn wal_files(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.len() >= 24 && n.chars().take(24).all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn lsn_offset_in_segment(lsn: &str) -> Result<u64> {
+    let (hi, lo) = lsn.split_once('/').context("lsn")?;
+    Ok(((u64::from_str_radix(hi, 16)? << 32) | u64::from_str_radix(lo, 16)?) % SEG)
+}
+
+/// `pg_waldump` reads the whole range without error (`.partial` copied to plain names).
+fn waldump(dir: &Path, tli: u32, start: &str, end: &str) -> Result<String> {
+    for name in wal_files(dir)? {
+        if let Some(plain) = name.strip_suffix(".partial") {
+            if !dir.join(plain).exists() {
+                fs::copy(dir.join(&name), dir.join(plain))?;
+            }
+        }
+    }
+    let mut dump = Command::new(Path::new(PG_BIN).join("pg_waldump"));
+    dump.arg("-p").arg(dir).args(["-t", &tli.to_string(), "-s", start, "-e", end, "--stats"]);
+    let out = cmd::run(&mut dump)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn segment_start_of(lsn: &str) -> Result<String> {
+    let (hi, lo) = lsn.split_once('/').context("lsn")?;
+    let lo = u64::from_str_radix(lo, 16)?;
+    Ok(format!("{hi}/{:X}", lo - lo % SEG))
+}
+
+#[test]
+fn segments_are_byte_identical_to_pg_receivewal() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal identical")?;
+    let pg = PgCluster::start(&scratch, PgOptions::default())?;
+    let ours_dir = scratch.mkdir("ours")?;
+    let theirs_dir = scratch.mkdir_owned("theirs", "postgres")?;
+    let mut ours = Receiver::ours(&pg, &ours_dir, "ours", &[])?;
+    let mut theirs_cmd = pg.pg_command("pg_receivewal");
+    theirs_cmd.arg("-D").arg(&theirs_dir).args(["-v", "-s", "1", "-d", "application_name=theirs"]);
+    let mut theirs = Receiver::spawn(theirs_cmd, scratch.join("theirs.log"), "pg_receivewal")?;
+
+    write_rows(&pg, "t", 50_000)?;
+    let first = pg.switch_wal()?;
+    write_rows(&pg, "t", 120_000)?;
+    let second = pg.switch_wal()?;
+    write_rows(&pg, "t", 1_000)?;
+    let end = current_lsn(&pg)?;
+    wait_written(&pg, "ours", &end, &ours)?;
+    wait_written(&pg, "theirs", &end, &theirs)?;
+    for name in [&first, &second] {
+        wait_file(&ours_dir.join(name), &ours)?;
+        wait_file(&theirs_dir.join(name), &theirs)?;
+    }
+    ours.stop()?;
+    theirs.stop()?;
+
+    let (our_files, their_files) = (wal_files(&ours_dir)?, wal_files(&theirs_dir)?);
+    ensure!(our_files == their_files, "file names differ: ours {our_files:?}, pg_receivewal {their_files:?}");
+    ensure!(our_files.len() >= 3 && our_files.last().is_some_and(|n| n.ends_with(".partial")), "{our_files:?}");
+    let valid = usize::try_from(lsn_offset_in_segment(&end)?)?;
+    for name in &our_files {
+        let (a, b) = (fs::read(ours_dir.join(name))?, fs::read(theirs_dir.join(name))?);
+        ensure!(a.len() as u64 == SEG && b.len() as u64 == SEG, "{name}: sizes {} and {}", a.len(), b.len());
+        let upto = if name.ends_with(".partial") { valid } else { a.len() };
+        ensure!(a[..upto] == b[..upto], "{name} differs from pg_receivewal's in its first {upto} bytes");
+    }
+    Ok(())
+}
+
+#[test]
+fn resumes_after_sigkill_without_a_gap() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal resume")?;
+    let pg = PgCluster::start(&scratch, PgOptions::default())?;
+    let dir = scratch.mkdir("wal")?;
+    let start = segment_start_of(&current_lsn(&pg)?)?;
+    let mut first = Receiver::ours(&pg, &dir, "resume", &[])?;
+    write_rows(&pg, "t", 20_000)?;
+    let mid = current_lsn(&pg)?;
+    wait_written(&pg, "resume", &mid, &first)?;
+    first.signal(Signal::SIGKILL)?;
+    first.wait()?;
+    ensure!(
+        wal_files(&dir)?.iter().any(|n| n.ends_with(".partial")),
+        "no .partial after SIGKILL: {:?}",
+        wal_files(&dir)?
+    );
+
+    write_rows(&pg, "t", 150_000)?; // crosses into the next segment while we are down
+    let mut second = Receiver::ours(&pg, &dir, "resume", &[])?;
+    let closed = pg.switch_wal()?;
+    write_rows(&pg, "t", 1_000)?;
+    let end = current_lsn(&pg)?;
+    wait_written(&pg, "resume", &end, &second)?;
+    wait_file(&dir.join(&closed), &second)?;
+    second.stop()?;
+    ensure!(
+        second.log().contains(&format!("starting log streaming at {start}")),
+        "did not resume at {start}:\n{}",
+        second.log()
+    );
+    waldump(&dir, 1, &start, &end).with_context(|| format!("files {:?}", wal_files(&dir)))?;
+    Ok(())
+}
+
+#[test]
+fn follows_a_promotion_onto_the_new_timeline() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal timeline")?;
+    let primary = PgCluster::start(&scratch, PgOptions::default())?;
+    let standby = PgCluster::from_basebackup(&scratch, &primary, true, PgOptions::default())?;
+    let dir = scratch.mkdir("wal")?;
+    let mut ours = Receiver::ours(&standby, &dir, "cascade", &[])?;
+    write_rows(&primary, "t", 10_000)?;
+    let lsn = current_lsn(&primary)?;
+    wait_until(WAIT, "standby replay", || {
+        Ok(standby.psql(&format!("select pg_last_wal_replay_lsn() >= '{lsn}'"))? == "t")
+    })?;
+    wait_written(&standby, "cascade", &lsn, &ours)?;
+
+    standby.psql("select pg_promote()")?;
+    write_rows(&standby, "t2", 10_000)?;
+    let closed = standby.switch_wal()?;
+    ensure!(closed.starts_with("00000002"), "promoted standby closed {closed}");
+    wait_file(&dir.join("00000002.history"), &ours)?;
+    wait_file(&dir.join(&closed), &ours)?;
+    ours.stop()?;
+
+    let expected = fs::read(standby.data_dir().join("pg_wal/00000002.history"))?;
+    ensure!(fs::read(dir.join("00000002.history"))? == expected, "history file differs from the server's");
+    let files = wal_files(&dir)?;
+    ensure!(
+        files.iter().any(|n| n.starts_with("00000001") && n.ends_with(".partial")),
+        "old timeline's .partial kept: {files:?}"
+    );
+    ensure!(ours.log().contains("switched to timeline 2"), "log:\n{}", ours.log());
+    Ok(())
+}
+
+#[test]
+fn slots_keep_wal_and_errors_have_exit_codes() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal slot")?;
+    let pg = PgCluster::start(&scratch, PgOptions::default())?;
+    let bin = cargo_bin("barman-receive-wal")?;
+    let slot_cmd = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.args(["-d", &pg.conninfo(), "-S", "barman"]).args(args);
+        cmd::outcome(&mut c)
+    };
+    slot_cmd(&["--create-slot"])?.success()?;
+    slot_cmd(&["--create-slot"])?.fails_with_code(1)?.stderr_contains("already exists")?;
+    slot_cmd(&["--create-slot", "--if-not-exists"])?.success()?;
+    let restart = pg.psql("select restart_lsn from pg_replication_slots where slot_name = 'barman'")?;
+    ensure!(!restart.is_empty(), "--create-slot reserves WAL (restart_lsn {restart:?})");
+
+    let dir = scratch.mkdir("wal")?;
+    let mut ours = Receiver::ours(&pg, &dir, "slot", &["-S", "barman"])?;
+    write_rows(&pg, "t", 20_000)?;
+    let closed = pg.switch_wal()?;
+    wait_file(&dir.join(&closed), &ours)?;
+    let boundary = current_lsn(&pg)?;
+    wait_until(WAIT, "slot to advance to the closed segment's end", || {
+        Ok(pg.psql(&format!(
+            "select active and restart_lsn >= '{}' from pg_replication_slots where slot_name = 'barman'",
+            segment_start_of(&boundary)?
+        ))? == "t")
+    })
+    .with_context(|| ours.log())?;
+    ours.stop()?;
+    // While nobody streams, checkpoints must keep the slot's WAL.
+    let kept =
+        pg.psql("select pg_walfile_name(restart_lsn + 1) from pg_replication_slots where slot_name = 'barman'")?;
+    write_rows(&pg, "t", 50_000)?;
+    pg.switch_wal()?;
+    pg.checkpoint()?;
+    ensure!(pg.data_dir().join("pg_wal").join(&kept).exists(), "segment {kept} recycled despite the slot");
+    slot_cmd(&["--drop-slot"])?.success()?;
+    ensure!(pg.psql("select count(*) from pg_replication_slots")? == "0", "slot not dropped");
+
+    // Errors: one line, Barman's exit codes.
+    let port = free_port()?;
+    let mut c = Command::new(&bin);
+    c.args(["-D", &dir.display().to_string(), "-d", &format!("host=127.0.0.1 port={port} user=postgres")]);
+    let unreachable = cmd::outcome(&mut c)?;
+    unreachable.fails_with_code(2)?.stderr_contains("could not connect")?;
+    ensure!(unreachable.stderr_str().trim().lines().count() == 1, "one line: {}", unreachable.stderr_str());
+    let mut c = Command::new(&bin);
+    c.args(["-D", &dir.display().to_string(), "-d", "host=/tmp bogus=1"]);
+    cmd::outcome(&mut c)?.fails_with_code(3)?.stderr_contains("invalid connection option")?;
+    let mut c = Command::new(&bin);
+    c.args(["-d", &pg.conninfo()]);
+    cmd::outcome(&mut c)?.fails_with_code(3)?.stderr_contains("no target directory")?;
+
+    let foreign = scratch.mkdir("foreign")?;
+    fs::write(foreign.join("000000010000000000000001"), foreign_segment())?;
+    let mut c = Command::new(&bin);
+    c.arg("-D").arg(&foreign).args(["-d", &pg.conninfo()]);
+    let refused = cmd::outcome(&mut c)?;
+    refused.fails_with_code(3)?.stderr_contains("does not belong to this server")?;
+    ensure!(refused.stderr_str().trim().lines().count() == 1, "one line: {}", refused.stderr_str());
+    Ok(())
+}
+
+/// A 16 MiB segment whose long page header names system identifier 42.
+fn foreign_segment() -> Vec<u8> {
+    let mut seg = vec![0u8; SEG as usize];
+    seg[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+    seg[2..4].copy_from_slice(&2u16.to_le_bytes());
+    seg[4..8].copy_from_slice(&1u32.to_le_bytes());
+    seg[8..16].copy_from_slice(&0x0100_0000u64.to_le_bytes());
+    seg[24..32].copy_from_slice(&42u64.to_le_bytes());
+    seg[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
+    seg[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    seg
+}
+
+#[test]
+fn authenticates_with_md5_and_scram_and_reports_flush_synchronously() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal auth")?;
+    let pg = PgCluster::start(&scratch, PgOptions::default())?;
+    pg.psql(
+        "set password_encryption = 'md5'; create role rep_md5 login replication password 'md5secret';
+         set password_encryption = 'scram-sha-256'; create role rep_scram login replication password 'scr@m secret'",
+    )?;
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let rules = "host replication rep_md5 127.0.0.1/32 md5\nhost replication rep_scram 127.0.0.1/32 scram-sha-256\n";
+    fs::write(&hba, format!("{rules}{}", fs::read_to_string(&hba)?))?;
+    pg.psql("select pg_reload_conf()")?;
+    let bin = cargo_bin("barman-receive-wal")?;
+    let slot = |conninfo: String, env: &[(&str, &str)]| {
+        let mut c = Command::new(&bin);
+        c.args(["-d", &conninfo, "-S", "s", "--create-slot", "--if-not-exists"]).env_remove("PGPASSWORD");
+        c.envs(env.iter().copied());
+        cmd::outcome(&mut c)
+    };
+    let tcp = |user: &str| format!("host=127.0.0.1 port={} user={user}", pg.port());
+    slot(format!("{} password=md5secret", tcp("rep_md5")), &[])?.success()?;
+    slot(tcp("rep_scram"), &[("PGPASSWORD", "scr@m secret")])?.success()?;
+    let pgpass = scratch.join("pgpass");
+    fs::write(&pgpass, format!("127.0.0.1:{}:replication:rep_scram:scr@m secret\n", pg.port()))?;
+    fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    slot(tcp("rep_scram"), &[("PGPASSFILE", pgpass.to_str().context("utf-8")?)])?.success()?;
+    let wrong = slot(format!("{} password=nope", tcp("rep_scram")), &[])?;
+    wrong.fails_with_code(2)?.stderr_contains("password authentication failed")?;
+    slot(tcp("rep_md5"), &[])?.fails_with_code(2)?.stderr_contains("no password supplied")?;
+    slot(format!("{} sslmode=require", tcp("rep_md5")), &[])?.fails_with_code(3)?.stderr_contains("sslmode")?;
+
+    // --synchronous reports flush = write at once, with periodic updates off (-s 0).
+    let dir = scratch.mkdir("wal")?;
+    let mut command = Command::new(&bin);
+    command.arg("-D").arg(&dir).args(["-d", &format!("{} password=md5secret application_name=sync", tcp("rep_md5"))]);
+    command.args(["-s", "0", "--synchronous", "-v"]);
+    let mut ours = Receiver::spawn(command, scratch.join("sync.log"), "barman-receive-wal")?;
+    wait_until(WAIT, "sync walsender", || {
+        Ok(pg.psql("select count(*) from pg_stat_replication where application_name = 'sync'")? == "1")
+    })?;
+    write_rows(&pg, "t", 100)?;
+    let lsn = current_lsn(&pg)?;
+    wait_until(Duration::from_secs(5), "flush_lsn to reach the commit", || {
+        Ok(pg.psql(&format!(
+            "select coalesce(bool_and(flush_lsn >= '{lsn}'), false) from pg_stat_replication where application_name = 'sync'"
+        ))? == "t")
+    })
+    .with_context(|| ours.log())?;
+    ours.stop()?;
+
+    // --endpos: resumes from the .partial, stops once past the position, exit 0.
+    write_rows(&pg, "t", 100)?;
+    let mut c = Command::new(&bin);
+    c.arg("-D").arg(&dir).args(["-d", &format!("{} password=md5secret", tcp("rep_md5")), "-E", &lsn, "-n", "-v"]);
+    cmd::outcome(&mut c)?.success()?.stderr_contains("stopped log streaming at")?;
+    Ok(())
+}
