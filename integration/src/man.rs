@@ -20,6 +20,10 @@ const EXIT_STATUS_RESTORE: &str = "0\tthe WAL file was restored and verified\n\
 1\tthe WAL file is not in the Barman catalogue\n\
 2\tssh could not connect, or the received file failed verification\n\
 3\tbad input: usage, unusable destination, invalid WAL name";
+const EXIT_STATUS_RECEIVE: &str = "0\tstopped cleanly (SIGINT/SIGTERM, --endpos reached, slot command done)\n\
+1\tstreaming or slot error reported by the server\n\
+2\tthe server could not be reached or authentication failed\n\
+3\tbad input: usage, connection string, or a directory holding another cluster's WAL";
 const EXIT_STATUS_BARMAN: &str = "0\tsuccess\n\
 1\tthe command failed (an ERROR line); get-wal: WAL file not found\n\
 2\tusage error\n\
@@ -45,5 +49,6 @@ pub fn pages() -> Result<Vec<Page>> {
         page(barman::cli::command(), EXIT_STATUS_BARMAN)?,
         page(barman_wal_archive::cli::command(), EXIT_STATUS_ARCHIVE)?,
         page(barman_wal_restore::cli::command(), EXIT_STATUS_RESTORE)?,
+        page(barman_receive_wal::cli::command(), EXIT_STATUS_RECEIVE)?,
     ])
 }
