@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs the toolkit: binaries, man pages, cron/logrotate/systemd files and example
-# configuration. Usage: packaging/install.sh [--prefix /usr] [--destdir DIR] [--no-build]
+# configuration. Usage: packaging/install.sh [--prefix /usr] [--destdir DIR] [--from DIR]
 #   --prefix   where bin/ and share/man go (default /usr)
 #   --destdir  staging root prepended to every path (for packaging; default none)
+#   --from     install already-built binaries from DIR instead of building release ones
 # Existing configuration files are never overwritten.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-prefix=/usr destdir="" build=1
+prefix=/usr destdir="" from=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix=$2; shift 2 ;;
     --destdir) destdir=$2; shift 2 ;;
-    --no-build) build=0; shift ;;
+    --from) from=$2; shift 2 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 3 ;;
   esac
 done
@@ -19,14 +20,15 @@ bins="barman barman-wal-archive barman-wal-restore"
 for extra in barman-receive-wal barman-backup barman-relay; do
   [ -d "bins/$extra" ] && bins="$bins $extra"
 done
-if [ "$build" = 1 ]; then
+if [ -z "$from" ]; then
   cargo build --release --workspace --quiet
+  from=target/release
 fi
 root="$destdir"
 install -d "$root$prefix/bin" "$root$prefix/share/man/man1" "$root/etc/barman.d" \
   "$root/etc/cron.d" "$root/etc/logrotate.d" "$root/lib/systemd/system"
 for b in $bins; do
-  install -m 0755 "target/release/$b" "$root$prefix/bin/$b"
+  install -m 0755 "$from/$b" "$root$prefix/bin/$b"
 done
 install -m 0644 man/*.1 "$root$prefix/share/man/man1/"
 install -m 0644 packaging/cron.d/barman "$root/etc/cron.d/barman"
