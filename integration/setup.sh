@@ -127,6 +127,9 @@ provision_barman() {
         "$py" -m venv "$VENV"
         "$VENV/bin/pip" install --quiet "barman==$BARMAN_VERSION" zstandard lz4 python-snappy
     fi
+    # The Prometheus text-format parser used by the metrics test.
+    "$VENV/bin/python" -c "import prometheus_client" 2>/dev/null \
+        || "$VENV/bin/pip" install --quiet prometheus-client
     chmod -R a+rX "$VENV"
     barman_ok || die "$VENV/bin/barman --version does not print $BARMAN_VERSION for other users"
 }

@@ -24,6 +24,10 @@ const EXIT_STATUS_RECEIVE: &str = "0\tstopped cleanly (SIGINT/SIGTERM, --endpos 
 1\tstreaming or slot error reported by the server\n\
 2\tthe server could not be reached or authentication failed\n\
 3\tbad input: usage, connection string, or a directory holding another cluster's WAL";
+const EXIT_STATUS_BACKUP: &str = "0\tthe backup was taken (WAITING_FOR_WALS or DONE)\n\
+1\tthe backup failed and is marked FAILED with the reason\n\
+2\tPostgreSQL could not be reached\n\
+3\tbad input: usage, configuration, unknown server";
 const EXIT_STATUS_BARMAN: &str = "0\tsuccess\n\
 1\tthe command failed (an ERROR line); get-wal: WAL file not found\n\
 2\tusage error\n\
@@ -50,5 +54,6 @@ pub fn pages() -> Result<Vec<Page>> {
         page(barman_wal_archive::cli::command(), EXIT_STATUS_ARCHIVE)?,
         page(barman_wal_restore::cli::command(), EXIT_STATUS_RESTORE)?,
         page(barman_receive_wal::cli::command(), EXIT_STATUS_RECEIVE)?,
+        page(barman_backup::cli::command(), EXIT_STATUS_BACKUP)?,
     ])
 }

@@ -20,6 +20,9 @@ pub enum Action {
     },
     /// Drop the slot and exit (`--drop-slot`).
     DropSlot,
+    /// Print the server's position and the slot's state as `key=value` lines and exit
+    /// (hidden `--identify`, used by `barman receive-wal` for its checks and `--reset`).
+    Identify,
 }
 
 /// The tool's options, free of clap types.
@@ -113,6 +116,12 @@ pub fn command() -> Command {
                 .help("create a new replication slot (for the slot's name see --slot)"),
         )
         .arg(flag("drop-slot").help("drop the replication slot (for the slot's name see --slot)"))
+        .arg(
+            flag("identify")
+                .hide(true)
+                .conflicts_with_all(["create-slot", "drop-slot"])
+                .help("print the server position and the slot state as key=value lines, then exit"),
+        )
 }
 
 /// Converts parsed arguments into [`Options`], with pg_receivewal's consistency checks.
@@ -121,6 +130,8 @@ pub fn options(m: &ArgMatches) -> Result<Options, String> {
         Action::CreateSlot { if_not_exists: m.get_flag("if-not-exists") }
     } else if m.get_flag("drop-slot") {
         Action::DropSlot
+    } else if m.get_flag("identify") {
+        Action::Identify
     } else {
         Action::Stream
     };
@@ -129,7 +140,7 @@ pub fn options(m: &ArgMatches) -> Result<Options, String> {
     if action == Action::Stream && directory.is_none() {
         return Err("no target directory specified".into());
     }
-    if action != Action::Stream && slot.is_none() {
+    if matches!(action, Action::CreateSlot { .. } | Action::DropSlot) && slot.is_none() {
         return Err("--create-slot and --drop-slot need a slot to be specified using --slot".into());
     }
     if m.get_flag("password") {

@@ -70,6 +70,7 @@ pub async fn run(opts: &Options) -> Result<(), ToolError> {
     match opts.action {
         Action::CreateSlot { if_not_exists } => create_slot(opts, if_not_exists).await,
         Action::DropSlot => drop_slot(opts).await,
+        Action::Identify => identify(opts).await,
         Action::Stream => stream(opts, &mut signals).await,
     }
 }
@@ -103,6 +104,41 @@ async fn drop_slot(opts: &Options) -> Result<(), ToolError> {
     info!("dropping replication slot \"{slot}\"");
     conn.drop_slot(slot, false).await.map_err(ToolError::Server)?;
     conn.close().await;
+    Ok(())
+}
+
+/// `--identify`: `system_id`, `timeline`, `xlogpos`, `wal_segment_size`,
+/// `synchronous_standby_names` and, with `-S`, `slot` (`present`/`missing`) plus the slot's
+/// `slot_restart_lsn`/`slot_restart_tli` when it reserves WAL (PG 15+ `READ_REPLICATION_SLOT`).
+async fn identify(opts: &Options) -> Result<(), ToolError> {
+    let mut conn = connect(&opts.conninfo).await.map_err(ToolError::Connect)?;
+    let ident = conn.identify_system().await.map_err(ToolError::Server)?;
+    let size = conn.wal_segment_size().await.map_err(ToolError::Server)?;
+    let sync_names = conn.show("synchronous_standby_names").await.map_err(ToolError::Server)?;
+    let mut text = format!(
+        "system_id={}\ntimeline={}\nxlogpos={}\nwal_segment_size={}\nsynchronous_standby_names={}\n",
+        ident.system_id,
+        ident.timeline,
+        ident.xlogpos,
+        size.bytes(),
+        sync_names.replace('\n', " ")
+    );
+    if let Some(slot) = opts.slot.as_deref().filter(|_| conn.server_version_num() >= Some(150_000)) {
+        match conn.read_slot(slot).await.map_err(ToolError::Server)? {
+            None => text.push_str("slot=missing\n"),
+            Some(info) => {
+                text.push_str("slot=present\n");
+                if let Some(lsn) = info.restart_lsn {
+                    text.push_str(&format!("slot_restart_lsn={lsn}\n"));
+                }
+                if let Some(tli) = info.restart_tli {
+                    text.push_str(&format!("slot_restart_tli={tli}\n"));
+                }
+            }
+        }
+    }
+    conn.close().await;
+    print!("{text}");
     Ok(())
 }
 

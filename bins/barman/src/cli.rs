@@ -95,6 +95,12 @@ pub fn command() -> Command {
                 .arg(Arg::new("BACKUP_ID").required(true).help("backup id, name, or latest/oldest/last-failed...")),
         )
         .subcommand(
+            Command::new("delete")
+                .about("delete a backup (refused for kept backups and below minimum redundancy)")
+                .arg(server_arg())
+                .arg(Arg::new("BACKUP_ID").required(true).help("backup id or name")),
+        )
+        .subcommand(
             Command::new("keep")
                 .about("keep a backup forever (full or standalone), show or release the keep")
                 .arg(flag("release").short('r').help("release the keep"))
@@ -102,6 +108,36 @@ pub fn command() -> Command {
                 .arg(Arg::new("target").long("target").value_parser(["full", "standalone"]).help("what to keep"))
                 .arg(server_arg())
                 .arg(Arg::new("BACKUP_ID").required(true).help("backup id or name")),
+        )
+        .subcommand(
+            Command::new("receive-wal")
+                .about("stream WAL from the server into streaming/ (barman-receive-wal, run by cron)")
+                .arg(flag("stop").help("stop the receive-wal subprocess for the server (deprecated)"))
+                .arg(flag("reset").help("reset the status of receive-wal removing any status files"))
+                .arg(flag("create-slot").help("create the replication slot, if it does not exist"))
+                .arg(flag("if-not-exists").help("with --create-slot: no error when the slot already exists"))
+                .arg(flag("drop-slot").help("drop the replication slot, if it exists"))
+                .arg(server_arg()),
+        )
+        .subcommand(
+            Command::new("backup")
+                .about("take a base backup of servers (runs barman-backup)")
+                .arg(Arg::new("name").long("name").help("a friendly name for the backup"))
+                .arg(flag("wait").short('w').help("wait for every required WAL file to be archived"))
+                .arg(flag("immediate-checkpoint").help("request a fast checkpoint"))
+                .arg(flag("no-immediate-checkpoint").help("let the checkpoint spread"))
+                .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
+        )
+        .subcommand(
+            Command::new("check-backup")
+                .about("mark a WAITING_FOR_WALS backup DONE once all its WAL files are archived")
+                .arg(server_arg())
+                .arg(Arg::new("BACKUP_ID").required(true).help("backup id or name")),
+        )
+        .subcommand(
+            Command::new("metrics").about(
+                "print every server's state in the Prometheus text format (for node_exporter's textfile collector)",
+            ),
         )
         .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))
 }

@@ -79,9 +79,28 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
         "get-wal" => cmd::get_wal_cmd(ctx, &server_name(), sub, out),
         "archive-wal" => cmd::archive_wal_cmd(ctx, &server_name(), out),
         "cron" => cmd::cron::run(ctx, out),
+        "backup" => cmd::backup::run(ctx, m.get_one::<String>("config").map(String::as_str), sub, out),
+        "check-backup" => {
+            let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
+            cmd::check_backup::run(ctx, &server_name(), &id, out)
+        }
+        "receive-wal" => {
+            let opts = cmd::receive_wal::Options {
+                create_slot: sub.get_flag("create-slot"),
+                if_not_exists: sub.get_flag("if-not-exists"),
+                drop_slot: sub.get_flag("drop-slot"),
+                reset: sub.get_flag("reset"),
+                stop: sub.get_flag("stop"),
+            };
+            cmd::receive_wal::run(ctx, &server_name(), &opts, out)
+        }
         "show-backup" => {
             let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
             cmd::show::show_backup(ctx, &server_name(), &id, out)
+        }
+        "delete" => {
+            let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
+            cmd::delete::run(ctx, &server_name(), &id, out)
         }
         "keep" => {
             let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
@@ -104,6 +123,7 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
             };
             cmd::keep::run(ctx, &server_name(), &id, action, out)
         }
+        "metrics" => cmd::metrics::run(ctx, out),
         "list-servers" => cmd::list::list_servers(ctx, sub.get_flag("minimal"), out),
         "list-backups" => cmd::list::list_backups(ctx, &servers(sub), sub.get_flag("minimal"), out),
         other => Err(CmdError::Error(format!("unsupported command '{other}'"))),

@@ -72,7 +72,7 @@ impl std::fmt::Debug for ReplicationConnection {
     }
 }
 
-fn server_error(fields: ErrorFields<'_>) -> ServerError {
+pub(super) fn server_error(fields: ErrorFields<'_>) -> ServerError {
     let pairs: Vec<(u8, String)> = fields
         .map(|f| Ok((f.type_(), String::from_utf8_lossy(f.value_bytes()).into_owned())))
         .collect()
@@ -103,6 +103,18 @@ impl ReplicationConnection {
     /// Connects and authenticates as a physical walsender client. `sslmode=require` (and
     /// stricter) over TCP is refused: this client has no TLS.
     pub async fn connect(info: &ConnInfo) -> Result<ReplicationConnection, PgError> {
+        Self::connect_as(info, true).await
+    }
+
+    /// Connects and authenticates an ordinary SQL session to the connection string's
+    /// database (no `replication` parameter): for the catalogue queries a replication
+    /// connection refuses (`pg_tablespace`, `pg_switch_wal()`...). [`Self::simple_query`]
+    /// runs SQL on it.
+    pub async fn connect_database(info: &ConnInfo) -> Result<ReplicationConnection, PgError> {
+        Self::connect_as(info, false).await
+    }
+
+    async fn connect_as(info: &ConnInfo, replication: bool) -> Result<ReplicationConnection, PgError> {
         let target = info.resolve()?;
         if target.sslmode == SslMode::Require && !target.is_unix_socket() {
             return Err(PgError::Unsupported(
@@ -117,12 +129,16 @@ impl ReplicationConnection {
             params: HashMap::new(),
             backend_pid: 0,
         };
-        conn.startup(&target).await?;
+        conn.startup(&target, replication).await?;
         Ok(conn)
     }
 
-    async fn startup(&mut self, target: &ConnTarget) -> Result<(), PgError> {
-        let mut params = vec![("user", target.user.as_str()), ("database", "replication"), ("replication", "true")];
+    async fn startup(&mut self, target: &ConnTarget, replication: bool) -> Result<(), PgError> {
+        let mut params = if replication {
+            vec![("user", target.user.as_str()), ("database", "replication"), ("replication", "true")]
+        } else {
+            vec![("user", target.user.as_str()), ("database", target.dbname.as_str())]
+        };
         if let Some(name) = &target.application_name {
             params.push(("application_name", name.as_str()));
         }
@@ -202,6 +218,13 @@ impl ReplicationConnection {
         Some(major * 10000 + minor)
     }
 
+    /// Queues a simple Query message and sends it (the response is read by the caller).
+    pub(super) async fn send_query(&mut self, sql: &str) -> Result<(), PgError> {
+        tracing::debug!(query = sql, "replication command");
+        frontend::query(sql, &mut self.wbuf)?;
+        self.flush().await
+    }
+
     /// The walsender's process id.
     pub fn backend_pid(&self) -> i32 {
         self.backend_pid
@@ -226,7 +249,7 @@ impl ReplicationConnection {
         }
     }
 
-    async fn read_message(&mut self) -> Result<Message, PgError> {
+    pub(super) async fn read_message(&mut self) -> Result<Message, PgError> {
         match self.read_backend().await? {
             BackendMessage::Other(m) => Ok(m),
             BackendMessage::CopyBothResponse => Err(PgError::protocol("unexpected CopyBothResponse")),
@@ -235,7 +258,7 @@ impl ReplicationConnection {
 
     /// Reads the rest of a query's response up to ReadyForQuery, collecting rows; the
     /// first ErrorResponse becomes the result (a FATAL one may end with the socket closing).
-    async fn collect_result(&mut self, mut rows: Vec<Row>) -> Result<Vec<Row>, PgError> {
+    pub(super) async fn collect_result(&mut self, mut rows: Vec<Row>) -> Result<Vec<Row>, PgError> {
         let mut error = None;
         loop {
             let message = match self.read_message().await {
@@ -389,11 +412,11 @@ impl ReplicationConnection {
     }
 }
 
-fn log_notice(notice: &ServerError) {
+pub(super) fn log_notice(notice: &ServerError) {
     tracing::info!("server {}: {}", notice.severity, notice);
 }
 
-fn decode_row(body: &postgres_protocol::message::backend::DataRowBody) -> Result<Row, PgError> {
+pub(super) fn decode_row(body: &postgres_protocol::message::backend::DataRowBody) -> Result<Row, PgError> {
     let buffer = body.buffer();
     body.ranges()
         .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&buffer[r]).into_owned())))

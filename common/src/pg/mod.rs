@@ -8,11 +8,13 @@
 //!
 //! Facts: `spec/protocol.md` sections 1 and 2.
 
+pub mod basebackup;
 pub mod codec;
 mod conn;
 mod conninfo;
 mod error;
 
+pub use basebackup::{BaseBackupEvent, BaseBackupOptions, BaseBackupStart, BaseBackupStream, TablespaceHeader};
 pub use codec::{PrimaryKeepaliveBody, ReplicationMessage, StandbyStatusUpdate, XLogDataBody};
 pub use conn::{ReplicationConnection, ReplicationStream, Row, SlotInfo, StreamEvent, SystemIdentity, TimelineHistory};
 pub use conninfo::{password_from_file, ConnInfo, ConnTarget, SslMode, DEFAULT_PORT, DEFAULT_SOCKET_DIR};

@@ -1,5 +1,6 @@
 //! `barman cron`: for every active server, in name order and under its cron lock, run the
-//! archiver. (Retention, receive-wal supervision and the relay join as they land.)
+//! archiver, then enforce the retention policy. (Receive-wal supervision and the relay join
+//! as they land.)
 
 use barman_common::catalogue::LockKind;
 
@@ -10,8 +11,10 @@ use crate::CmdError;
 /// Runs one cron pass.
 pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
     for name in ctx.server_names() {
-        let server = ctx.server(&name)?;
+        // Disabled servers (configuration errors) are skipped, as Barman's cron does.
+        let Ok(server) = ctx.server(&name) else { continue };
         if !server.active {
+            crate::cmd::receive_wal::cron_inactive(&server, out);
             continue;
         }
         let Ok(_cron_lock) = server.try_lock(&LockKind::Cron, "cron") else {
@@ -28,6 +31,15 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
                 }
             }
             Err(e) => out.info(e.to_string()),
+        }
+        if let Err(e) = crate::cmd::check_backup::cron_check(&server, out) {
+            out.error(format!("check-backup for server {name}: {e}"));
+        }
+        if let Err(e) = crate::cmd::receive_wal::cron(ctx, &server, out) {
+            out.error(format!("receive-wal for server {name}: {e}"));
+        }
+        if let Err(e) = crate::cmd::delete::enforce_retention(ctx, &server, out) {
+            out.error(format!("retention policy for server {name}: {e}"));
         }
     }
     Ok(())

@@ -1,11 +1,16 @@
 //! One module per subcommand; the functions here adapt parsed arguments to them.
 
 pub mod archive_wal;
+pub mod backup;
+pub mod check_backup;
 pub mod cron;
+pub mod delete;
 pub mod get_wal;
 pub mod keep;
 pub mod list;
+pub mod metrics;
 pub mod put_wal;
+pub mod receive_wal;
 pub mod show;
 
 use std::io;

@@ -1,0 +1,108 @@
+//! Command line of `barman-backup`, shaped like `barman backup SERVER`.
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+/// What the tool was asked to do, free of clap types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Barman configuration file (`-c`); the default search otherwise.
+    pub config: Option<String>,
+    /// The server section to back up.
+    pub server: String,
+    /// `--name`: a friendly name stored as `backup_name`.
+    pub name: Option<String>,
+    /// `--immediate-checkpoint` (true) / `--no-immediate-checkpoint` (false); the server's
+    /// `immediate_checkpoint` setting when `None`.
+    pub immediate_checkpoint: Option<bool>,
+    /// `--wait`: run the archiver until the backup's WAL is in and the backup is DONE.
+    pub wait: bool,
+    /// `--wait-timeout` seconds (0 = forever).
+    pub wait_timeout: u64,
+    /// `-f json`: print a JSON summary on stdout instead of text.
+    pub json: bool,
+    /// `-q`: no progress or informational lines.
+    pub quiet: bool,
+}
+
+/// The clap definition (also used to generate the man page).
+pub fn command() -> Command {
+    let flag = |name: &'static str| Arg::new(name).long(name).action(ArgAction::SetTrue);
+    Command::new("barman-backup")
+        .version(concat!(env!("CARGO_PKG_VERSION"), " (Barman 3.20.1 compatible)"))
+        .about("Take a base backup of a Barman server with BASE_BACKUP (backup_method = postgres, plain format)")
+        .after_help(
+            "Exit status: 0 backup taken (DONE, or WAITING_FOR_WALS without --wait); 1 the backup failed \
+             (marked FAILED); 2 could not connect to PostgreSQL; 3 bad input (usage, configuration, unknown \
+             server); 4 internal error.",
+        )
+        .arg(Arg::new("config").short('c').long("config").help("Barman configuration file"))
+        .arg(Arg::new("name").long("name").help("a friendly name for this backup (backup_name)"))
+        .arg(flag("immediate-checkpoint").help("request a fast checkpoint at backup start"))
+        .arg(
+            flag("no-immediate-checkpoint")
+                .overrides_with("immediate-checkpoint")
+                .help("let the checkpoint at backup start spread (the default unless immediate_checkpoint = on)"),
+        )
+        .arg(flag("wait").short('w').help("wait until every WAL file the backup needs is archived (status DONE)"))
+        .arg(
+            Arg::new("wait-timeout")
+                .long("wait-timeout")
+                .value_parser(clap::value_parser!(u64))
+                .default_value("0")
+                .help("with --wait, give up after this many seconds (0 = wait forever)"),
+        )
+        .arg(
+            Arg::new("format")
+                .short('f')
+                .long("format")
+                .value_parser(["console", "json"])
+                .default_value("console")
+                .help("output format"),
+        )
+        .arg(flag("quiet").short('q').help("print errors only"))
+        .arg(Arg::new("SERVER_NAME").required(true).help("the server to back up"))
+}
+
+/// Converts parsed arguments into [`Options`].
+pub fn options(m: &ArgMatches) -> Options {
+    let immediate = if m.get_flag("immediate-checkpoint") {
+        Some(true)
+    } else if m.get_flag("no-immediate-checkpoint") {
+        Some(false)
+    } else {
+        None
+    };
+    Options {
+        config: m.get_one::<String>("config").cloned(),
+        server: m.get_one::<String>("SERVER_NAME").cloned().unwrap_or_default(),
+        name: m.get_one::<String>("name").cloned(),
+        immediate_checkpoint: immediate,
+        wait: m.get_flag("wait"),
+        wait_timeout: m.get_one::<u64>("wait-timeout").copied().unwrap_or(0),
+        json: m.get_one::<String>("format").is_some_and(|f| f == "json"),
+        quiet: m.get_flag("quiet"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Options {
+        options(&command().try_get_matches_from(args).expect("valid"))
+    }
+
+    #[test]
+    fn flags() {
+        let o = parse(&["barman-backup", "-c", "/etc/b.conf", "--name", "n1", "--wait", "pg"]);
+        assert_eq!(o.config.as_deref(), Some("/etc/b.conf"));
+        assert_eq!((o.server.as_str(), o.name.as_deref(), o.wait), ("pg", Some("n1"), true));
+        assert_eq!(o.immediate_checkpoint, None);
+        assert_eq!(parse(&["b", "--immediate-checkpoint", "pg"]).immediate_checkpoint, Some(true));
+        assert_eq!(
+            parse(&["b", "--immediate-checkpoint", "--no-immediate-checkpoint", "pg"]).immediate_checkpoint,
+            Some(false)
+        );
+        assert!(command().try_get_matches_from(["b"]).is_err());
+    }
+}

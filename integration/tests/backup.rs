@@ -1,0 +1,335 @@
+//! `barman backup` / `barman-backup` (BASE_BACKUP, plain format) against a real PostgreSQL 15
+//! archiving through our `barman-wal-archive` into the same catalogue: the backup reaches
+//! DONE with `--wait`, `pg_verifybackup` accepts it (and catches a flipped byte), it restores
+//! (with a tablespace outside PGDATA) and replays to the source's data, real Barman 3.20.1
+//! lists and shows it like a backup of its own, and a bad conninfo fails cleanly.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, ServerLayout, ServerLock};
+use barman_integration::cmd::{as_user, execute, Outcome, DEFAULT_TIMEOUT};
+use barman_integration::pg::{PG_BIN, SYSTEM_PATH};
+use barman_integration::scratch::chown_recursive;
+use barman_integration::{
+    cargo_bin, skip_unless, BarmanHome, BarmanServerOptions, OsUser, PgCluster, PgOptions, RealBarman, Scratch, Sshd,
+};
+
+/// A cluster archiving through our barman-wal-archive (over the private sshd) into our
+/// barman home, server `pg`.
+struct Setup {
+    pg: PgCluster,
+    barman: BarmanHome,
+    sshd: Sshd,
+    scratch: Scratch,
+}
+
+fn setup(name: &str) -> Result<Setup> {
+    let scratch = Scratch::new(name)?;
+    let sshd = Sshd::start(&scratch, barman_integration::SshdOptions::default())?;
+    let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
+    let archive_command = format!(
+        "{client} -c {cfg} --port {port} 127.0.0.1 pg %p",
+        client = cargo_bin("barman-wal-archive")?.display(),
+        cfg = barman.config_path().display(),
+        port = sshd.port(),
+    );
+    let opts = PgOptions::default().archive_command(archive_command).path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
+    let pg = PgCluster::start(&scratch, opts)?;
+    barman.add_server("pg", &pg, &BarmanServerOptions::default())?;
+    Ok(Setup { pg, barman, sshd, scratch })
+}
+
+fn layout(barman: &BarmanHome) -> ServerLayout {
+    ServerLayout::default_for(&barman.home(), "pg")
+}
+
+/// The backup directories of `pg`, sorted.
+fn backup_ids(layout: &ServerLayout) -> Vec<String> {
+    let mut ids: Vec<String> = match fs::read_dir(&layout.basebackups_directory) {
+        Ok(rd) => rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
+        Err(_) => Vec::new(),
+    };
+    ids.sort();
+    ids
+}
+
+fn info(layout: &ServerLayout, id: &str) -> Result<BackupInfo> {
+    BackupInfo::load(layout, &BackupId::new(id)?)?.with_context(|| format!("no backup.info for {id}"))
+}
+
+fn verifybackup(data: &Path) -> Result<Outcome> {
+    let mut cmd = Command::new(Path::new(PG_BIN).join("pg_verifybackup"));
+    cmd.arg("-n").arg("-m").arg(data.join("backup_manifest")).arg(data);
+    execute(&mut cmd, None, DEFAULT_TIMEOUT)
+}
+
+/// `cp -a src dst`.
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let mut cp = Command::new("cp");
+    cp.arg("-a").arg(src).arg(dst);
+    barman_integration::run(&mut cp).map(drop)
+}
+
+/// Flips one byte in the middle of the largest relation file under `data/base`.
+fn tamper(data: &Path) -> Result<PathBuf> {
+    let mut largest: Option<(u64, PathBuf)> = None;
+    for db in fs::read_dir(data.join("base"))? {
+        for f in fs::read_dir(db?.path())? {
+            let path = f?.path();
+            let len = fs::metadata(&path)?.len();
+            if largest.as_ref().is_none_or(|(l, _)| len > *l) {
+                largest = Some((len, path));
+            }
+        }
+    }
+    let (len, path) = largest.context("no relation files")?;
+    let mut bytes = fs::read(&path)?;
+    let at = (len / 2) as usize;
+    bytes[at] ^= 0xff;
+    fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+/// The core path: `barman backup --wait` of a cluster with a tablespace outside PGDATA
+/// reaches DONE, the copy is laid out as Barman's and verifies, a flipped byte is caught,
+/// and a restore of it (tablespace included) replays WAL written after the backup.
+#[test]
+fn backup_waits_for_wal_verifies_and_restores_with_tablespace() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    let s = setup("backup core")?;
+    let ts_dir = s.scratch.mkdir_owned_mode("ts1", "postgres", 0o700)?;
+    s.pg.psql(&format!("create tablespace ts1 location '{}'", ts_dir.display()))?;
+    s.pg.psql("create table spaced(id int, v text) tablespace ts1; insert into spaced select g, md5(g::text) from generate_series(1, 20000) g")?;
+    s.pg.pgbench_init(2)?;
+    let t0 = Instant::now();
+    let out = s.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint", "--name", "first"])?;
+    let took = t0.elapsed();
+    ensure!(out.contains("Backup completed"), "backup output: {out}");
+    let layout = layout(&s.barman);
+    let ids = backup_ids(&layout);
+    ensure!(ids.len() == 1, "backups: {ids:?}");
+    let id = &ids[0];
+    let bi = info(&layout, id)?;
+    ensure!(bi.status == BackupStatus::Done, "status {:?} error {:?}", bi.status, bi.error);
+    ensure!(bi.backup_name.as_deref() == Some("first"));
+    ensure!(bi.mode.as_deref() == Some("postgres"));
+    ensure!(bi.systemid == Some(s.pg.system_identifier()?.to_string()));
+    ensure!(bi.version.is_some_and(|v| v >= 150_000) && bi.data_checksums.as_deref() == Some("on"));
+    ensure!(bi.pgdata.as_deref() == Some(s.pg.data_dir().to_str().context("utf8")?));
+    ensure!(bi.backup_label.as_deref().is_some_and(|l| l.starts_with("START WAL LOCATION:")));
+    ensure!(bi.size.is_some_and(|n| n > 10_000_000) && bi.cluster_size.is_some());
+    ensure!(bi.copy_stat("copy_time").is_some() && bi.copy_stat("total_time").is_some());
+    let ts = bi.tablespaces.clone().context("no tablespaces recorded")?;
+    ensure!(ts.len() == 1 && ts[0].name == "ts1" && Path::new(&ts[0].location) == ts_dir, "tablespaces {ts:?}");
+    let identity = fs::read_to_string(layout.identity_path())?;
+    ensure!(identity.contains("\"version\": \"15\""), "identity.json: {identity}");
+
+    // Layout: data/ + <oid>/, pg_tblspc/<oid> → absolute base/<id>/<oid>, PG permissions.
+    let backup_dir = layout.backup_dir(&BackupId::new(id)?);
+    let data = backup_dir.join("data");
+    let oid = ts[0].oid.to_string();
+    let link = fs::read_link(data.join("pg_tblspc").join(&oid))?;
+    ensure!(link == backup_dir.join(&oid) && link.is_absolute(), "pg_tblspc link → {}", link.display());
+    ensure!(fs::metadata(&data)?.permissions().mode() & 0o777 == 0o700);
+    ensure!(fs::metadata(data.join("PG_VERSION"))?.permissions().mode() & 0o777 == 0o600);
+    ensure!(data.join("backup_label").is_file() && !data.join("backup_manifest.tmp").exists());
+    let v = verifybackup(&data)?;
+    ensure!(v.code() == Some(0) && v.stdout_str().contains("backup successfully verified"), "pg_verifybackup: {v:?}");
+    eprintln!("backup of {} MiB took {took:?}", bi.size.unwrap_or(0) >> 20);
+
+    // Writes after the backup, archived, so that the restore has WAL to replay.
+    s.pg.pgbench(&["-c", "2", "-t", "300", "-n"])?;
+    s.pg.psql("insert into spaced values (-1, 'after backup')")?;
+    let last = s.pg.switch_wal()?;
+    s.pg.wait_for_archived(&last, Duration::from_mins(2))?;
+    s.barman.run(&["cron"])?;
+    let tables = ["pgbench_accounts", "pgbench_branches", "pgbench_history", "spaced"];
+    let want: Vec<String> = tables.iter().map(|t| s.pg.table_checksum(t)).collect::<Result<_>>()?;
+
+    // Restore a copy: data + tablespace elsewhere, symlink repointed.
+    let restore_root = s.scratch.mkdir("restore")?;
+    let rdata = restore_root.join("data");
+    let rts = restore_root.join("ts1");
+    copy_tree(&data, &rdata)?;
+    copy_tree(&backup_dir.join(&oid), &rts)?;
+    let rlink = rdata.join("pg_tblspc").join(&oid);
+    fs::remove_file(&rlink)?;
+    std::os::unix::fs::symlink(&rts, &rlink)?;
+    let postgres = OsUser::lookup("postgres")?;
+    chown_recursive(&restore_root, &postgres)?;
+    fs::set_permissions(&rts, fs::Permissions::from_mode(0o700))?;
+    fs::write(rdata.join("recovery.signal"), "")?;
+    let spool = s.scratch.mkdir_owned("spool", "postgres")?;
+    let restore = format!(
+        "{} --spool-dir {} -c {} --port {} 127.0.0.1 pg %f %p",
+        cargo_bin("barman-wal-restore")?.display(),
+        spool.display(),
+        s.barman.config_path().display(),
+        s.sshd.port()
+    );
+    let opts = PgOptions::default()
+        .conf(format!("restore_command = '{restore}'"))
+        .path_prefix(s.sshd.ssh_wrapper_dir_for("postgres")?);
+    let restored = PgCluster::start_existing(&s.scratch, &rdata, opts)?;
+    restored.wait_for_recovery_end(Duration::from_mins(3))?;
+    let got: Vec<String> = tables.iter().map(|t| restored.table_checksum(t)).collect::<Result<_>>()?;
+    ensure!(got == want, "restored tables differ: {got:?} vs {want:?}");
+    ensure!(restored.psql("select v from spaced where id = -1")? == "after backup");
+    let location = restored.psql("select pg_tablespace_location(oid) from pg_tablespace where spcname = 'ts1'")?;
+    ensure!(Path::new(&location) == rts, "restored tablespace at {location}");
+    drop(restored);
+
+    // A flipped byte in the backup is caught.
+    let tampered = tamper(&data)?;
+    let v = verifybackup(&data)?;
+    ensure!(v.code() == Some(1), "pg_verifybackup accepted a tampered {}: {v:?}", tampered.display());
+    Ok(())
+}
+
+/// Real Barman 3.20.1 on the same config and catalogue: `list-backup` shows our backup
+/// and one it took itself, both DONE, and `show-backup` prints the same rows for both.
+#[test]
+fn real_barman_reads_our_backup_like_its_own() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    let real = skip_unless!(RealBarman::require());
+    let s = setup("backup vs barman")?;
+    s.pg.pgbench_init(1)?;
+    // Without --wait the backup ends WAITING_FOR_WALS (its WAL is still in incoming/);
+    // `barman cron` archives it and promotes the backup (check-backup).
+    s.barman.run(&["backup", "pg", "--immediate-checkpoint"])?;
+    let layout = layout(&s.barman);
+    let ours = backup_ids(&layout).pop().context("no backup")?;
+    let status = info(&layout, &ours)?.status;
+    ensure!(matches!(status, BackupStatus::WaitingForWals | BackupStatus::Done), "after backup: {status:?}");
+    s.barman.run(&["cron"])?;
+    ensure!(info(&layout, &ours)?.status == BackupStatus::Done, "cron did not promote {ours}");
+    // Next second at least: Barman's id must differ from ours.
+    std::thread::sleep(Duration::from_millis(1100));
+    let real_barman = |args: &[&str]| -> Result<String> {
+        let mut cmd = Command::new(real.bin("barman"));
+        as_user(&mut cmd, s.barman.user());
+        let path = format!("{}:{PG_BIN}:{SYSTEM_PATH}", real.bin_dir().display());
+        cmd.env("PATH", path).arg("-c").arg(s.barman.config_path()).args(args);
+        let outcome = execute(&mut cmd, None, Duration::from_mins(3))?;
+        outcome.success().with_context(|| format!("real barman {args:?}; log:\n{}", s.barman.log()))?;
+        Ok(outcome.stdout_str())
+    };
+    real_barman(&["backup", "pg", "--wait"])?;
+    let ids = backup_ids(&layout);
+    ensure!(ids.len() == 2, "backups: {ids:?}");
+    let theirs = ids.iter().find(|i| **i != ours).context("barman's backup")?.clone();
+
+    let list = real_barman(&["list-backups", "pg"])?;
+    for id in [&ours, &theirs] {
+        let line =
+            list.lines().find(|l| l.contains(id.as_str())).with_context(|| format!("{id} not listed:\n{list}"))?;
+        ensure!(line.contains("Size:") && !line.contains("FAILED") && !line.contains("WAITING"), "list line: {line}");
+    }
+    let labels = |id: &str| -> Result<Vec<String>> {
+        let text = real_barman(&["show-backup", "pg", id])?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_string()))
+            // "WAL rate" is printed only when WAL follows the backup (ours is the older one).
+            .filter(|k| !k.is_empty() && !k.starts_with("Backup ") && k != "Tablespaces" && k != "WAL rate")
+            .collect())
+    };
+    let (a, b) = (labels(&ours)?, labels(&theirs)?);
+    ensure!(a == b, "show-backup rows differ:\nours:   {a:?}\nbarman: {b:?}");
+    ensure!(a.iter().any(|k| k == "Begin WAL") && a.iter().any(|k| k == "Status"), "rows: {a:?}");
+    for id in [&ours, &theirs] {
+        ensure!(info(&layout, id)?.status == BackupStatus::Done, "{id} not DONE");
+    }
+    // backup.info: the same keys, set (or None) alike.
+    let keys = |id: &str| -> Result<Vec<(String, bool)>> {
+        let text = fs::read_to_string(layout.meta_dir().join(format!("{id}-backup.info")))?;
+        Ok(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v == "None")).collect())
+    };
+    let (a, b) = (keys(&ours)?, keys(&theirs)?);
+    ensure!(a == b, "backup.info keys differ:\nours:   {a:?}\nbarman: {b:?}");
+    Ok(())
+}
+
+/// A server that cannot be reached: one clear stderr line, exit 2, nothing marked DONE,
+/// the backup lock free again. The `barman backup` front end reports failure (exit 1).
+#[test]
+fn bad_conninfo_fails_cleanly() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("backup bad conninfo")?;
+    let mut pg = PgCluster::start(&scratch, PgOptions::default())?;
+    let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
+    barman.add_server("pg", &pg, &BarmanServerOptions::default())?;
+    pg.stop()?;
+    let mut direct = Command::new(cargo_bin("barman-backup")?);
+    as_user(&mut direct, barman.user());
+    direct.arg("-c").arg(barman.config_path()).arg("pg");
+    let outcome = execute(&mut direct, None, DEFAULT_TIMEOUT)?;
+    outcome.fails_with_code(2)?;
+    let err = outcome.stderr_str();
+    ensure!(err.lines().count() == 1 && err.contains("cannot connect"), "stderr: {err:?}");
+    let layout = layout(&barman);
+    for id in backup_ids(&layout) {
+        ensure!(info(&layout, &id)?.status != BackupStatus::Done, "{id} marked DONE");
+    }
+    let lock = layout.lock_directory.join(".pg-backup.lock");
+    if lock.exists() {
+        ServerLock::try_acquire(&lock).context("backup lock still held")?.release()?;
+    }
+    barman.outcome(&["backup", "pg"])?.fails_with_code(1)?;
+    Ok(())
+}
+
+/// The walsender is killed in the middle of the copy (slowed by `bandwidth_limit`): exit
+/// 1, one stderr line, backup.info FAILED with `failure copying files (...)`, lock free.
+#[test]
+fn interrupted_copy_is_marked_failed() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("backup interrupted")?;
+    let pg = PgCluster::start(&scratch, PgOptions::default())?;
+    pg.pgbench_init(1)?;
+    let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
+    let server = BarmanServerOptions { extra: vec!["bandwidth_limit = 1024".into()], ..BarmanServerOptions::default() };
+    barman.add_server("pg", &pg, &server)?;
+    let mut cmd = Command::new(cargo_bin("barman-backup")?);
+    as_user(&mut cmd, barman.user());
+    cmd.arg("-c").arg(barman.config_path()).args(["--immediate-checkpoint", "pg"]);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn()?;
+    let layout = layout(&barman);
+    barman_integration::wait_until(Duration::from_mins(1), "backup to start", || {
+        Ok(backup_ids(&layout)
+            .first()
+            .is_some_and(|id| info(&layout, id).is_ok_and(|i| i.status == BackupStatus::Started)))
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    pg.psql("select pg_terminate_backend(pid) from pg_stat_activity where backend_type = 'walsender'")?;
+    let output = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&output.stderr);
+    ensure!(output.status.code() == Some(1), "exit {:?}, stderr {err}", output.status);
+    ensure!(err.lines().count() == 1 && err.contains("failure copying files"), "stderr: {err:?}");
+    eprintln!("stderr of the interrupted backup: {err}");
+    let id = backup_ids(&layout).pop().context("no backup dir")?;
+    let bi = info(&layout, &id)?;
+    ensure!(bi.status == BackupStatus::Failed, "status {:?}", bi.status);
+    ensure!(bi.error.as_deref().is_some_and(|e| e.starts_with("failure copying files (")), "error {:?}", bi.error);
+    ServerLock::try_acquire(&layout.lock_directory.join(".pg-backup.lock"))?.release()?;
+    // Real Barman, if present, lists it as FAILED.
+    if let Ok(real) = RealBarman::require() {
+        let mut list = Command::new(real.bin("barman"));
+        as_user(&mut list, barman.user());
+        list.env("PATH", format!("{PG_BIN}:{SYSTEM_PATH}"))
+            .arg("-c")
+            .arg(barman.config_path())
+            .args(["list-backups", "pg"]);
+        let out = execute(&mut list, None, DEFAULT_TIMEOUT)?;
+        ensure!(out.stdout_str().contains(&format!("{id} - F - FAILED")), "real list-backups: {out:?}");
+    }
+    Ok(())
+}
