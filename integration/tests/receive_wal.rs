@@ -385,3 +385,238 @@ fn authenticates_with_md5_and_scram_and_reports_flush_synchronously() -> Result<
     cmd::outcome(&mut c)?.success()?.stderr_contains("stopped log streaming at")?;
     Ok(())
 }
+
+/// `lsn` as a `pg_lsn` number.
+fn lsn_value(lsn: &str) -> Result<u64> {
+    let (hi, lo) = lsn.split_once('/').context("lsn")?;
+    Ok((u64::from_str_radix(hi, 16)? << 32) | u64::from_str_radix(lo, 16)?)
+}
+
+/// The timeline-1 segment holding `lsn` (16 MiB segments).
+fn segment_name(lsn: &str) -> Result<String> {
+    let segno = lsn_value(lsn)? / SEG;
+    Ok(format!("00000001{:08X}{:08X}", segno / 256, segno % 256))
+}
+
+/// `barman-receive-wal <args>` against `pg`, run to completion.
+fn ours_once(pg: &PgCluster, args: &[&str]) -> Result<cmd::Outcome> {
+    let mut c = Command::new(cargo_bin("barman-receive-wal")?);
+    c.args(["-d", &pg.conninfo()]).args(args);
+    cmd::outcome(&mut c)
+}
+
+fn wait_walsender(pg: &PgCluster, app: &str, receiver: &Receiver) -> Result<()> {
+    let sql =
+        format!("select count(*) from pg_stat_replication where application_name = '{app}' and state = 'streaming'");
+    wait_until(WAIT, &format!("walsender of {app}"), || Ok(pg.psql(&sql)? == "1"))
+        .with_context(|| format!("{} log:\n{}", receiver.what, receiver.log()))
+}
+
+/// Completed segments, and each `.partial` under its plain name, copied into a new
+/// postgres-owned directory for `restore_command`.
+fn restore_dir_from(scratch: &Scratch, streamed: &Path) -> Result<PathBuf> {
+    let restore = scratch.mkdir_owned("restore-wal", "postgres")?;
+    let postgres = barman_integration::OsUser::lookup("postgres")?;
+    for name in wal_files(streamed)? {
+        let plain = name.strip_suffix(".partial").unwrap_or(&name);
+        if plain.len() != 24 || restore.join(plain).exists() {
+            continue;
+        }
+        fs::copy(streamed.join(&name), restore.join(plain))?;
+        barman_integration::scratch::chown(&restore.join(plain), &postgres)?;
+    }
+    Ok(restore)
+}
+
+/// Must-show 4 (RPO = 0): with `--synchronous` named in `synchronous_standby_names`, a
+/// commit returns only once our streamer has fsynced it; after SIGKILL of the server, a base
+/// backup plus only the streamed WAL (the `.partial` renamed) recovers every committed row.
+#[test]
+fn synchronous_streaming_loses_no_commit_when_the_server_is_killed() -> Result<()> {
+    const ROWS: u32 = 200;
+    const APP: &str = "barman_receive_wal";
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal rpo0")?;
+    let mut pg = PgCluster::start(&scratch, PgOptions::default())?;
+    ours_once(&pg, &["-S", "rpo", "--create-slot"])?.success()?;
+    let dir = scratch.mkdir("wal")?;
+    let mut ours = Receiver::ours(&pg, &dir, APP, &["-S", "rpo", "--synchronous"])?;
+    wait_walsender(&pg, APP, &ours)?;
+
+    let base = scratch.unique_dir("base", "postgres")?;
+    barman_integration::scratch::set_mode(&base, 0o700)?;
+    let mut backup = pg.pg_command("pg_basebackup");
+    backup.arg("-D").arg(&base).args(["-X", "none", "-c", "fast", "--no-sync"]);
+    pg.with_log(cmd::run(&mut backup))?;
+
+    pg.psql(&format!("alter system set synchronous_standby_names = '{APP}'"))?;
+    pg.psql("select pg_reload_conf()")?;
+    wait_until(WAIT, "our streamer to be the synchronous standby", || {
+        Ok(pg.psql(&format!("select sync_state from pg_stat_replication where application_name = '{APP}'"))? == "sync")
+    })?;
+    pg.psql("create table rpo(id int primary key)")?;
+    // A commit waits for our flush: with the streamer stopped it hangs, and completes once
+    // the streamer runs again.
+    ours.signal(Signal::SIGSTOP)?;
+    let mut waiting = pg.pg_command("psql");
+    waiting.args(["-X", "-q", "-c", "insert into rpo values (0)"]).stdout(Stdio::null());
+    let mut waiting = waiting.spawn()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let hung = waiting.try_wait()?.is_none();
+    ours.signal(Signal::SIGCONT)?;
+    ensure!(hung, "a commit returned while the synchronous streamer was stopped");
+    ensure!(waiting.wait()?.success(), "the waiting insert failed");
+    let inserts = (1..=ROWS).fold(String::new(), |mut sql, i| {
+        sql.push_str(&format!("insert into rpo values ({i});\n"));
+        sql
+    });
+    pg.psql(&inserts)?;
+    pg.kill9()?;
+    ours.stop()?;
+
+    let restore = restore_dir_from(&scratch, &dir)?;
+    fs::write(base.join("recovery.signal"), "")?;
+    let opts = PgOptions::default().conf(format!("restore_command = 'cp {}/%f %p'", restore.display()));
+    let restored = PgCluster::start_existing(&scratch, &base, opts)?;
+    restored.wait_for_recovery_end(Duration::from_mins(1))?;
+    let count = restored.psql("select count(*) from rpo")?;
+    ensure!(count == (ROWS + 1).to_string(), "restored {count} rows of {}; streamed {:?}", ROWS + 1, wal_files(&dir)?);
+    Ok(())
+}
+
+/// Must-show 6: a server restart mid-stream. Without `-n` we reconnect (after pg_receivewal's
+/// 5 s pause) and continue without a gap, with the same files as pg_receivewal doing the
+/// same; with `-n` we exit with pg_receivewal's code.
+#[test]
+fn a_server_restart_is_survived_and_no_loop_exits_like_pg_receivewal() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal restart")?;
+    let mut pg = PgCluster::start(&scratch, PgOptions::default())?;
+    let theirs = |name: &str, extra: &[&str]| -> Result<(Receiver, PathBuf)> {
+        let dir = scratch.mkdir_owned(name, "postgres")?;
+        let mut c = pg.pg_command("pg_receivewal");
+        c.arg("-D").arg(&dir).args(["-v", "-s", "1", "-d", &format!("application_name={name}")]).args(extra);
+        Ok((Receiver::spawn(c, scratch.join(format!("{name}.log")), "pg_receivewal")?, dir))
+    };
+    let loop_dir = scratch.mkdir("ours_loop")?;
+    let once_dir = scratch.mkdir("ours_once")?;
+    let mut ours_loop = Receiver::ours(&pg, &loop_dir, "ours_loop", &[])?;
+    let mut ours_noloop = Receiver::ours(&pg, &once_dir, "ours_once", &["-n"])?;
+    let (mut theirs_loop, theirs_loop_dir) = theirs("theirs_loop", &[])?;
+    let (mut theirs_noloop, _) = theirs("theirs_once", &["-n"])?;
+    let start = segment_start_of(&current_lsn(&pg)?)?;
+    write_rows(&pg, "t", 20_000)?;
+    let before = current_lsn(&pg)?;
+    for (app, r) in [("ours_loop", &ours_loop), ("ours_once", &ours_noloop)] {
+        wait_written(&pg, app, &before, r)?;
+    }
+    for (app, r) in [("theirs_loop", &theirs_loop), ("theirs_once", &theirs_noloop)] {
+        wait_written(&pg, app, &before, r)?;
+    }
+
+    pg.stop()?;
+    let (our_code, their_code) = (ours_noloop.wait()?, theirs_noloop.wait()?);
+    ensure!(
+        our_code == their_code && our_code != 0,
+        "-n after a restart: we exit {our_code}, pg_receivewal {their_code}; ours:\n{}\ntheirs:\n{}",
+        ours_noloop.log(),
+        theirs_noloop.log()
+    );
+    pg.start_again()?;
+    write_rows(&pg, "t", 150_000)?;
+    let closed = pg.switch_wal()?;
+    write_rows(&pg, "t", 1_000)?;
+    let end = current_lsn(&pg)?;
+    wait_written(&pg, "ours_loop", &end, &ours_loop)?;
+    wait_written(&pg, "theirs_loop", &end, &theirs_loop)?;
+    wait_file(&loop_dir.join(&closed), &ours_loop)?;
+    wait_file(&theirs_loop_dir.join(&closed), &theirs_loop)?;
+    ours_loop.stop()?;
+    theirs_loop.stop()?;
+    ensure!(ours_loop.log().contains("waiting 5 seconds to try again"), "log:\n{}", ours_loop.log());
+
+    let (our_files, their_files) = (wal_files(&loop_dir)?, wal_files(&theirs_loop_dir)?);
+    ensure!(our_files == their_files, "file names differ: ours {our_files:?}, pg_receivewal {their_files:?}");
+    let valid = usize::try_from(lsn_offset_in_segment(&end)?)?;
+    for name in our_files.iter().filter(|n| n.len() == 24 || n.ends_with(".partial")) {
+        let (a, b) = (fs::read(loop_dir.join(name))?, fs::read(theirs_loop_dir.join(name))?);
+        let upto = if name.ends_with(".partial") { valid } else { a.len() };
+        ensure!(a.len() == b.len() && a[..upto] == b[..upto], "{name} differs from pg_receivewal's");
+    }
+    // After the comparison: the oracle copies each `.partial` to its plain name.
+    waldump(&loop_dir, 1, &start, &end).with_context(|| format!("files {:?}", wal_files(&loop_dir)))?;
+    Ok(())
+}
+
+/// Must-show 5: a slot created by us reserves WAL at once, so segments written between its
+/// creation and the first stream are archived (pg_receivewal's slot, without RESERVE_WAL,
+/// starts at the server's position instead); a slot invalidated by
+/// `max_slot_wal_keep_size` stops us with one explicit error line and exit 1.
+#[test]
+fn reserved_slots_lose_no_wal_and_a_lost_slot_is_an_explicit_error() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal lost slot")?;
+    let pg = PgCluster::start(&scratch, PgOptions::default().conf("max_slot_wal_keep_size = 64MB"))?;
+    let switch_segments = |n: u32| -> Result<()> {
+        let sql: String = (0..n).map(|_| "insert into filler values (1); select pg_switch_wal();\n").collect();
+        pg.psql(&format!("create table if not exists filler(x int);\n{sql}")).map(drop)
+    };
+    let slot_lsn = |slot: &str| {
+        pg.psql(&format!("select coalesce(restart_lsn::text, '') from pg_replication_slots where slot_name = '{slot}'"))
+    };
+
+    ours_once(&pg, &["-S", "kept", "--create-slot"])?.success()?;
+    let mut c = pg.pg_command("pg_receivewal");
+    c.args(["-S", "theirs", "--create-slot"]);
+    cmd::run(&mut c)?;
+    let reserved = slot_lsn("kept")?;
+    let first = segment_name(&reserved)?;
+    switch_segments(3)?;
+    pg.checkpoint()?;
+    let dir = scratch.mkdir("kept")?;
+    let theirs_dir = scratch.mkdir_owned("theirs", "postgres")?;
+    let mut ours = Receiver::ours(&pg, &dir, "kept", &["-S", "kept"])?;
+    let mut c = pg.pg_command("pg_receivewal");
+    c.arg("-D").arg(&theirs_dir).args(["-S", "theirs", "-v", "-s", "1", "-d", "application_name=theirs"]);
+    let mut theirs = Receiver::spawn(c, scratch.join("theirs.log"), "pg_receivewal")?;
+    write_rows(&pg, "t", 1_000)?;
+    let end = current_lsn(&pg)?;
+    wait_written(&pg, "kept", &end, &ours)?;
+    wait_written(&pg, "theirs", &end, &theirs)?;
+    ours.stop()?;
+    theirs.stop()?;
+    ensure!(
+        dir.join(&first).exists(),
+        "segment {first} of the slot's creation ({reserved}) missing: {:?}",
+        wal_files(&dir)?
+    );
+    ensure!(!theirs_dir.join(&first).exists(), "pg_receivewal's slot unexpectedly kept {first}");
+    waldump(&dir, 1, &reserved, &end).with_context(|| format!("files {:?}", wal_files(&dir)))?;
+    ours_once(&pg, &["-S", "kept", "--drop-slot"])?.success()?;
+    ours_once(&pg, &["-S", "theirs", "--drop-slot"])?.success()?;
+
+    // Lost: stream a little, stop, then write past max_slot_wal_keep_size and checkpoint.
+    ours_once(&pg, &["-S", "doomed", "--create-slot"])?.success()?;
+    let lost_dir = scratch.mkdir("doomed")?;
+    let mut ours = Receiver::ours(&pg, &lost_dir, "doomed", &["-S", "doomed"])?;
+    write_rows(&pg, "t", 1_000)?;
+    let end = current_lsn(&pg)?;
+    wait_written(&pg, "doomed", &end, &ours)?;
+    ours.stop()?;
+    switch_segments(8)?;
+    pg.checkpoint()?;
+    pg.checkpoint()?;
+    let status = pg.psql("select wal_status from pg_replication_slots where slot_name = 'doomed'")?;
+    ensure!(status == "lost", "slot not invalidated: wal_status {status}");
+    let empty = scratch.mkdir("empty")?;
+    for target in [&lost_dir, &empty] {
+        let started = Instant::now();
+        let out = ours_once(&pg, &["-D", &target.display().to_string(), "-S", "doomed"])?;
+        out.fails_with_code(1)?.stderr_contains("replication slot \"doomed\" has been invalidated")?;
+        ensure!(out.stderr_str().trim().lines().count() == 1, "one line: {}", out.stderr_str());
+        ensure!(started.elapsed() < Duration::from_secs(5), "no retry loop: {:?}", started.elapsed());
+    }
+    let status = pg.psql("select wal_status from pg_replication_slots where slot_name = 'doomed'")?;
+    ensure!(status == "lost", "our attempts revived the slot: wal_status {status}");
+    Ok(())
+}

@@ -5,7 +5,9 @@
 //! `--synchronous`, and additionally refuses a directory holding another cluster's WAL.
 //!
 //! Differences from pg_receivewal: `--create-slot` reserves WAL at once (`RESERVE_WAL`), so
-//! nothing between creating the slot and the first stream can be recycled; SIGTERM stops
+//! nothing between creating the slot and the first stream can be recycled; a slot invalidated
+//! by `max_slot_wal_keep_size` (`wal_status = lost`) or WAL removed under a slot stops the
+//! streamer with one explicit error (exit 1) instead of a silent gap; SIGTERM stops
 //! cleanly like SIGINT (as pg_receivewal 16+); compression (`-Z`) and TLS are not
 //! implemented; exit codes follow Barman's table (2 = could not connect, 3 = bad input).
 #![forbid(unsafe_code)]
@@ -42,6 +44,18 @@ pub enum ToolError {
     /// Local I/O on the WAL files failed (1).
     #[error("{0}")]
     Io(std::io::Error),
+    /// The slot no longer holds the WAL that streaming must continue from (invalidated by
+    /// `max_slot_wal_keep_size`, or the WAL was removed): retrying cannot close the gap (1).
+    #[error(
+        "replication slot \"{slot}\" has been invalidated (WAL needed was removed{}): a gap in the archive is unavoidable; take a new backup and recreate the slot",
+        detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    SlotInvalidated {
+        /// The slot's name.
+        slot: String,
+        /// What the server said, if it said anything.
+        detail: Option<String>,
+    },
 }
 
 impl ToolError {
@@ -52,14 +66,19 @@ impl ToolError {
             | ToolError::Directory(_)
             | ToolError::Connect(PgError::ConnInfo(_) | PgError::Unsupported(_)) => ExitCode::BadInput,
             ToolError::Connect(_) => ExitCode::Connection,
-            ToolError::Stream(_) | ToolError::Server(_) | ToolError::Io(_) => ExitCode::Failure,
+            ToolError::Stream(_) | ToolError::Server(_) | ToolError::Io(_) | ToolError::SlotInvalidated { .. } => {
+                ExitCode::Failure
+            }
         }
         .code()
     }
 
     /// Whether retrying (without `--no-loop`) cannot help.
     fn is_fatal(&self) -> bool {
-        matches!(self, ToolError::Usage(_) | ToolError::Directory(_) | ToolError::Io(_))
+        matches!(
+            self,
+            ToolError::Usage(_) | ToolError::Directory(_) | ToolError::Io(_) | ToolError::SlotInvalidated { .. }
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use barman_common::pg::codec::pg_now;
 use barman_common::pg::{
-    ConnInfo, PgError, ReplicationConnection, ReplicationStream, StandbyStatusUpdate, StreamEvent,
+    ConnInfo, PgError, ReplicationConnection, ReplicationStream, SlotInfo, StandbyStatusUpdate, StreamEvent,
 };
 use barman_common::wal::{Lsn, SegNo, TimelineId, WalSegSize};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -215,19 +215,16 @@ async fn start_position(ctx: &Context<'_>, conn: &mut ReplicationConnection) -> 
             ctx.system_id, ident.system_id
         )));
     }
-    let (lsn, tli) = if let Some(p) = dir::find_streaming_start(&ctx.dir, ctx.size)? {
+    let resume = dir::find_streaming_start(&ctx.dir, ctx.size)?;
+    let slot = ctx.opts.slot.as_deref().filter(|_| conn.server_version_num() >= Some(150_000));
+    let from_slot = match slot {
+        Some(slot) => slot_start(ctx, conn, slot, resume.is_some()).await?,
+        None => None,
+    };
+    let (lsn, tli) = if let Some(p) = resume {
         (p.start, p.timeline)
-    } else if let Some(slot) = ctx.opts.slot.as_deref().filter(|_| conn.server_version_num() >= Some(150_000)) {
-        match conn.read_slot(slot).await.map_err(ToolError::Server)? {
-            None => return Err(ToolError::Stream(format!("replication slot \"{slot}\" does not exist"))),
-            Some(info) if info.slot_type != "physical" => {
-                return Err(ToolError::Stream(format!("slot \"{slot}\" is not a physical replication slot")))
-            }
-            Some(info) => match info.restart_lsn {
-                Some(lsn) => (lsn, info.restart_tli.unwrap_or(ident.timeline)),
-                None => (ident.xlogpos, ident.timeline),
-            },
-        }
+    } else if let Some((lsn, tli)) = from_slot {
+        (lsn, tli.unwrap_or(ident.timeline))
     } else {
         (ident.xlogpos, ident.timeline)
     };
@@ -235,6 +232,79 @@ async fn start_position(ctx: &Context<'_>, conn: &mut ReplicationConnection) -> 
         return Err(ToolError::Stream(format!("starting timeline {tli} is not present in the server")));
     }
     Ok((SegNo::containing(lsn, ctx.size).start_lsn(ctx.size), tli))
+}
+
+/// The slot's restart position (PG 15+ `READ_REPLICATION_SLOT`), checked on every attempt.
+/// A NULL `restart_lsn` is either a slot that never reserved WAL or one invalidated by
+/// `max_slot_wal_keep_size`; the server's `wal_status` tells them apart (a separate SQL
+/// session, best effort). `lost` with nothing to resume from in the directory is fatal:
+/// starting at the server's position would leave a gap. When `resuming` from the directory,
+/// START_REPLICATION decides: the WAL is either still there (no gap) or "already removed",
+/// which [`stream_error`] turns into the same fatal error.
+async fn slot_start(
+    ctx: &Context<'_>,
+    conn: &mut ReplicationConnection,
+    slot: &str,
+    resuming: bool,
+) -> Result<Option<(Lsn, Option<TimelineId>)>, ToolError> {
+    match conn.read_slot(slot).await.map_err(ToolError::Server)? {
+        None => Err(ToolError::Stream(format!("replication slot \"{slot}\" does not exist"))),
+        Some(info) if info.slot_type != "physical" => {
+            Err(ToolError::Stream(format!("slot \"{slot}\" is not a physical replication slot")))
+        }
+        Some(SlotInfo { restart_lsn: Some(lsn), restart_tli, .. }) => Ok(Some((lsn, restart_tli))),
+        Some(_) => match slot_wal_status(&ctx.opts.conninfo, slot).await.as_deref() {
+            Some("lost") if !resuming => {
+                Err(ToolError::SlotInvalidated { slot: slot.to_owned(), detail: Some("wal_status is \"lost\"".into()) })
+            }
+            Some("lost") => {
+                info!(
+                    "replication slot \"{slot}\" has been invalidated; resuming only if the server still has the WAL"
+                );
+                Ok(None)
+            }
+            status if resuming => {
+                info!("replication slot \"{slot}\" reserves no WAL (wal_status {})", status.unwrap_or("unknown"));
+                Ok(None)
+            }
+            status => {
+                warn!(
+                    "replication slot \"{slot}\" reserves no WAL (wal_status {}); starting at the server's position",
+                    status.unwrap_or("unknown")
+                );
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// `wal_status` of `slot` from `pg_replication_slots`, over an ordinary SQL connection to
+/// the connection string's database (`postgres` if it names none, rather than libpq's
+/// default of the user's name); `None` if that cannot be had (e.g. pg_hba allows only
+/// replication connections).
+async fn slot_wal_status(info: &ConnInfo, slot: &str) -> Option<String> {
+    let mut info = info.clone();
+    if info.get("dbname").is_none() && std::env::var_os("PGDATABASE").is_none() {
+        info.set("dbname", "postgres").ok()?;
+    }
+    let query = async {
+        let mut conn = ReplicationConnection::connect_database(&info).await?;
+        let sql = format!(
+            "select coalesce(wal_status, '') from pg_catalog.pg_replication_slots where slot_name = '{}'",
+            slot.replace('\'', "''")
+        );
+        let rows = conn.simple_query(&sql).await;
+        conn.close().await;
+        rows
+    };
+    match tokio::time::timeout(Duration::from_secs(10), query).await {
+        Ok(Ok(rows)) => rows.into_iter().next().and_then(|row| row.into_iter().next().flatten()),
+        Ok(Err(e)) => {
+            info!("could not read wal_status of slot \"{slot}\": {e}");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// One connection's worth of streaming, across timeline switches. `Ok` means stopped on
@@ -320,7 +390,8 @@ async fn stream_timeline(
     signals: &mut StopSignals,
 ) -> Result<Ended, ToolError> {
     let opts = ctx.opts;
-    let mut stream = conn.start_replication(opts.slot.as_deref(), start, tli).await.map_err(ToolError::Server)?;
+    let stream_error = |e: PgError| stream_error(opts.slot.as_deref(), e);
+    let mut stream = conn.start_replication(opts.slot.as_deref(), start, tli).await.map_err(stream_error)?;
     let mut progress =
         Progress { received: start, flushed: start, report_flush: opts.slot.is_some() || opts.synchronous };
     send_status(&mut stream, &progress).await?;
@@ -396,12 +467,56 @@ async fn handle_event(
 }
 
 async fn send_status(stream: &mut ReplicationStream<'_>, progress: &Progress) -> Result<(), ToolError> {
-    stream.send_status(&progress.status()).await.map_err(stream_error)
+    stream.send_status(&progress.status()).await.map_err(ToolError::Server)
 }
 
 /// A failure while streaming. A server error such as "requested WAL segment ... has
 /// already been removed" keeps its text (and SQLSTATE); without `-n` it is retried, as
-/// pg_receivewal does, and logged at each attempt.
-fn stream_error(e: PgError) -> ToolError {
-    ToolError::Server(e)
+/// pg_receivewal does, and logged at each attempt, except when a slot is used: then the
+/// slot was invalidated (or never covered that position) and retrying cannot help.
+fn stream_error(slot: Option<&str>, e: PgError) -> ToolError {
+    match (slot, e.server()) {
+        (Some(slot), Some(server)) if server.is_wal_removed() => {
+            ToolError::SlotInvalidated { slot: slot.to_owned(), detail: Some(server.message.clone()) }
+        }
+        _ => ToolError::Server(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use barman_common::pg::ServerError;
+
+    use super::*;
+
+    fn removed() -> PgError {
+        PgError::Server(Box::new(ServerError {
+            severity: "ERROR".into(),
+            code: "58P01".into(),
+            message: "requested WAL segment 000000010000000000000003 has already been removed".into(),
+            ..ServerError::default()
+        }))
+    }
+
+    #[test]
+    fn removed_wal_under_a_slot_is_a_fatal_invalidation() {
+        let e = stream_error(Some("barman"), removed());
+        assert!(matches!(e, ToolError::SlotInvalidated { .. }), "{e}");
+        assert!(e.is_fatal());
+        assert_eq!(e.code(), 1);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("replication slot \"barman\" has been invalidated (WAL needed was removed: requested"),
+            "{text}"
+        );
+        assert!(text.ends_with("take a new backup and recreate the slot"), "{text}");
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn removed_wal_without_a_slot_is_retried_like_pg_receivewal() {
+        let e = stream_error(None, removed());
+        assert!(matches!(e, ToolError::Server(_)) && !e.is_fatal(), "{e}");
+        assert!(!stream_error(Some("barman"), PgError::Closed).is_fatal());
+    }
 }

@@ -21,6 +21,9 @@ use crate::wal::{Lsn, TimelineId, WalSegSize};
 trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
+/// How much the receive buffer takes in at once (two maximal XLogData messages).
+const READ_CHUNK: usize = 256 * 1024;
+
 /// One result row: text values, `None` for NULL.
 pub type Row = Vec<Option<String>>;
 
@@ -124,7 +127,7 @@ impl ReplicationConnection {
         let io = open_socket(&target).await?;
         let mut conn = ReplicationConnection {
             io,
-            rbuf: BytesMut::with_capacity(256 * 1024),
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: BytesMut::new(),
             params: HashMap::new(),
             backend_pid: 0,
@@ -243,10 +246,21 @@ impl ReplicationConnection {
             if let Some(message) = codec::parse_backend(&mut self.rbuf)? {
                 return Ok(message);
             }
-            if self.io.read_buf(&mut self.rbuf).await? == 0 {
-                return Err(PgError::Closed);
-            }
+            self.read_more().await?;
         }
+    }
+
+    /// Reads what the socket has into `rbuf`, keeping room for a whole XLogData message
+    /// first: without it, a buffer whose spare capacity was split off with the previous
+    /// messages would be refilled 64 bytes at a time.
+    async fn read_more(&mut self) -> Result<(), PgError> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        if self.io.read_buf(&mut self.rbuf).await? == 0 {
+            return Err(PgError::Closed);
+        }
+        Ok(())
     }
 
     pub(super) async fn read_message(&mut self) -> Result<Message, PgError> {
@@ -486,9 +500,7 @@ impl ReplicationStream<'_> {
             if let Some(event) = self.next_buffered().await? {
                 return Ok(event);
             }
-            if self.conn.io.read_buf(&mut self.conn.rbuf).await? == 0 {
-                return Err(PgError::Closed);
-            }
+            self.conn.read_more().await?;
         }
     }
 
