@@ -7,6 +7,8 @@
 #![deny(missing_docs)]
 
 pub mod catalogue;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod durable;

@@ -265,6 +265,8 @@ bench_archive() {
         times+=($(( (t1-t0)/1000 )))
     done
     local med; med=$(printf '%s\n' "${times[@]}" | awk '{print $1/1000}' | median)
+    local mean; mean=$(printf '%s\n' "${times[@]}" | awk '{s+=$1} END{printf "%.1f", s/NR/1000}')
+    note="$note; mean $mean"
     [ $fails -gt 0 ] && note="$note; $fails/$ARCHIVE_N FAILED"
     AROWS+=("$label|$mode|$med|$note")
 }
@@ -279,6 +281,18 @@ for impl in ours real; do
     warm_mux $impl
     bench_archive "$name" "ssh mux" "ControlMaster, re-sends same files (identical dup accepted)" \
         client $impl mux barman-wal-archive -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
+done
+# Parallel mode (-p 8): a pg_wal-like dir with .ready markers, as Postgres leaves them for a
+# backlog; the first call sends 8 segments in one stream, the next 7 are answered by the cache.
+for impl in ours real; do
+    f=$S/pgwal-$impl; mkdir -p "$f/archive_status"
+    for s in "${SEGS[@]:0:$ARCHIVE_N}"; do ln "$SRC/$s" "$f/$s"; : >"$f/archive_status/$s.ready"; done
+    chown -R postgres: "$f"
+    mkdir -p "$S/pcache-$impl"; chown postgres: "$S/pcache-$impl"; chmod 700 "$S/pcache-$impl"
+    warm_mux $impl
+    name="barman-wal-archive (ours, release)"; [ $impl = real ] && name="barman-wal-archive (Barman 3.20.1)"
+    bench_archive "$name" "ssh mux, -p 8" "backlog: .ready present; one stream per 8 segments (ours), 8 ssh (Barman)" \
+        client $impl mux barman-wal-archive -c "$S/barman-$impl/barman.conf" -p 8 --prefetch-cache-dir "$S/pcache-$impl" 127.0.0.1 pg "$f/%f"
 done
 if [ $HAVE_PGBR = 1 ]; then
     bench_archive "pgbackrest archive-push" "sync" "archive-async=n, compress-type=none, local repo" \

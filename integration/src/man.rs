@@ -30,7 +30,7 @@ const EXIT_STATUS_BACKUP: &str = "0\tthe backup was taken (WAITING_FOR_WALS or D
 3\tbad input: usage, configuration, unknown server";
 const EXIT_STATUS_BARMAN: &str = "0\tsuccess\n\
 1\tthe command failed (an ERROR line); get-wal: WAL file not found\n\
-2\tusage error\n\
+2\tusage error; check --nagios: CRITICAL\n\
 3\tget-wal: invalid WAL file name or unusable output directory";
 
 fn page(cmd: clap::Command, exit_status: &str) -> Result<Page> {

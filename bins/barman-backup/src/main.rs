@@ -6,16 +6,9 @@ use std::process::ExitCode;
 use barman_backup::{cli, run};
 
 fn main() -> ExitCode {
-    let matches = match cli::command().try_get_matches() {
+    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), 3) {
         Ok(m) => m,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(3);
-        }
+        Err(code) => return code,
     };
     match run(&cli::options(&matches)) {
         Ok(()) => ExitCode::SUCCESS,

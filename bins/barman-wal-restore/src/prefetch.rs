@@ -40,7 +40,11 @@ pub fn ensure_spool(opts: &Options) -> Result<(), ToolError> {
 
 /// Records the request and starts the prefetcher if none runs.
 pub fn request(opts: &Options) {
-    let _ = barman_common::durable::write_replace(&opts.spool_dir.join(REQUESTED), opts.wal_name.as_bytes(), 0o600);
+    // A hint for the prefetcher, not data: no fsync on Postgres's critical path.
+    let tmp = opts.spool_dir.join(format!(".requested.{}", std::process::id()));
+    if fs::write(&tmp, opts.wal_name.as_bytes()).is_ok() {
+        let _ = fs::rename(&tmp, opts.spool_dir.join(REQUESTED));
+    }
     if prefetcher_running(&opts.spool_dir) {
         return;
     }
@@ -112,7 +116,9 @@ pub fn daemon(opts: &Options) {
             continue;
         };
         let (count, last) = (ahead.len(), ahead.last().cloned().unwrap_or_else(|| req.clone()));
-        if count >= window {
+        // Refill in batches: wait until half the window is consumed, so each round trip
+        // carries several segments instead of one per request.
+        if count > window / 2 {
             thread::sleep(POLL);
             continue;
         }
@@ -148,6 +154,9 @@ fn segment_size(spool: &Path, spooled: &[WalFileName]) -> Option<WalSegSize> {
 
 /// Records the segment size for the prefetcher (from a restored segment's length).
 pub fn remember_segment_size(spool: &Path, dest: &Path) {
+    if spool.join(".segsize").exists() {
+        return;
+    }
     if let Ok(md) = fs::metadata(dest) {
         if WalSegSize::new(md.len()).is_ok() {
             let _ = fs::write(spool.join(".segsize"), md.len().to_string());

@@ -139,6 +139,23 @@ pub fn command() -> Command {
                 "print every server's state in the Prometheus text format (for node_exporter's textfile collector)",
             ),
         )
+        .subcommand(
+            Command::new("check")
+                .about("check the configuration, the catalogue and the PostgreSQL connection of servers")
+                .arg(flag("nagios").help("Nagios plugin compatible output"))
+                .arg(
+                    Arg::new("check-timeout")
+                        .long("check-timeout")
+                        .value_parser(clap::value_parser!(u64))
+                        .help("time limit in seconds for the checks (0 disables it)"),
+                )
+                .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
+        )
+        .subcommand(
+            Command::new("status")
+                .about("show live information and status of servers")
+                .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
+        )
         .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))
 }
 

@@ -28,6 +28,10 @@ pub enum CmdError {
     /// An unexpected failure: `EXCEPTION:` and exit 1.
     #[error("{0}")]
     Exception(String),
+    /// Exit with this code, printing nothing more (the command already reported, as
+    /// `check` does for its failed checks).
+    #[error("exit status {0}")]
+    Silent(i32),
 }
 
 impl From<std::io::Error> for CmdError {
@@ -62,6 +66,7 @@ pub fn run(m: &ArgMatches) -> i32 {
             out.exception(msg);
             1
         }
+        Err(CmdError::Silent(code)) => code,
     };
     out.close();
     code
@@ -123,6 +128,14 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
             };
             cmd::keep::run(ctx, &server_name(), &id, action, out)
         }
+        "check" => cmd::check::run(
+            ctx,
+            &servers(sub),
+            sub.get_flag("nagios"),
+            sub.get_one::<u64>("check-timeout").copied(),
+            out,
+        ),
+        "status" => cmd::status::run(ctx, &servers(sub), out),
         "metrics" => cmd::metrics::run(ctx, out),
         "list-servers" => cmd::list::list_servers(ctx, sub.get_flag("minimal"), out),
         "list-backups" => cmd::list::list_backups(ctx, &servers(sub), sub.get_flag("minimal"), out),

@@ -5,16 +5,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = barman::cli::normalise_args(std::env::args());
-    let matches = match barman::cli::command().try_get_matches_from(args) {
+    let matches = match barman_common::cli::parse_args(barman::cli::command(), args, 2) {
         Ok(m) => m,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     ExitCode::from(barman::run(&matches) as u8)
 }

@@ -107,7 +107,7 @@ fn check_locked(server: &Server, id: &BackupId, out: &mut Output) -> Result<(), 
 pub fn run(ctx: &Context, name: &str, backup: &str, out: &mut Output) -> Result<(), CmdError> {
     let server = ctx.server(name)?;
     let catalogue = Catalogue::load(&server.layout)?;
-    let id = catalogue.resolve(backup).map_err(|e| CmdError::Error(e.to_string()))?.0.clone();
+    let id = crate::cmd::resolve_backup(&catalogue, backup, &server.name)?.0.clone();
     check_locked(&server, &id, out)
 }
 

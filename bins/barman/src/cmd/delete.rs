@@ -25,9 +25,7 @@ pub fn run(ctx: &Context, server_name: &str, backup: &str, out: &mut Output) -> 
     let server = ctx.server(server_name)?;
     let cfg = ctx.config().server(server_name).expect("server() checked it exists");
     let catalogue = Catalogue::load(&server.layout)?;
-    let (id, info) = catalogue
-        .resolve(backup)
-        .map_err(|_| CmdError::Error(format!("Unknown backup '{backup}' for server '{server_name}'")))?;
+    let (id, info) = crate::cmd::resolve_backup(&catalogue, backup, server_name)?;
     let refuse = || CmdError::Error(format!("Cannot delete backup ({server_name} {id})"));
     if keep_target(&server.layout, id)?.is_some() {
         out.warning(format!(

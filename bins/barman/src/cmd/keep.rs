@@ -28,9 +28,7 @@ pub fn run(
 ) -> Result<(), CmdError> {
     let server = ctx.server(server_name)?;
     let catalogue = Catalogue::load(&server.layout)?;
-    let (id, info) = catalogue
-        .resolve(backup)
-        .map_err(|_| CmdError::Error(format!("Unknown backup '{backup}' for server '{server_name}'")))?;
+    let (id, info) = crate::cmd::resolve_backup(&catalogue, backup, server_name)?;
     match action {
         KeepAction::Status => {
             let target = catalogue::keep_target(&server.layout, id)?;

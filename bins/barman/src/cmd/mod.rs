@@ -2,6 +2,7 @@
 
 pub mod archive_wal;
 pub mod backup;
+pub mod check;
 pub mod check_backup;
 pub mod cron;
 pub mod delete;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod put_wal;
 pub mod receive_wal;
 pub mod show;
+pub mod status;
 
 use std::io;
 
@@ -21,6 +23,15 @@ use clap::ArgMatches;
 use crate::context::Context;
 use crate::output::Output;
 use crate::CmdError;
+
+/// The backup a user named (id, name or shortcut), or Barman's `Unknown backup` error.
+pub fn resolve_backup<'a>(
+    catalogue: &'a barman_common::catalogue::Catalogue,
+    backup: &str,
+    server: &str,
+) -> Result<&'a (barman_common::catalogue::BackupId, barman_common::catalogue::BackupInfo), CmdError> {
+    catalogue.resolve(backup).map_err(|_| CmdError::Error(format!("Unknown backup '{backup}' for server '{server}'")))
+}
 
 /// `put-wal [--test] SERVER`.
 pub fn put_wal_cmd(ctx: &Context, name: &str, test: bool, out: &mut Output) -> Result<(), CmdError> {

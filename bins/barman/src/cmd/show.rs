@@ -70,9 +70,7 @@ pub fn show_backup(ctx: &Context, server_name: &str, backup: &str, out: &mut Out
     let server = ctx.server(server_name)?;
     let cfg = ctx.config().server(server_name).expect("server() checked it exists");
     let catalogue = Catalogue::load(&server.layout)?;
-    let (id, info) = catalogue
-        .resolve(backup)
-        .map_err(|_| CmdError::Error(format!("Unknown backup '{backup}' for server '{server_name}'")))?;
+    let (id, info) = crate::cmd::resolve_backup(&catalogue, backup, server_name)?;
     let mut lines = vec![format!("Backup {id}:")];
     general(&mut lines, info);
     if info.status.is_available() {

@@ -1,0 +1,140 @@
+//! `barman status SERVER...|all`: Barman 3.20.1's `Server.status` rows (server, PostgreSQL,
+//! file archiver, retention and backup-manager rows), console `\t<Description>: <value>`
+//! and JSON `{"<srv>": {"<key>": {"description": …, "message": …}}}`.
+
+use std::time::Duration;
+
+use barman_common::catalogue::{BackupStatus, Catalogue};
+use barman_common::config::ServerConfig;
+use serde_json::{json, Map, Value};
+
+use crate::cmd::check::{layout, non_incremental_done, remote_status};
+use crate::context::Context;
+use crate::output::Output;
+use crate::walinfo::pretty_size;
+use crate::CmdError;
+
+fn py_bool(b: bool) -> String {
+    if b { "True" } else { "False" }.to_owned()
+}
+
+fn rows(cfg: &ServerConfig) -> Result<Vec<(&'static str, &'static str, String)>, CmdError> {
+    let mut rows = Vec::new();
+    if let Some(d) = cfg.description.as_ref() {
+        rows.push(("description", "Description", d.clone()));
+    }
+    rows.push(("active", "Active", py_bool(cfg.active)));
+    rows.push(("disabled", "Disabled", py_bool(cfg.is_disabled())));
+    rows.push(("active_model", "Active configuration model", cfg.active_model().unwrap_or("None").to_owned()));
+    if cfg.active && !cfg.is_passive() {
+        let timeout = Duration::from_secs(u64::try_from(cfg.check_timeout).ok().filter(|t| *t > 0).unwrap_or(30));
+        let remote = remote_status(cfg, timeout);
+        match &remote.server_txt_version {
+            None => rows.push(("pg_version", "PostgreSQL version", "FAILED trying to get PostgreSQL version".into())),
+            Some(v) => {
+                rows.push(("pg_version", "PostgreSQL version", v.clone()));
+                let state = if remote.is_in_recovery == Some(true) { "in archive recovery" } else { "in production" };
+                rows.push(("is_in_recovery", "Cluster state", state.into()));
+                if let Some(size) = remote.current_size {
+                    rows.push(("current_size", "Current data size", pretty_size(size)));
+                }
+                if let Some(d) = remote.data_directory.as_ref().filter(|d| !d.is_empty()) {
+                    rows.push(("data_directory", "PostgreSQL Data directory", d.clone()));
+                }
+                if let Some(x) = remote.current_xlog.as_ref().filter(|x| !x.is_empty()) {
+                    rows.push(("current_xlog", "Current WAL segment", x.clone()));
+                }
+            }
+        }
+        // FileWalArchiver.status (the streaming archiver shows nothing)
+        if cfg.archiver && remote.archive_mode.is_some() {
+            let cmd = remote
+                .archive_command
+                .clone()
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "FAILED (please set it accordingly to documentation)".into());
+            rows.push(("archive_command", "PostgreSQL 'archive_command' setting", cmd));
+            let stats = remote.archiver.clone().unwrap_or_default();
+            let mut last = stats.last_archived_wal.clone().filter(|w| !w.is_empty());
+            if let (Some(l), Some(t)) = (last.as_mut(), stats.last_archived_time.as_ref()) {
+                l.push_str(&format!(", at {t}"));
+            }
+            rows.push((
+                "last_archived_wal",
+                "Last archived WAL",
+                last.unwrap_or_else(|| "No WAL segment shipped yet".into()),
+            ));
+            if let Some(n) = stats.failed_count {
+                let mut text = n.to_string();
+                if n > 0 {
+                    text.push_str(&format!(
+                        " ({} at {})",
+                        stats.last_failed_wal.as_deref().unwrap_or("None"),
+                        stats.last_failed_time.as_deref().unwrap_or("None")
+                    ));
+                }
+                rows.push(("failed_count", "Failures of WAL archiver", text));
+            }
+            if let Some(rate) = stats.wals_per_second.filter(|r| *r != 0.0) {
+                rows.push((
+                    "server_archived_wals_per_hour",
+                    "Server WAL archiving rate",
+                    format!("{:.2}/hour", 3600.0 * rate),
+                ));
+            }
+        }
+    }
+    rows.push(("passive_node", "Passive node", py_bool(cfg.is_passive())));
+    let retention = match &cfg.retention_policy {
+        Some(p) => format!(
+            "enforced (mode: {}, retention: {p}, WAL retention: {})",
+            cfg.retention_policy_mode,
+            cfg.wal_retention_policy.as_deref().unwrap_or("main").to_uppercase()
+        ),
+        None => "not enforced".into(),
+    };
+    rows.push(("retention_policies", "Retention policies", retention));
+    let catalogue = Catalogue::load(&layout(cfg))?;
+    let done = catalogue.with_status(&[BackupStatus::Done]).count();
+    rows.push(("backups_number", "No. of available backups", done.to_string()));
+    let id = |e: Option<&(barman_common::catalogue::BackupId, _)>| e.map_or("None".to_owned(), |(i, _)| i.to_string());
+    rows.push(("first_backup", "First available backup", id(catalogue.oldest())));
+    rows.push(("last_backup", "Last available backup", id(catalogue.latest())));
+    let n = non_incremental_done(&catalogue);
+    let min = cfg.minimum_redundancy;
+    let word = if n < min as usize { "FAILED" } else { "satisfied" };
+    rows.push(("minimum_redundancy", "Minimum redundancy requirements", format!("{word} ({n}/{min})")));
+    Ok(rows)
+}
+
+/// `status SERVER...|all`.
+pub fn run(ctx: &Context, names: &[String], out: &mut Output) -> Result<(), CmdError> {
+    let mut names = crate::cmd::list::expand_servers(ctx, names);
+    names.sort();
+    names.dedup();
+    let mut unknown = false;
+    for name in &names {
+        let Some(cfg) = ctx.config().server(name) else {
+            out.error(format!("Unknown server '{name}'"));
+            unknown = true;
+            continue;
+        };
+        let rows = rows(cfg)?;
+        if out.is_json() {
+            let mut map = Map::new();
+            for (key, description, message) in &rows {
+                map.insert((*key).to_owned(), json!({"description": description, "message": message}));
+            }
+            out.result(name.clone(), Value::Object(map));
+        } else {
+            out.info(format!("Server {name}:"));
+            for (_, description, message) in &rows {
+                out.info(format!("\t{description}: {message}"));
+            }
+        }
+    }
+    if unknown {
+        return Err(CmdError::Silent(1));
+    }
+    Ok(())
+}
