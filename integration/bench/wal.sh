@@ -9,6 +9,7 @@
 #   OUR_BIN            dir with our release binaries (default <repo>/target/release)
 #   BARMAN_VENV        real Barman venv (default /opt/barman-venv)
 #   KEEP=1             keep the scratch dir (for debugging)
+#   RESTORE_IMPLS      which barman-wal-restore to time: "ours real" (default), "ours"
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -362,7 +363,7 @@ reap_prefetch() { # wait (max 5 s) then kill our leftover prefetch daemons
 }
 for impl in ours real; do for mode in fresh mux; do for j in 1 8; do
     mkdir -p "$S/spool-$impl-$mode-$j"; chown postgres: "$S/spool-$impl-$mode-$j"; done; done; done
-for impl in ours real; do
+for impl in ${RESTORE_IMPLS:-ours real}; do
     name="barman-wal-restore (ours, release)"; [ $impl = real ] && name="barman-wal-restore (Barman 3.20.1)"
     for mode in fresh mux; do
         [ $mode = mux ] && warm_mux $impl

@@ -86,6 +86,9 @@ pub fn run(opts: &Options) -> Result<(), ToolError> {
         return Ok(());
     }
     let is_segment = opts.wal_name.parse::<barman_common::wal::WalFileName>().is_ok_and(|n| n.is_segment());
+    if opts.parallel > 1 && is_segment && prefetch::await_prefetch(opts) && serve_from_spool(opts) {
+        return Ok(());
+    }
     if opts.parallel > 1 && is_segment {
         // A miss: one round trip fetches the requested segment and the following ones.
         let got = prefetch::fill(opts, &opts.wal_name, opts.parallel).unwrap_or_default();

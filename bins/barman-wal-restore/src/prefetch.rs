@@ -26,6 +26,8 @@ use crate::{Options, ToolError};
 const REQUESTED: &str = ".requested";
 const LOCK: &str = ".prefetch.lock";
 const NO_BATCH: &str = ".no-batch";
+const WAITING: &str = ".waiting";
+const AWAIT_LIMIT: Duration = Duration::from_secs(30);
 const IDLE_EXIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(10);
 
@@ -101,6 +103,36 @@ pub fn fill(opts: &Options, first: &str, n: usize) -> Result<Vec<String>, ToolEr
     Ok(names.into_iter().zip(results).take_while(|(_, ok)| *ok).map(|(n, _)| n).collect())
 }
 
+/// A spool miss while the prefetcher runs: rather than fetching the same segment a second
+/// time in parallel with the prefetcher's batch in flight, ask the prefetcher for it (it
+/// fetches a waited-for segment first) and wait until it lands. Returns false, and the caller
+/// fetches by itself, when no prefetcher runs or it stops.
+pub fn await_prefetch(opts: &Options) -> bool {
+    if !prefetcher_running(&opts.spool_dir) {
+        return false;
+    }
+    let _ = fs::write(opts.spool_dir.join(WAITING), opts.wal_name.as_bytes());
+    request(opts);
+    let (spooled, start) = (opts.spool_dir.join(&opts.wal_name), Instant::now());
+    while start.elapsed() < AWAIT_LIMIT {
+        if spooled.is_file() {
+            return true;
+        }
+        if !prefetcher_running(&opts.spool_dir) {
+            return spooled.is_file();
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+/// The segment a foreground call is waiting for, if it is the current request and not
+/// spooled yet.
+fn waited_for(spool: &Path, req: &WalFileName) -> bool {
+    let waiting = fs::read_to_string(spool.join(WAITING)).unwrap_or_default();
+    waiting.trim() == req.as_str() && !spool.join(req.as_str()).exists()
+}
+
 /// The prefetcher's main loop (runs detached from Postgres's process group).
 pub fn daemon(opts: &Options) {
     let Some(file) = lock_file(&opts.spool_dir) else { return };
@@ -115,6 +147,13 @@ pub fn daemon(opts: &Options) {
             thread::sleep(POLL);
             continue;
         };
+        if waited_for(&opts.spool_dir, &req) {
+            match fill(opts, req.as_str(), window + 1) {
+                Ok(got) if !got.is_empty() => last_progress = Instant::now(),
+                _ => thread::sleep(POLL * 10),
+            }
+            continue;
+        }
         let (count, last) = (ahead.len(), ahead.last().cloned().unwrap_or_else(|| req.clone()));
         // Refill in batches: wait until half the window is consumed, so each round trip
         // carries several segments instead of one per request.
