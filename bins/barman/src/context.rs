@@ -61,7 +61,8 @@ fn level(l: Option<CompressionLevel>) -> Level {
     }
 }
 
-fn layout(cfg: &ServerConfig) -> ServerLayout {
+/// The catalogue layout of a server's configuration.
+pub fn layout(cfg: &ServerConfig) -> ServerLayout {
     ServerLayout {
         name: cfg.name().to_owned(),
         backup_directory: cfg.backup_directory.clone(),

@@ -274,19 +274,7 @@ pub fn remote_status(cfg: &ServerConfig, limit: Duration) -> Remote {
 }
 
 /// The catalogue layout of a server (also for disabled ones, which `Context::server` refuses).
-pub fn layout(cfg: &ServerConfig) -> ServerLayout {
-    ServerLayout {
-        name: cfg.name().to_owned(),
-        backup_directory: cfg.backup_directory.clone(),
-        basebackups_directory: cfg.basebackups_directory.clone(),
-        wals_directory: cfg.wals_directory.clone(),
-        incoming: cfg.incoming_wals_directory.clone(),
-        streaming: cfg.streaming_wals_directory.clone(),
-        errors: cfg.errors_directory.clone(),
-        xlogdb_directory: cfg.xlogdb_directory.clone(),
-        lock_directory: cfg.lock_directory().to_owned(),
-    }
-}
+pub use crate::context::layout;
 
 /// Barman's `human_readable_timedelta` of a signed number of seconds.
 pub fn human_delta(secs: f64) -> String {
