@@ -156,6 +156,38 @@ pub fn command() -> Command {
                 .about("show live information and status of servers")
                 .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
         )
+        .subcommand(
+            Command::new("recover")
+                .visible_alias("restore")
+                .about("restore a backup into a local directory, optionally to a recovery target")
+                .arg(Arg::new("target-time").long("target-time").help("recovery target time"))
+                .arg(Arg::new("target-xid").long("target-xid").help("recovery target transaction id"))
+                .arg(Arg::new("target-lsn").long("target-lsn").help("recovery target LSN"))
+                .arg(Arg::new("target-name").long("target-name").help("recovery target restore point name"))
+                .arg(flag("target-immediate").help("end recovery as soon as a consistent state is reached"))
+                .arg(Arg::new("target-tli").long("target-tli").help("recovery target timeline: N, current or latest"))
+                .arg(
+                    Arg::new("target-action")
+                        .long("target-action")
+                        .value_parser(["pause", "shutdown", "promote"])
+                        .help("what to do once the target is reached"),
+                )
+                .arg(flag("exclusive").help("stop just before the target (time, xid, lsn)"))
+                .arg(
+                    Arg::new("tablespace")
+                        .long("tablespace")
+                        .action(clap::ArgAction::Append)
+                        .help("relocate a tablespace: NAME:LOCATION"),
+                )
+                .arg(Arg::new("remote-ssh-command").long("remote-ssh-command").help("not supported yet"))
+                .arg(flag("get-wal").overrides_with("no-get-wal").help("use barman get-wal as restore_command"))
+                .arg(flag("no-get-wal").help("copy the required WAL files into the destination"))
+                .arg(flag("standby-mode").help("write standby.signal"))
+                .arg(flag("skip-archive-wal").help("do not archive the incoming WAL files first"))
+                .arg(server_arg())
+                .arg(Arg::new("BACKUP_ID").required(true).help("backup id, name, or latest/oldest/..."))
+                .arg(Arg::new("DESTINATION_DIRECTORY").required(true).help("the directory to restore into")),
+        )
         .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))
 }
 

@@ -99,6 +99,33 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
             };
             cmd::receive_wal::run(ctx, &server_name(), &opts, out)
         }
+        "recover" => {
+            let get = |k: &str| sub.get_one::<String>(k).cloned();
+            let opts = cmd::recover::Options {
+                target_time: get("target-time"),
+                target_xid: get("target-xid"),
+                target_lsn: get("target-lsn"),
+                target_name: get("target-name"),
+                target_immediate: sub.get_flag("target-immediate"),
+                target_tli: get("target-tli"),
+                target_action: get("target-action"),
+                exclusive: sub.get_flag("exclusive"),
+                tablespaces: sub.get_many::<String>("tablespace").map(|v| v.cloned().collect()).unwrap_or_default(),
+                get_wal: if sub.get_flag("get-wal") {
+                    Some(true)
+                } else if sub.get_flag("no-get-wal") {
+                    Some(false)
+                } else {
+                    None
+                },
+                standby_mode: sub.get_flag("standby-mode"),
+                remote_ssh_command: get("remote-ssh-command"),
+                skip_archive_wal: sub.get_flag("skip-archive-wal"),
+            };
+            let id = get("BACKUP_ID").unwrap_or_default();
+            let dest = get("DESTINATION_DIRECTORY").unwrap_or_default();
+            cmd::recover::run(ctx, &server_name(), &id, &dest, &opts, out)
+        }
         "show-backup" => {
             let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
             cmd::show::show_backup(ctx, &server_name(), &id, out)

@@ -12,6 +12,7 @@ pub mod list;
 pub mod metrics;
 pub mod put_wal;
 pub mod receive_wal;
+pub mod recover;
 pub mod show;
 pub mod status;
 
