@@ -113,7 +113,7 @@ pub fn python_json(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                python_str(k, out);
+                out.push_str(&barman_common::catalogue::json_ascii(k));
                 out.push_str(": ");
                 python_json(&map[k], out);
             }
@@ -129,29 +129,7 @@ pub fn python_json(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::String(s) => python_str(s, out),
+        Value::String(s) => out.push_str(&barman_common::catalogue::json_ascii(s)),
         other => out.push_str(&other.to_string()),
     }
-}
-
-fn python_str(s: &str, out: &mut String) {
-    use std::fmt::Write as _;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
 }

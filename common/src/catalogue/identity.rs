@@ -93,8 +93,8 @@ pub fn major_version(server_version_num: u32) -> String {
     }
 }
 
-/// A JSON string with Python's `ensure_ascii=True` escaping.
-fn json_ascii(s: &str) -> String {
+/// A JSON string literal as Python's `json.dumps` writes it (`ensure_ascii=True`).
+pub fn json_ascii(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

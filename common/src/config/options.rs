@@ -15,7 +15,7 @@ use std::fmt;
 
 use chrono::TimeDelta;
 
-use super::parse::{parse_boolean, parse_python_int, parse_si_suffix, parse_time_interval, py_repr};
+use super::parse::{parse_boolean, parse_python_int, parse_si_suffix, parse_time_interval};
 use super::types::{
     parse_csv, BackupCompression, BackupCompressionFormat, BackupCompressionLocation, BackupMethod, BackupOption,
     Compression, CompressionLevel, CreateSlot, RecoveryOption, ReuseBackup, StagingLocation,
@@ -404,7 +404,7 @@ fn parse_aws_encryption(text: &str) -> Result<String, String> {
 fn parse_snapshot_disks(text: &str) -> Result<Option<OptionValue>, String> {
     let disks: Vec<String> = text.split(',').map(str::to_owned).collect();
     if disks.iter().any(String::is_empty) {
-        let items: Vec<String> = disks.iter().map(|d| py_repr(d)).collect();
+        let items: Vec<String> = disks.iter().map(|d| crate::catalogue::repr_str(d)).collect();
         return Err(format!("[{}]", items.join(", ")));
     }
     Ok(Some(OptionValue::List(disks)))

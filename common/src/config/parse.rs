@@ -2,8 +2,6 @@
 //! Python `int()`, time intervals (`N day[s]|week[s]|month[s]|hour[s]`) and sizes with
 //! SI/IEC suffixes (`k`=1000, `Ki`=1024, … as `barman.config.parse_si_suffix`).
 
-use std::fmt::Write as _;
-
 use chrono::TimeDelta;
 
 /// `barman.config.parse_boolean`: `true|t|yes|1|on` / `false|f|no|0|off`, any case.
@@ -20,7 +18,7 @@ pub fn parse_boolean(value: &str) -> Result<bool, String> {
 /// Python's `int(value)` in base 10: surrounding whitespace, an optional sign, digits
 /// with single underscores between them. The error is Python's `ValueError` text.
 pub fn parse_python_int(value: &str) -> Result<i64, String> {
-    let err = || format!("invalid literal for int() with base 10: {}", py_repr(value));
+    let err = || format!("invalid literal for int() with base 10: {}", crate::catalogue::repr_str(value));
     let trimmed = value.trim();
     let (negative, digits) = match trimmed.as_bytes().first() {
         Some(b'-') => (true, &trimmed[1..]),
@@ -88,29 +86,4 @@ pub fn parse_si_suffix(value: &str) -> Result<Option<u64>, String> {
     };
     let n: u64 = number.parse().map_err(|_| err())?;
     n.checked_mul(multiplier).map(Some).ok_or_else(err)
-}
-
-/// Python's `repr()` of a string, for error texts that quote it.
-pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
