@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -155,6 +155,37 @@ pub fn write_new(dest: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let mut tmp = TempFile::create(dest, mode)?;
     tmp.write_all(data)?;
     tmp.publish_new()
+}
+
+/// Sizes of the copy, as Barman accounts them (spec `catalogue.md` 7.3).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Sum of `st_size` of every file.
+    pub size: u64,
+    /// The same, over files with one link only.
+    pub deduplicated: u64,
+}
+
+/// Walks `dir` (symlinks are not followed), fsyncs every file and directory, and sums sizes.
+pub fn fsync_and_measure(dir: &Path) -> io::Result<Sizes> {
+    let mut sizes = Sizes::default();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            let sub = fsync_and_measure(&path)?;
+            sizes.size += sub.size;
+            sizes.deduplicated += sub.deduplicated;
+        } else if meta.is_file() {
+            File::open(&path)?.sync_all()?;
+            sizes.size += meta.len();
+            if meta.nlink() == 1 {
+                sizes.deduplicated += meta.len();
+            }
+        }
+    }
+    fsync_dir(dir)?;
+    Ok(sizes)
 }
 
 #[cfg(test)]

@@ -116,6 +116,8 @@ pub struct BarmanHome {
     barman_bin: PathBuf,
     path_prefix: Vec<PathBuf>,
     servers: String,
+    globals: String,
+    netns: Option<String>,
 }
 
 impl BarmanHome {
@@ -130,7 +132,16 @@ impl BarmanHome {
         if let Some(bin_dir) = barman_bin.parent() {
             path_prefix.push(bin_dir.to_path_buf());
         }
-        let home = Self { _scratch: scratch.clone(), user, dir, barman_bin, path_prefix, servers: String::new() };
+        let home = Self {
+            _scratch: scratch.clone(),
+            user,
+            dir,
+            barman_bin,
+            path_prefix,
+            servers: String::new(),
+            globals: String::new(),
+            netns: None,
+        };
         home.write_config()?;
         Ok(home)
     }
@@ -175,6 +186,29 @@ impl BarmanHome {
         self.path_prefix.insert(0, dir.into());
     }
 
+    /// Runs every later command of this home inside network namespace `ns` (a backup host
+    /// of its own).
+    pub fn set_netns(&mut self, ns: &crate::netns::NetNs) {
+        self.netns = Some(ns.name().to_owned());
+    }
+
+    /// Appends `key = value` lines to the `[barman]` section.
+    pub fn add_global(&mut self, lines: &[&str]) -> Result<()> {
+        for l in lines {
+            writeln!(self.globals, "{l}")?;
+        }
+        self.write_config()
+    }
+
+    /// Adds a server section made of `lines` alone (a passive server needs no PostgreSQL).
+    pub fn add_raw_server(&mut self, name: &str, lines: &[&str]) -> Result<()> {
+        writeln!(self.servers, "\n[{name}]")?;
+        for l in lines {
+            writeln!(self.servers, "{l}")?;
+        }
+        self.write_config()
+    }
+
     /// Barman's log file.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("barman.log")).unwrap_or_default()
@@ -208,10 +242,11 @@ impl BarmanHome {
     fn write_config(&self) -> Result<()> {
         let config = format!(
             "; Written by the integration harness.\n[barman]\nbarman_home = {home}\n\
-             barman_user = {user}\nlog_file = {log}\nlog_level = INFO\n{servers}",
+             barman_user = {user}\nlog_file = {log}\nlog_level = INFO\n{globals}{servers}",
             home = self.home().display(),
             user = self.user.name,
             log = self.dir.join("barman.log").display(),
+            globals = self.globals,
             servers = self.servers,
         );
         write_file(&self.config_path(), config, 0o644)
@@ -219,8 +254,20 @@ impl BarmanHome {
 
     /// A `barman -c <config> <args>` command running as the home's user.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut barman = Command::new(&self.barman_bin);
-        as_user(&mut barman, &self.user);
+        self.program_command(&self.barman_bin, args)
+    }
+
+    /// `program -c <config> <args>` as the home's user, in its namespace, with its `PATH`
+    /// (for `barman-relay` and the other tools reading the same configuration).
+    pub fn program_command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut barman = match &self.netns {
+            None => {
+                let mut c = Command::new(program);
+                as_user(&mut c, &self.user);
+                c
+            }
+            Some(ns) => crate::netns::command_as_in(ns, &self.user, program),
+        };
         let mut path: Vec<String> = self.path_prefix.iter().map(|d| d.display().to_string()).collect();
         path.push(SYSTEM_PATH.into());
         barman.env("PATH", path.join(":")).arg("-c").arg(self.config_path()).args(args);

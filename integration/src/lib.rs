@@ -27,7 +27,9 @@
 
 pub mod barman;
 pub mod cmd;
+pub mod hosts;
 pub mod man;
+pub mod netns;
 pub mod pg;
 pub mod scratch;
 pub mod sshd;

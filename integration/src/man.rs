@@ -28,6 +28,10 @@ const EXIT_STATUS_BACKUP: &str = "0\tthe backup was taken (WAITING_FOR_WALS or D
 1\tthe backup failed and is marked FAILED with the reason\n\
 2\tPostgreSQL could not be reached\n\
 3\tbad input: usage, configuration, unknown server";
+const EXIT_STATUS_RELAY: &str = "0\tthe passive copy is in sync, or there was nothing to do\n\
+1\ta copy failed: the backup stays SYNCING (resumed by the next run) or, if it arrived corrupt, FAILED\n\
+2\tthe primary could not be asked (ssh or sync-info failed)\n\
+3\tbad input: usage, configuration, unknown or non-passive server";
 const EXIT_STATUS_BARMAN: &str = "0\tsuccess\n\
 1\tthe command failed (an ERROR line); get-wal: WAL file not found\n\
 2\tusage error; check --nagios: CRITICAL\n\
@@ -55,5 +59,6 @@ pub fn pages() -> Result<Vec<Page>> {
         page(barman_wal_restore::cli::command(), EXIT_STATUS_RESTORE)?,
         page(barman_receive_wal::cli::command(), EXIT_STATUS_RECEIVE)?,
         page(barman_backup::cli::command(), EXIT_STATUS_BACKUP)?,
+        page(barman_relay::cli::command(), EXIT_STATUS_RELAY)?,
     ])
 }

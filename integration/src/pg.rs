@@ -490,6 +490,9 @@ local   all             all                     trust
 local   replication     all                     trust
 host    all             all     127.0.0.1/32    trust
 host    replication     all     127.0.0.1/32    trust
+# Test network namespaces (crate::netns links), reachable only with listen_addresses set.
+host    all             all     10.213.0.0/16   trust
+host    replication     all     10.213.0.0/16   trust
 ";
 
 fn include_harness_conf(data_dir: &Path) -> Result<()> {

@@ -8,6 +8,13 @@
 //! `ssh_config` and an executable `ssh` script running `/usr/bin/ssh -F that-config "$@"`.
 //! Put [`Sshd::ssh_wrapper_dir_for`] first on a process's `PATH` and every `ssh 127.0.0.1`
 //! it runs (Barman's clients, ours, rsync) lands on this sshd without options.
+//!
+//! With [`SshdOptions::listen_in`] sshd runs inside a network namespace (see
+//! [`crate::netns`]) and listens on that namespace's address instead of 127.0.0.1. Its files
+//! then live in `<scratch>/sshd-<netns>-<n>/` and its wrappers in
+//! `<scratch>/ssh-<user>-<netns>-<n>/`, so several sshds share one scratch dir; their
+//! `ssh_config` maps that address to the port, and since `ssh` runs wherever its caller
+//! runs, a wrapper works from any namespace that has a route to the address.
 
 use std::fs::{self, File};
 use std::net::TcpStream;
@@ -18,6 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cmd::{self, OsUser};
+use crate::netns::NetNs;
 use crate::pg::SYSTEM_PATH;
 use crate::scratch::{chown_recursive, set_mode, write_file, Scratch};
 use crate::{barman::DEFAULT_VENV, wait_until};
@@ -34,6 +42,10 @@ pub struct SshdOptions {
     pub users: Vec<String>,
     /// sshd `LogLevel`.
     pub log_level: String,
+    /// Address to listen on (and that the wrappers map to the port); `None`: 127.0.0.1.
+    pub listen_address: Option<String>,
+    /// Network namespace to run sshd in (`ip netns exec`); `None`: the caller's.
+    pub netns: Option<String>,
 }
 
 impl Default for SshdOptions {
@@ -43,6 +55,8 @@ impl Default for SshdOptions {
             remote_path: vec![cmd::target_dir(), Path::new(DEFAULT_VENV).join("bin")],
             users: vec!["barman".into(), "postgres".into(), "root".into()],
             log_level: "VERBOSE".into(),
+            listen_address: None,
+            netns: None,
         }
     }
 }
@@ -53,6 +67,16 @@ impl SshdOptions {
         let mut opts = Self::default();
         opts.remote_path.reverse();
         opts
+    }
+
+    /// Runs sshd inside `netns` (`None`: the caller's namespace), listening on `address`
+    /// (an address of that namespace, e.g. a [`crate::netns::Link`] end).
+    #[must_use]
+    #[allow(clippy::needless_pass_by_value)] // takes `&str`, `String` and `Ipv4Addr` alike
+    pub fn listen_in(mut self, netns: Option<&NetNs>, address: impl ToString) -> Self {
+        self.netns = netns.map(|ns| ns.name().to_string());
+        self.listen_address = Some(address.to_string());
+        self
     }
 
     /// The remote `PATH` value.
@@ -68,6 +92,8 @@ impl SshdOptions {
 pub struct Sshd {
     _scratch: Scratch,
     dir: PathBuf,
+    /// Appended to `ssh-<user>` for wrapper dirs: empty for the default sshd.
+    suffix: String,
     port: u16,
     opts: SshdOptions,
     child: Option<Child>,
@@ -100,7 +126,22 @@ impl Sshd {
 
     /// Starts sshd in `<scratch>/sshd` with `opts`; waits until it accepts connections.
     pub fn start(scratch: &Scratch, opts: SshdOptions) -> Result<Self> {
-        let dir = scratch.mkdir("sshd")?;
+        let (dir, suffix) = if opts.listen_address.is_none() && opts.netns.is_none() {
+            (scratch.mkdir("sshd")?, String::new())
+        } else {
+            let tag: String = opts
+                .netns
+                .as_deref()
+                .or(opts.listen_address.as_deref())
+                .unwrap_or_default()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let dir = scratch.unique_dir(&format!("sshd-{tag}"), "root")?;
+            let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let suffix = name.strip_prefix("sshd").unwrap_or_default().to_string();
+            (dir, suffix)
+        };
         set_mode(&dir, 0o755)?;
         // sshd's privilege separation directory.
         fs::create_dir_all("/run/sshd").context("mkdir /run/sshd")?;
@@ -108,7 +149,7 @@ impl Sshd {
         keygen(&dir.join("client_key"))?;
         fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))?;
         set_mode(&dir.join("authorized_keys"), 0o644)?;
-        let mut sshd = Self { _scratch: scratch.clone(), dir, port: 0, opts, child: None };
+        let mut sshd = Self { _scratch: scratch.clone(), dir, suffix, port: 0, opts, child: None };
         sshd.launch()?;
         for user in sshd.opts.users.clone() {
             sshd.make_wrapper_dir(scratch, &user)?;
@@ -116,9 +157,19 @@ impl Sshd {
         Ok(sshd)
     }
 
-    /// The port sshd listens on (127.0.0.1).
+    /// The port sshd listens on (on [`Sshd::host`]).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address sshd listens on: [`SshdOptions::listen_address`] or `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        self.opts.listen_address.as_deref().unwrap_or("127.0.0.1")
+    }
+
+    /// The network namespace sshd runs in (`None`: the test's).
+    pub fn netns(&self) -> Option<&str> {
+        self.opts.netns.as_deref()
     }
 
     /// The remote `PATH` sshd sets for sessions.
@@ -141,16 +192,33 @@ impl Sshd {
     }
 
     fn wrapper_dir(&self, user: &str) -> PathBuf {
-        self.dir.parent().expect("sshd dir is inside scratch").join(format!("ssh-{user}"))
+        self.dir.parent().expect("sshd dir is inside scratch").join(format!("ssh-{user}{}", self.suffix))
     }
 
-    /// An `ssh` command through `user`'s wrapper, run as `user`, to `remote_user@127.0.0.1`
-    /// running `remote_command` (a shell string, as ssh passes it).
+    /// An `ssh` command through `user`'s wrapper, run as `user`, to
+    /// `remote_user@`[`Sshd::host`] running `remote_command` (a shell string, as ssh passes it).
     pub fn ssh_command(&self, user: &str, remote_user: &str, remote_command: &str) -> Result<Command> {
+        self.ssh_command_from(None, user, remote_user, remote_command)
+    }
+
+    /// [`Sshd::ssh_command`] run from inside `netns` (`None`: the test's namespace).
+    pub fn ssh_command_from(
+        &self,
+        netns: Option<&NetNs>,
+        user: &str,
+        remote_user: &str,
+        remote_command: &str,
+    ) -> Result<Command> {
         let os_user = OsUser::lookup(user)?;
-        let mut ssh = Command::new(self.ssh_wrapper_dir_for(user)?.join("ssh"));
-        cmd::as_user(&mut ssh, &os_user);
-        ssh.arg(format!("{remote_user}@127.0.0.1")).arg(remote_command);
+        let wrapper = self.ssh_wrapper_dir_for(user)?.join("ssh");
+        let mut ssh = if let Some(ns) = netns {
+            ns.command_as(&os_user, wrapper)
+        } else {
+            let mut ssh = Command::new(wrapper);
+            cmd::as_user(&mut ssh, &os_user);
+            ssh
+        };
+        ssh.arg(format!("{remote_user}@{}", self.host())).arg(remote_command);
         Ok(ssh)
     }
 
@@ -164,7 +232,11 @@ impl Sshd {
             self.port = cmd::free_port()?;
             write_file(&self.dir.join("sshd_config"), self.sshd_config(), 0o644)?;
             let log = File::create(self.dir.join("sshd.log"))?;
-            let child = Command::new(SSHD)
+            let mut command = match &self.opts.netns {
+                Some(ns) => crate::netns::command_in(ns, SSHD),
+                None => Command::new(SSHD),
+            };
+            let child = command
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")
@@ -186,12 +258,17 @@ impl Sshd {
 
     fn wait_listening(&mut self) -> Result<()> {
         let port = self.port;
+        let host = self.host().to_string();
+        let netns = self.opts.netns.clone();
         let child = self.child.as_mut().expect("launched");
         wait_until(Duration::from_secs(10), "sshd to listen", || {
             if let Some(status) = child.try_wait()? {
                 bail!("sshd exited with {status}");
             }
-            Ok(TcpStream::connect(("127.0.0.1", port)).is_ok())
+            Ok(match &netns {
+                Some(ns) => crate::netns::tcp_reachable_in(ns, &host, port),
+                None => TcpStream::connect((host.as_str(), port)).is_ok(),
+            })
         })
     }
 
@@ -200,7 +277,7 @@ impl Sshd {
         format!(
             "# Written by the integration harness.
 Port {port}
-ListenAddress 127.0.0.1
+ListenAddress {host}
 HostKey {d}/host_key
 PidFile {d}/sshd.pid
 AuthorizedKeysFile {d}/authorized_keys
@@ -221,6 +298,7 @@ AcceptEnv LANG LC_* RUST_LOG RUST_BACKTRACE BARMAN_*
 SetEnv PATH={path}
 ",
             port = self.port,
+            host = self.host(),
             users = self.opts.users.join(" "),
             level = self.opts.log_level,
             path = self.opts.remote_path_value(),
@@ -229,7 +307,7 @@ SetEnv PATH={path}
 
     fn make_wrapper_dir(&self, scratch: &Scratch, user: &str) -> Result<()> {
         let os_user = OsUser::lookup(user)?;
-        let dir = scratch.mkdir(format!("ssh-{user}"))?;
+        let dir = scratch.mkdir(format!("ssh-{user}{}", self.suffix))?;
         let key = dir.join("id_ed25519");
         fs::copy(self.dir.join("client_key"), &key)?;
         set_mode(&key, 0o600)?;
@@ -244,11 +322,25 @@ SetEnv PATH={path}
     fn ssh_config(&self, key: &Path) -> String {
         format!(
             "# Written by the integration harness.
-Host 127.0.0.1 localhost
+Host {hosts}
     Port {port}
 Host *
     IdentityFile {key}
-    IdentitiesOnly yes
+{CLIENT_OPTIONS}",
+            hosts = self.ssh_config_hosts(),
+            port = self.port,
+            key = key.display(),
+        )
+    }
+
+    /// The `Host` patterns of this sshd in an `ssh_config`.
+    fn ssh_config_hosts(&self) -> &str {
+        self.opts.listen_address.as_deref().unwrap_or("127.0.0.1 localhost")
+    }
+}
+
+/// The `Host *` options of every generated `ssh_config`, after `IdentityFile`.
+const CLIENT_OPTIONS: &str = "    IdentitiesOnly yes
     StrictHostKeyChecking no
     UserKnownHostsFile /dev/null
     GlobalKnownHostsFile /dev/null
@@ -256,11 +348,38 @@ Host *
     BatchMode yes
     ConnectTimeout 10
     SendEnv RUST_LOG RUST_BACKTRACE
-",
-            port = self.port,
-            key = key.display(),
-        )
+";
+
+/// A new wrapper dir `<scratch>/ssh-<user>-all-<n>/` owned by `user` whose `ssh` reaches
+/// every sshd in `sshds`, each by its [`Sshd::host`] with its own port and client key: for
+/// a host that must reach several others (each [`Sshd::ssh_wrapper_dir_for`] knows only
+/// its own sshd, and only the first `ssh` on `PATH` counts). Every sshd must accept `user`.
+pub fn combined_wrapper_dir(scratch: &Scratch, user: &str, sshds: &[&Sshd]) -> Result<PathBuf> {
+    let os_user = OsUser::lookup(user)?;
+    let dir = scratch.unique_dir(&format!("ssh-{user}-all"), "root")?;
+    let mut config = String::from("# Written by the integration harness.\n");
+    for (i, sshd) in sshds.iter().enumerate() {
+        if !sshd.opts.users.iter().any(|u| u == user) {
+            bail!("sshd on {}:{} does not accept {user}; add it to SshdOptions::users", sshd.host(), sshd.port);
+        }
+        let key = dir.join(format!("id_ed25519_{i}"));
+        fs::copy(sshd.dir.join("client_key"), &key)?;
+        set_mode(&key, 0o600)?;
+        config.push_str(&format!(
+            "Host {hosts}\n    Port {port}\n    IdentityFile {key}\n",
+            hosts = sshd.ssh_config_hosts(),
+            port = sshd.port,
+            key = key.display()
+        ));
     }
+    config.push_str("Host *\n");
+    config.push_str(CLIENT_OPTIONS);
+    let config_path = dir.join("ssh_config");
+    write_file(&config_path, config, 0o644)?;
+    let script = format!("#!/bin/sh\nexec {SSH} -F '{}' \"$@\"\n", config_path.display());
+    write_file(&dir.join("ssh"), script, 0o755)?;
+    chown_recursive(&dir, &os_user)?;
+    Ok(dir)
 }
 
 impl Drop for Sshd {

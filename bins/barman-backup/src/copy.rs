@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -154,36 +153,7 @@ pub fn publish_manifest(backup_dir: &Path) -> io::Result<()> {
     durable::fsync_dir(&data)
 }
 
-/// Sizes of the copy, as Barman accounts them (spec `catalogue.md` 7.3).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Sizes {
-    /// Sum of `st_size` of every file.
-    pub size: u64,
-    /// The same, over files with one link only.
-    pub deduplicated: u64,
-}
-
-/// Walks `dir` (symlinks are not followed), fsyncs every file and directory, and sums sizes.
-pub fn fsync_and_measure(dir: &Path) -> io::Result<Sizes> {
-    let mut sizes = Sizes::default();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let meta = fs::symlink_metadata(&path)?;
-        if meta.is_dir() {
-            let sub = fsync_and_measure(&path)?;
-            sizes.size += sub.size;
-            sizes.deduplicated += sub.deduplicated;
-        } else if meta.is_file() {
-            File::open(&path)?.sync_all()?;
-            sizes.size += meta.len();
-            if meta.nlink() == 1 {
-                sizes.deduplicated += meta.len();
-            }
-        }
-    }
-    durable::fsync_dir(dir)?;
-    Ok(sizes)
-}
+pub use barman_common::durable::{fsync_and_measure, Sizes};
 
 #[cfg(test)]
 mod tests {

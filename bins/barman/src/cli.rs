@@ -135,6 +135,17 @@ pub fn command() -> Command {
                 .arg(Arg::new("BACKUP_ID").required(true).help("backup id or name")),
         )
         .subcommand(
+            Command::new("sync-backup")
+                .about("passive node: copy one backup from the primary (runs barman-relay; uses the saved primary.info)")
+                .arg(server_arg())
+                .arg(Arg::new("BACKUP_ID").required(true).help("backup id")),
+        )
+        .subcommand(
+            Command::new("sync-wals")
+                .about("passive node: copy the WAL files the primary lists (runs barman-relay; uses the saved primary.info)")
+                .arg(server_arg()),
+        )
+        .subcommand(
             Command::new("metrics").about(
                 "print every server's state in the Prometheus text format (for node_exporter's textfile collector)",
             ),
@@ -187,6 +198,19 @@ pub fn command() -> Command {
                 .arg(server_arg())
                 .arg(Arg::new("BACKUP_ID").required(true).help("backup id, name, or latest/oldest/..."))
                 .arg(Arg::new("DESTINATION_DIRECTORY").required(true).help("the directory to restore into")),
+        )
+        .subcommand(
+            Command::new("sync-info")
+                .about("print the synchronisation status a passive node reads (geo-redundancy)")
+                .arg(flag("primary").help("on a passive node: ask the primary node instead"))
+                .arg(server_arg())
+                .arg(Arg::new("LAST_WAL").help("the last WAL name already read"))
+                .arg(
+                    Arg::new("LAST_POSITION")
+                        .allow_negative_numbers(true)
+                        .value_parser(crate::cmd::sync_info::parse_last_position)
+                        .help("the xlog.db byte offset of LAST_WAL (a positive integer)"),
+                ),
         )
         .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))
 }

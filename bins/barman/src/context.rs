@@ -97,5 +97,6 @@ fn server_view(cfg: &ServerConfig) -> Result<Server, CmdError> {
         streaming_batch_size: batch(cfg.streaming_archiver_batch_size),
         archiver: cfg.archiver,
         streaming_archiver: cfg.streaming_archiver,
+        passive: cfg.is_passive(),
     })
 }

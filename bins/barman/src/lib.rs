@@ -89,6 +89,11 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
             let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
             cmd::check_backup::run(ctx, &server_name(), &id, out)
         }
+        "sync-backup" => {
+            let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
+            cmd::relay::sync_backup(ctx, m.get_one::<String>("config").map(String::as_str), &server_name(), &id)
+        }
+        "sync-wals" => cmd::relay::sync_wals(ctx, m.get_one::<String>("config").map(String::as_str), &server_name()),
         "receive-wal" => {
             let opts = cmd::receive_wal::Options {
                 create_slot: sub.get_flag("create-slot"),
@@ -166,6 +171,13 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
         "metrics" => cmd::metrics::run(ctx, out),
         "list-servers" => cmd::list::list_servers(ctx, sub.get_flag("minimal"), out),
         "list-backups" => cmd::list::list_backups(ctx, &servers(sub), sub.get_flag("minimal"), out),
+        "sync-info" => {
+            let req = barman_common::catalogue::sync::SyncInfoRequest {
+                last_wal: sub.get_one::<String>("LAST_WAL").cloned(),
+                last_position: sub.get_one::<u64>("LAST_POSITION").copied(),
+            };
+            cmd::sync_info::run(ctx, &server_name(), sub.get_flag("primary"), &req, out)
+        }
         other => Err(CmdError::Error(format!("unsupported command '{other}'"))),
     }
 }

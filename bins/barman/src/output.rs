@@ -102,34 +102,8 @@ impl Output {
 }
 
 /// Serialises like Python's `json.dump(obj, sort_keys=True)`: keys sorted at every level,
-/// `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`, no trailing newline.
+/// `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`, no trailing newline (the
+/// writer is shared with the catalogue: [`barman_common::catalogue::python_json`]).
 pub fn python_json(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&barman_common::catalogue::json_ascii(k));
-                out.push_str(": ");
-                python_json(&map[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::String(s) => out.push_str(&barman_common::catalogue::json_ascii(s)),
-        other => out.push_str(&other.to_string()),
-    }
+    out.push_str(&barman_common::catalogue::python_json(v, None, true));
 }

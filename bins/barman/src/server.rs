@@ -29,6 +29,8 @@ pub struct Server {
     pub archiver: bool,
     /// `streaming_archiver`.
     pub streaming_archiver: bool,
+    /// A passive node (`primary_ssh_command` set): fed by barman-relay, no archivers.
+    pub passive: bool,
 }
 
 impl Server {

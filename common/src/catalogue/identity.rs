@@ -10,6 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::fsio::{io_err, read_optional, write_atomic};
+use super::pyliteral::repr_float;
 use super::{CatalogueError, ServerLayout};
 
 /// The content of identity.json.
@@ -118,6 +119,70 @@ pub fn json_ascii(s: &str) -> String {
     out
 }
 
+/// Python's `json.dumps(value, indent=indent, sort_keys=sort_keys)` with the default
+/// `ensure_ascii=True`: `", "`/`": "` separators when compact; with an indent, one item
+/// per line, `","` at line ends and empty containers as `[]`/`{}`. Floats print as
+/// Python's `repr(float)` (`1795293407.6400094`, `1e-05`, `1.0`), integers as integers. No
+/// trailing newline.
+pub fn python_json(value: &Value, indent: Option<usize>, sort_keys: bool) -> String {
+    let mut out = String::new();
+    write_json(value, indent, sort_keys, 0, &mut out);
+    out
+}
+
+fn write_json(value: &Value, indent: Option<usize>, sort_keys: bool, depth: usize, out: &mut String) {
+    let newline = |out: &mut String, depth: usize| {
+        if let Some(width) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(width * depth));
+        }
+    };
+    let separator = if indent.is_some() { "," } else { ", " };
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            if sort_keys {
+                keys.sort();
+            }
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(separator);
+                }
+                newline(out, depth + 1);
+                out.push_str(&json_ascii(key));
+                out.push_str(": ");
+                write_json(&map[key], indent, sort_keys, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push('}');
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(separator);
+                }
+                newline(out, depth + 1);
+                write_json(item, indent, sort_keys, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push(']');
+        }
+        Value::Object(_) => out.push_str("{}"),
+        Value::Array(_) => out.push_str("[]"),
+        Value::String(s) => out.push_str(&json_ascii(s)),
+        Value::Number(n) => match (n.is_f64(), n.as_f64()) {
+            (true, Some(x)) if x.is_nan() => out.push_str("NaN"),
+            (true, Some(x)) if x.is_infinite() => out.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" }),
+            (true, Some(x)) => out.push_str(&repr_float(x)),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +202,20 @@ mod tests {
         assert_eq!(major_version(90624), "9.6");
         assert_eq!(major_version(100_023), "10");
         assert_eq!(json_ascii("a\"\u{e9}\u{1f600}"), "\"a\\\"\\u00e9\\ud83d\\ude00\"");
+    }
+
+    #[test]
+    fn python_json_layouts() {
+        let v: Value = serde_json::from_str(r#"{"b": [1, 2.5, {}], "a": {"x": null, "y": []}, "c": 1e-05, "d": true}"#)
+            .expect("json");
+        assert_eq!(
+            python_json(&v, None, true),
+            r#"{"a": {"x": null, "y": []}, "b": [1, 2.5, {}], "c": 1e-05, "d": true}"#
+        );
+        assert_eq!(
+            python_json(&v, Some(4), false),
+            "{\n    \"b\": [\n        1,\n        2.5,\n        {}\n    ],\n    \"a\": {\n        \"x\": null,\n        \"y\": []\n    },\n    \"c\": 1e-05,\n    \"d\": true\n}"
+        );
     }
 
     #[test]

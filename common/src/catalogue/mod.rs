@@ -17,7 +17,9 @@ mod layout;
 mod lock;
 mod pyliteral;
 mod pytime;
+pub mod relay;
 pub mod retention;
+pub mod sync;
 mod xlogdb;
 
 use std::path::PathBuf;
@@ -29,7 +31,7 @@ pub use annotations::{
 pub use backup_id::BackupId;
 pub use backup_info::{BackupInfo, BackupStatus, BackupType, Tablespace, BACKUP_INFO_KEYS};
 pub use backups::Catalogue;
-pub use identity::{json_ascii, major_version, Identity};
+pub use identity::{json_ascii, major_version, python_json, Identity};
 pub use layout::{ErrorsKind, ServerLayout};
 pub use lock::{cleanup_stale, lock_owner, read_lock_pid, LockError, LockKind, ServerLock};
 pub use pyliteral::{repr_float, repr_str, PyLiteralError, PyValue};

@@ -37,6 +37,10 @@ pub enum Outcome {
 /// Archives both queues (streaming first, as Barman); returns one console line per file.
 pub fn run(server: &Server) -> Result<Vec<String>, CmdError> {
     let mut lines = Vec::new();
+    if server.passive {
+        // A passive node has no archivers (its streaming/ holds the relayed .partial).
+        return Ok(lines);
+    }
     if server.streaming_archiver {
         lines.extend(archive_queue(server, &server.layout.streaming, true, server.streaming_batch_size)?);
     }

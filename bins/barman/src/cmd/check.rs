@@ -380,7 +380,10 @@ fn server_checks(cfg: &ServerConfig, timeout: Duration) -> Result<Vec<Check>, Cm
 
     // check_archive
     let waiting = catalogue.with_status(&[BackupStatus::WaitingForWals]).next().is_some();
-    let queued = queue_len(&layout.incoming) + queue_len(&layout.streaming) > 0;
+    // Barman tries an archive-wal here, which does nothing without archivers (passive or
+    // inactive servers have none), so only a live server's queues count.
+    let live = cfg.active && !cfg.is_passive();
+    let queued = live && queue_len(&layout.incoming) + queue_len(&layout.streaming) > 0;
     if !xlogdb_has_data && !waiting && !queued {
         c.fail("WAL archive", "please make sure WAL shipping is setup");
     }
@@ -408,7 +411,6 @@ fn server_checks(cfg: &ServerConfig, timeout: Duration) -> Result<Vec<Check>, Cm
         }
     }
 
-    let live = cfg.active && !cfg.is_passive();
     let remote = remote_status(cfg, timeout);
     if remote.timed_out {
         // Barman's `timeout` aborts the remaining checks.
@@ -576,6 +578,16 @@ fn server_checks(cfg: &ServerConfig, timeout: Duration) -> Result<Vec<Check>, Cm
         }
     }
 
+    // PassiveBackupExecutor.check: the ssh channel to the primary (active servers only).
+    if cfg.active {
+        if let Some(ssh) = cfg.primary_ssh_command.as_deref() {
+            if !check_primary_ssh(cfg, ssh, timeout, &mut c) {
+                c.fail("check timeout", "barman check command timed out");
+                return Ok(c.list);
+            }
+        }
+    }
+
     // check_configuration (only shown when failing)
     if cfg.is_disabled() {
         c.add("configuration", false, None);
@@ -618,6 +630,97 @@ fn server_checks(cfg: &ServerConfig, timeout: Duration) -> Result<Vec<Check>, Cm
         .unwrap_or_default();
     c.add("archiver errors", errors.is_empty(), summarise_errors(&errors));
     Ok(c.list)
+}
+
+/// Barman's `_parse_ssh_command` + `UnixRemoteCommand(...).cmd("true")`: the first word of
+/// the configured command, then its other words and the batch options, each single-quoted,
+/// then `'true'`, run through `sh -c` with `path_prefix` before `PATH`.
+fn primary_ssh_line(ssh: &str) -> (String, Vec<String>) {
+    let mut words = ssh.split_whitespace().map(str::to_owned);
+    let program = words.next().unwrap_or_default();
+    let mut opts: Vec<String> = words.collect();
+    opts.extend(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"].map(str::to_owned));
+    (program, opts)
+}
+
+/// Python's `shell_quote`.
+fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', "'\\''"))
+}
+
+/// The `ssh` check (and a failing `ssh output clean` when the remote printed anything).
+/// Returns false when the command outlived `timeout` (Barman's check timeout).
+fn check_primary_ssh(cfg: &ServerConfig, ssh: &str, timeout: Duration, c: &mut Checks) -> bool {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let (program, opts) = primary_ssh_line(ssh);
+    let mut line = program.clone();
+    for arg in opts.iter().map(String::as_str).chain(["true"]) {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    let mut path: Vec<std::path::PathBuf> =
+        cfg.path_prefix.as_deref().map(|p| std::env::split_paths(p).collect()).unwrap_or_default();
+    if let Some(system) = std::env::var_os("PATH") {
+        path.extend(std::env::split_paths(&system));
+    }
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(&line).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Ok(joined) = std::env::join_paths(&path) {
+        cmd.env("PATH", joined);
+    }
+    let Ok(mut child) = cmd.spawn() else {
+        c.fail("ssh", format!("Unable to execute {program}"));
+        return true;
+    };
+    // Drain both pipes in threads so a chatty remote cannot block on a full pipe.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let Some(status) = status else { return false };
+    let printed = !out.join().unwrap_or_default().is_empty() || !err.join().unwrap_or_default().is_empty();
+    if status.success() {
+        c.add("ssh", true, Some("Barman primary node".into()));
+        if printed {
+            c.fail("ssh output clean", "the configured ssh_command must not add anything to the remote command output");
+        }
+    } else {
+        // Python's Popen return code: negative signal number when killed.
+        let code = status.code().or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal().map(|s| -s)
+        });
+        c.fail(
+            "ssh",
+            format!(
+                "Connection failed using '{program} {}' return code {}",
+                opts.join(" "),
+                code.map_or_else(|| "None".to_owned(), |n| n.to_string())
+            ),
+        );
+    }
+    true
 }
 
 fn check_postgres(remote: &Remote, c: &mut Checks) {
@@ -744,6 +847,12 @@ pub fn run(
                     );
                 }
                 out.result(name.clone(), Value::Object(map));
+                // check_configuration's reason lines are info messages (`_INFO` in JSON).
+                if checks.iter().any(|c| c.name == "configuration") {
+                    for reason in cfg.disabled_reasons() {
+                        out.info(format!("\t\t{reason}"));
+                    }
+                }
             } else {
                 let mut header = name.clone();
                 if !cfg.active {
@@ -760,7 +869,7 @@ pub fn run(
                     }
                     if c.name == "configuration" {
                         for reason in cfg.disabled_reasons() {
-                            out.line(format!("\t\t{reason}"));
+                            out.info(format!("\t\t{reason}"));
                         }
                     }
                 }

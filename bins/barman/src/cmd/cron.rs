@@ -1,6 +1,6 @@
 //! `barman cron`: for every active server, in name order and under its cron lock, run the
-//! archiver, then enforce the retention policy. (Receive-wal supervision and the relay join
-//! as they land.)
+//! archiver (a passive server instead starts a `barman-relay` pass), check the oldest
+//! WAITING_FOR_WALS backup, supervise receive-wal, then enforce the retention policy.
 
 use barman_common::catalogue::LockKind;
 
@@ -21,6 +21,16 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
             out.info(format!("Another cron process is already running on server {name}. Skipping to the next server"));
             continue;
         };
+        if ctx.config().server(&name).is_some_and(barman_common::config::ServerConfig::is_passive) {
+            crate::cmd::relay::cron(ctx, &name, out);
+            if let Err(e) = crate::cmd::check_backup::cron_check(&server, out) {
+                out.error(format!("check-backup for server {name}: {e}"));
+            }
+            if let Err(e) = crate::cmd::delete::enforce_retention(ctx, &server, out) {
+                out.error(format!("retention policy for server {name}: {e}"));
+            }
+            continue;
+        }
         out.info(format!("Starting WAL archiving for server {name}"));
         match crate::cmd::archive_wal::lock(&server) {
             Ok(lock) => {

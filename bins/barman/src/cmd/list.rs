@@ -75,12 +75,22 @@ fn next_available<'a>(catalogue: &'a Catalogue, id: &BackupId) -> Option<&'a Bac
 
 /// `list-backups [--minimal] SERVER...|all`, newest first.
 pub fn list_backups(ctx: &Context, names: &[String], minimal: bool, out: &mut Output) -> Result<(), CmdError> {
-    for name in expand_servers(ctx, names) {
-        let server = ctx.server(&name)?;
-        let cfg = ctx.config().server(&name).expect("server() checked it exists");
-        let catalogue = Catalogue::load(&server.layout)?;
-        let entries: Vec<XlogDbEntry> = XlogDb::open(&server.layout)?.entries()?.into_iter().map(|(_, e)| e).collect();
-        let report = retention_report(cfg, &catalogue, &server.layout)?;
+    // Barman lists inactive and disabled servers too; an unknown one is an error that does not
+    // stop the others.
+    let mut names = expand_servers(ctx, names);
+    names.sort();
+    names.dedup();
+    let mut unknown = false;
+    for name in names {
+        let Some(cfg) = ctx.config().server(&name) else {
+            out.error(format!("Unknown server '{name}'"));
+            unknown = true;
+            continue;
+        };
+        let layout = crate::context::layout(cfg);
+        let catalogue = Catalogue::load(&layout)?;
+        let entries: Vec<XlogDbEntry> = XlogDb::open(&layout)?.entries()?.into_iter().map(|(_, e)| e).collect();
+        let report = retention_report(cfg, &catalogue, &layout)?;
         let mut rows = Vec::new();
         for (id, info) in catalogue.entries().iter().rev() {
             if info.status == BackupStatus::Empty {
@@ -97,6 +107,9 @@ pub fn list_backups(ctx: &Context, names: &[String], minimal: bool, out: &mut Ou
             rows.push(row);
         }
         out.result(&name, Value::Array(rows));
+    }
+    if unknown {
+        return Err(CmdError::Silent(1));
     }
     Ok(())
 }

@@ -13,8 +13,10 @@ pub mod metrics;
 pub mod put_wal;
 pub mod receive_wal;
 pub mod recover;
+pub mod relay;
 pub mod show;
 pub mod status;
+pub mod sync_info;
 
 use std::io;
 

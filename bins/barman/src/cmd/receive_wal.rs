@@ -52,8 +52,18 @@ pub struct Options {
 
 /// Runs `barman receive-wal` for server `name`.
 pub fn run(ctx: &Context, name: &str, opts: &Options, out: &mut Output) -> Result<(), CmdError> {
-    let server = ctx.server(name)?;
     let cfg = ctx.config().server(name).ok_or_else(|| CmdError::Error(format!("Unknown server '{name}'")))?;
+    // Barman's get_server(skip_inactive=<plain receive-wal>): an inactive server is skipped
+    // with an info line; a disabled one fails with the first reason.
+    let plain = !(opts.create_slot || opts.drop_slot || opts.reset || opts.stop);
+    if plain && !cfg.active {
+        out.info(format!("Skipping inactive server '{name}'"));
+        return Ok(());
+    }
+    if let Some(reason) = cfg.disabled_reasons().first() {
+        return Err(CmdError::Error(reason.clone()));
+    }
+    let server = ctx.server(name)?;
     if opts.stop && opts.reset {
         return Err(CmdError::Error("--stop and --reset options are not compatible".into()));
     }
@@ -64,16 +74,8 @@ pub fn run(ctx: &Context, name: &str, opts: &Options, out: &mut Output) -> Resul
         ));
         return stop(&server, true, out);
     }
-    let plain = !(opts.create_slot || opts.drop_slot || opts.reset);
-    if plain && !server.active {
-        // Barman's get_server(skip_inactive=True): nothing to do, no message.
-        return Ok(());
-    }
-    if cfg.primary_ssh_command.is_some() {
-        return Err(CmdError::Error(format!(
-            "Unable to start receive-wal process: server '{name}' is a passive node \
-             (primary_ssh_command is set); WAL files are copied from the primary by sync-wals"
-        )));
+    if cfg.is_passive() {
+        return Err(passive_refusal(name, server.streaming_archiver, *opts));
     }
     let streamer = Streamer::new(cfg)?;
     if opts.create_slot {
@@ -83,6 +85,29 @@ pub fn run(ctx: &Context, name: &str, opts: &Options, out: &mut Output) -> Resul
         return drop_slot(&streamer, cfg, out);
     }
     receive(&server, cfg, &streamer, opts.reset, out)
+}
+
+/// Why receive-wal refuses a passive node, in Barman 3.20.1's words: a passive server has no
+/// streaming connection and no WAL archivers (its WALs come from the primary by sync-wals),
+/// so Barman's slot commands fail for the missing connection and receive-wal fails its
+/// streaming preflight, or earlier on `streaming_archiver = off`. All are one `ERROR:` line
+/// with exit 1 (no exception).
+fn passive_refusal(name: &str, streaming_archiver: bool, opts: Options) -> CmdError {
+    let msg = if opts.create_slot {
+        "Unable to create a physical replication slot: streaming connection not configured".to_owned()
+    } else if opts.drop_slot {
+        "Unable to drop a physical replication slot: streaming connection not configured".to_owned()
+    } else if !streaming_archiver {
+        "Unable to start receive-wal process: streaming_archiver option set to 'off' in barman configuration file"
+            .to_owned()
+    } else {
+        crate::log::error(
+            "server",
+            &format!("{name}: passive node (primary_ssh_command is set): no WAL streaming, use sync-wals"),
+        );
+        format!("Impossible to start WAL streaming. Check the log for more details, or run 'barman check {name}'")
+    };
+    CmdError::Error(msg)
 }
 
 /// How to run `barman-receive-wal` for one server.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use barman_common::catalogue::relay::RelayState;
 use barman_common::catalogue::{BackupStatus, Catalogue};
 use barman_common::config::ServerConfig;
 use serde_json::{json, Map, Value};
@@ -104,7 +105,33 @@ fn rows(cfg: &ServerConfig) -> Result<Vec<(&'static str, &'static str, String)>,
     let min = cfg.minimum_redundancy;
     let word = if n < min as usize { "FAILED" } else { "satisfied" };
     rows.push(("minimum_redundancy", "Minimum redundancy requirements", format!("{word} ({n}/{min})")));
+    // PassiveBackupExecutor.status (the backup executor reports only for active servers).
+    if let (true, Some(ssh)) = (cfg.active, cfg.primary_ssh_command.as_ref()) {
+        rows.push(("primary_ssh_command", "SSH command to primary server", ssh.clone()));
+        rows.extend(passive_lag_rows(&layout(cfg)));
+    }
     Ok(rows)
+}
+
+/// Ours: how far the passive copy is behind its primary, from `relay.info` (written by
+/// barman-relay; absent, and the rows with it, on a catalogue Barman's passive maintains).
+fn passive_lag_rows(layout: &barman_common::catalogue::ServerLayout) -> Vec<(&'static str, &'static str, String)> {
+    let Some(state) = RelayState::load(layout) else { return Vec::new() };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let (bytes, secs) = (state.lag_bytes(), state.lag_seconds(now));
+    vec![
+        (
+            "passive_wal_lag",
+            "Passive WAL lag",
+            format!(
+                "{bytes} bytes, {secs:.0} seconds (passive at {}, primary at {})",
+                state.passive_wal, state.primary_wal
+            ),
+        ),
+        ("passive_wal_lag_bytes", "Passive WAL lag (bytes)", bytes.to_string()),
+        ("passive_wal_lag_seconds", "Passive WAL lag (seconds)", format!("{secs:.0}")),
+        ("passive_last_relay", "Last relay pass", format!("{:.0} seconds ago", (now - state.checked_at).max(0.0))),
+    ]
 }
 
 /// `status SERVER...|all`.

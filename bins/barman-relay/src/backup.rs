@@ -1,0 +1,293 @@
+//! Relaying one backup (spec `relay.md` §6): backup.info saved `SYNCING` before any data
+//! moves, the tree copied with rsync (`--partial-dir`, so an interrupted run keeps what it
+//! had, and the next one sends neither the complete files again nor the part of the broken
+//! one it already has), tablespace links recreated, every file checked against the
+//! backup's `backup_manifest` (size and checksum) or, without one, against a second rsync
+//! pass that must find nothing to send, then fsynced. Only then does the backup leave
+//! `SYNCING`: `WAITING_FOR_WALS` until the WAL from its begin_wal to its end_wal is on the
+//! passive too, then `DONE` — a passive never shows DONE a backup it cannot restore.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::time::Instant;
+
+use barman::cmd::check_backup::{self, WalVerdict};
+use barman_common::catalogue::sync::PrimaryInfo;
+use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, Catalogue, LockKind, ServerLock};
+use barman_common::durable;
+use barman_common::manifest::Manifest;
+use barman_common::wal::WalSegSize;
+
+use crate::rsync::{local_dir, Rsync, Stats};
+use crate::{wals, Relay, RelayError};
+
+/// Where rsync keeps the part of a file an interrupted run received.
+const PARTIAL_DIR: &str = ".barman-relay-partial";
+
+/// What [`sync`] did with one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Copied and verified; the status it ended in.
+    Copied(BackupStatus, Stats),
+    /// Nothing to do (already synced, obsolete, or locked by another relay).
+    Skipped(String),
+}
+
+/// The primary's backups this passive should copy, oldest first: DONE or WAITING_FOR_WALS
+/// there, not DONE or WAITING_FOR_WALS here.
+pub fn candidates(local: &Catalogue, info: &PrimaryInfo) -> Vec<BackupId> {
+    info.backups
+        .iter()
+        .filter(|(_, b)| matches!(b.status, BackupStatus::Done | BackupStatus::WaitingForWals))
+        .filter(|(id, _)| {
+            !local
+                .get(id.as_str())
+                .is_some_and(|(_, b)| matches!(b.status, BackupStatus::Done | BackupStatus::WaitingForWals))
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// True when the passive's own retention policy (mode auto) would delete the backup at once.
+fn obsolete_here(relay: &Relay<'_>, local: &Catalogue, id: &BackupId, remote: &BackupInfo) -> bool {
+    if relay.cfg.retention_policy.is_none() || relay.cfg.retention_policy_mode != "auto" {
+        return false;
+    }
+    let mut entries: Vec<(BackupId, BackupInfo)> = local.entries().to_vec();
+    entries.retain(|(i, _)| i != id);
+    let mut candidate = remote.clone();
+    candidate.status = BackupStatus::Done;
+    entries.push((id.clone(), candidate));
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let with = Catalogue::from_entries(&relay.server.name, entries);
+    matches!(
+        barman::cmd::list::retention_report(relay.cfg, &with, &relay.server.layout),
+        Ok(Some(report)) if report.get(id) == Some(&barman_common::catalogue::retention::RetentionStatus::Obsolete)
+    )
+}
+
+/// Copies backup `id` of the primary (spec §6.1 decisions first).
+pub fn sync(relay: &Relay<'_>, info: &PrimaryInfo, id: &BackupId) -> Result<Outcome, RelayError> {
+    let name = &relay.server.name;
+    let layout = &relay.server.layout;
+    let local = Catalogue::load(layout)?;
+    let existing = local.get(id.as_str()).map(|(_, b)| b.clone());
+    let Some((_, remote)) = info.backups.iter().find(|(i, _)| i == id) else {
+        return match existing {
+            None => Err(RelayError::Sync(format!("Backup {id} is absent on {name} server"))),
+            Some(b) if b.status == BackupStatus::Failed => {
+                relay.warn(format!("Backup {id} is absent on {name} server, purging local backup"));
+                let _lock = ServerLock::acquire(&layout.lock_directory, name, &LockKind::BackupId(id.clone()))?;
+                remove_backup(relay, id)?;
+                Ok(Outcome::Skipped("purged".into()))
+            }
+            Some(_) => Ok(Outcome::Skipped(format!("Backup {id} exists only on this node"))),
+        };
+    };
+    if existing.as_ref().is_some_and(|b| b.status == BackupStatus::Done) {
+        return Ok(Outcome::Skipped(format!("Backup {id} is already synced with {name} server")));
+    }
+    if obsolete_here(relay, &local, id, remote) {
+        return Ok(Outcome::Skipped(format!("Remote backup {name}/{id} is obsolete for local retention policies.")));
+    }
+    let Ok(_lock) = ServerLock::acquire(&layout.lock_directory, name, &LockKind::SyncBackup(id.clone())) else {
+        return Ok(Outcome::Skipped(format!(
+            "Another synchronisation process for backup {id} of server {name} is already running."
+        )));
+    };
+    // The primary's record, under this node's name, SYNCING until the copy is proven.
+    let mut record = remote.clone();
+    record.server_name = Some(name.clone());
+    record.status = BackupStatus::Syncing;
+    record.error = None;
+    record.save(layout, id)?;
+    let started = Instant::now();
+    match copy_and_verify(relay, info, id, &record) {
+        Ok(stats) => {
+            let status = finish(relay, info, id, &mut record)?;
+            relay.say(format!(
+                "Backup {id} of server {name} copied: {} files sent, {} bytes received in {:.1}s; status {}",
+                stats.files_transferred,
+                stats.bytes_received,
+                started.elapsed().as_secs_f64(),
+                status.as_str()
+            ));
+            Ok(Outcome::Copied(status, stats))
+        }
+        Err(e) => {
+            // SYNCING stays: the next run resumes from what arrived. Only a backup that
+            // cannot be right (verification failed) is marked FAILED.
+            if let RelayError::Verify(msg) = &e {
+                record.status = BackupStatus::Failed;
+                record.error = Some(format!("failure syncing server {name} backup {id}: {msg}"));
+                record.save(layout, id)?;
+            }
+            Err(e)
+        }
+    }
+}
+
+fn copy_and_verify(
+    relay: &Relay<'_>,
+    info: &PrimaryInfo,
+    id: &BackupId,
+    record: &BackupInfo,
+) -> Result<Stats, RelayError> {
+    let layout = &relay.server.layout;
+    let remote_base = info
+        .config_str("basebackups_directory")
+        .ok_or_else(|| RelayError::Sync("the primary did not report its basebackups_directory".into()))?;
+    let dest = layout.backup_dir(id);
+    durable::create_dir_all(&dest)?;
+    let source = Rsync::remote_dir(&format!("{}/{id}", remote_base.trim_end_matches('/')));
+    let tablespaces = record.tablespaces.clone().unwrap_or_default();
+    let transfer = |dry_run: bool| {
+        let mut cmd = relay.rsync.command();
+        cmd.args(["-rLKpts", "--delete", "--exclude=/backup.info", "--exclude=/.backup.lock"]);
+        cmd.arg(format!("--partial-dir={PARTIAL_DIR}"));
+        for t in &tablespaces {
+            cmd.arg(format!("--exclude=/data/pg_tblspc/{}", t.oid));
+        }
+        if dry_run {
+            cmd.args(["--dry-run", "--itemize-changes"]);
+        }
+        cmd.arg(&source).arg(local_dir(&dest));
+        cmd
+    };
+    let stats = relay
+        .rsync
+        .run(transfer(false), None)
+        .map_err(|f| RelayError::Sync(format!("failure syncing server {} backup {id}: {f}", relay.server.name)))?;
+    // Tablespace links, as barman-backup and Barman lay them out: data/pg_tblspc/<oid> ->
+    // the copy's <oid> directory.
+    let tblspc = dest.join("data").join("pg_tblspc");
+    for t in &tablespaces {
+        let link = tblspc.join(t.oid.to_string());
+        let target = dest.join(t.oid.to_string());
+        if fs::symlink_metadata(&link).is_ok() {
+            fs::remove_file(&link)?;
+        }
+        durable::create_dir_all(&tblspc)?;
+        symlink(&target, &link)?;
+    }
+    let manifest = dest.join("data").join("backup_manifest");
+    if manifest.is_file() {
+        let m = Manifest::read(&manifest).map_err(|e| RelayError::Verify(e.to_string()))?;
+        let v = m.verify(&dest.join("data")).map_err(|e| RelayError::Verify(format!("backup_manifest check: {e}")))?;
+        relay.say(format!("Backup {id}: {} files match backup_manifest ({} bytes checksummed)", v.files, v.bytes));
+    } else {
+        // No manifest (rsync-method or PostgreSQL < 13 backups): a second pass must find
+        // every file present with the primary's size and time.
+        let mut cmd = transfer(true);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        let out = cmd.output()?;
+        let pending: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with(">f") || l.starts_with("cL") || l.starts_with("*deleting"))
+            .map(str::to_owned)
+            .collect();
+        if !out.status.success() || !pending.is_empty() {
+            return Err(RelayError::Verify(format!(
+                "the copy differs from the primary's ({} entries, first: {})",
+                pending.len(),
+                pending.first().map_or("rsync failed", String::as_str)
+            )));
+        }
+    }
+    durable::fsync_and_measure(&dest)?;
+    carry_keep(relay, info, id);
+    Ok(stats)
+}
+
+/// Copies the primary's keep annotation (`meta/<id>-keep`), which Barman leaves behind, so a
+/// backup kept on the primary is not deleted by the passive's retention policy.
+fn carry_keep(relay: &Relay<'_>, info: &PrimaryInfo, id: &BackupId) {
+    let Some(dir) = info.config_str("backup_directory") else { return };
+    let meta = relay.server.layout.meta_dir();
+    if durable::create_dir_all(&meta).is_err() {
+        return;
+    }
+    let mut cmd = relay.rsync.command();
+    cmd.args(["--times", "--ignore-missing-args"])
+        .arg(format!(" :{}/meta/{id}-keep", dir.trim_end_matches('/')))
+        .arg(local_dir(&meta));
+    if let Err(f) = relay.rsync.run(cmd, None) {
+        relay.warn(format!("cannot copy the keep annotation of backup {id}: {f}"));
+    }
+}
+
+/// WAITING_FOR_WALS until the backup's WAL is here (fetching any of it the passive lacks),
+/// then DONE, with Barman's check-backup rules.
+fn finish(
+    relay: &Relay<'_>,
+    info: &PrimaryInfo,
+    id: &BackupId,
+    record: &mut BackupInfo,
+) -> Result<BackupStatus, RelayError> {
+    fill_wal_gap(relay, info, record)?;
+    record.status = BackupStatus::WaitingForWals;
+    record.save(&relay.server.layout, id)?;
+    let _lock =
+        ServerLock::acquire(&relay.server.layout.lock_directory, &relay.server.name, &LockKind::BackupId(id.clone()))?;
+    match check_backup::check(&relay.server.layout, id, record).map_err(|e| RelayError::Sync(e.to_string()))? {
+        Some(WalVerdict::Failed(reason)) => relay.warn(format!("backup {id}: {reason}")),
+        Some(WalVerdict::Waiting) => relay.say(format!(
+            "Backup {id} is waiting for WAL files up to {}",
+            record.end_wal.as_ref().map(ToString::to_string).unwrap_or_default()
+        )),
+        _ => {}
+    }
+    Ok(record.status)
+}
+
+/// WAL of the backup's range that is older than what the incremental WAL pass moves past
+/// (a backup re-copied after local retention purged its WAL): fetched from a full listing.
+fn fill_wal_gap(relay: &Relay<'_>, info: &PrimaryInfo, record: &BackupInfo) -> Result<(), RelayError> {
+    let (Some(begin), Some(end)) = (&record.begin_wal, &record.end_wal) else { return Ok(()) };
+    let size = record.xlog_segment_size.unwrap_or(WalSegSize::DEFAULT);
+    let have = wals::local_names(relay)?;
+    let mut missing = Vec::new();
+    let mut w = begin.clone();
+    while w.as_str() <= end.as_str() {
+        if !have.contains(w.as_str()) {
+            missing.push(w.to_string());
+        }
+        let Ok(next) = w.next_segment(size) else { break };
+        w = next;
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let in_info = missing.iter().all(|m| info.wals.iter().any(|e| e.name.as_str() == m));
+    let full;
+    let source = if in_info {
+        info
+    } else {
+        full = relay.fetch_info(false)?;
+        &full
+    };
+    let entries: Vec<_> = source.wals.iter().filter(|e| missing.contains(&e.name.to_string())).collect();
+    let Ok(_lock) = ServerLock::acquire_blocking(
+        &relay.server.layout.lock_directory.join(LockKind::SyncWal.file_name(&relay.server.name)),
+    ) else {
+        return Ok(());
+    };
+    wals::copy(relay, source, &entries)?;
+    Ok(())
+}
+
+/// Deletes a local backup's files and record (a FAILED copy the primary no longer has).
+fn remove_backup(relay: &Relay<'_>, id: &BackupId) -> Result<(), RelayError> {
+    let layout = &relay.server.layout;
+    let dir = layout.backup_dir(id);
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    for p in [layout.backup_info_path(id), layout.legacy_backup_info_path(id)] {
+        if p.exists() {
+            fs::remove_file(p)?;
+        }
+    }
+    durable::fsync_dir(&layout.basebackups_directory)?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Geo-redundancy end to end: a PostgreSQL 15 primary archiving (barman-wal-archive over
+//! ssh) and streaming (barman-receive-wal) to backup host A, and a backup host B that is
+//! passive for it, each host a network namespace of its own with its own sshd, linked by a
+//! veth pair. B's `barman cron` starts `barman-relay`, which pulls everything from A
+//! through `primary_ssh_command`; B's catalogue must then equal A's, byte for byte, and a
+//! recovery from B alone must restore the right rows.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use barman_common::catalogue::{Catalogue, ServerLayout};
+use barman_integration::hosts::{ensure_same_tree, BackupHost};
+use barman_integration::netns::{Link, NetNs};
+use barman_integration::scratch::chown_recursive;
+use barman_integration::{
+    cargo_bin, skip_unless, wait_until, BarmanServerOptions, OsUser, PgCluster, PgOptions, Scratch, Sshd,
+};
+
+/// PostgreSQL in the root namespace; A and B in namespaces of their own; root ↔ A ↔ B.
+struct Sites {
+    pg: PgCluster,
+    a: BackupHost,
+    b: BackupHost,
+    /// The A ↔ B link (A end = `a`, B end = `b`).
+    ab: Link,
+    _root_a: Link,
+    _ns: (NetNs, NetNs),
+    scratch: Scratch,
+}
+
+fn sites(name: &str, b_extra: &[&str]) -> Result<Sites> {
+    let scratch = Scratch::new(name)?;
+    let (nsa, nsb) = (NetNs::create("ra")?, NetNs::create("rb")?);
+    let mut root_a = Link::connect(None, &nsa)?;
+    let ab = Link::connect(Some(&nsa), &nsb)?;
+    // The root namespace (PostgreSQL) reaches A's address on the A ↔ B link through root ↔ A.
+    root_a.route_from_a(&ab.subnet())?;
+    let a_addr = ab.addr_a().to_string();
+    let b_addr = ab.addr_b().to_string();
+    let a = BackupHost::start(&scratch, "a", &cargo_bin("barman")?, Some((&nsa, &a_addr)))?;
+    let mut b = BackupHost::start(&scratch, "b", &cargo_bin("barman")?, Some((&nsb, &b_addr)))?;
+    b.trust(&a)?;
+    let archive_command = format!(
+        "{client} --port {port} {a_addr} pg %p",
+        client = cargo_bin("barman-wal-archive")?.display(),
+        port = a.sshd.port(),
+    );
+    let opts =
+        PgOptions::default().archive_command(archive_command).path_prefix(a.sshd.ssh_wrapper_dir_for("postgres")?);
+    let pg = PgCluster::start(&scratch, opts)?;
+    let mut a = a;
+    a.home.add_server(
+        "pg",
+        &pg,
+        &BarmanServerOptions {
+            compression: Some("gzip".into()),
+            streaming_archiver: true,
+            slot_name: Some("barman".into()),
+            ..BarmanServerOptions::default()
+        },
+    )?;
+    let ssh = format!("primary_ssh_command = {}", a.primary_ssh_command());
+    let mut lines = vec!["description = \"passive copy of A's pg\"", ssh.as_str(), "compression = gzip"];
+    lines.extend_from_slice(b_extra);
+    b.home.add_raw_server("pg", &lines)?;
+    Ok(Sites { pg, a, b, ab, _root_a: root_a, _ns: (nsa, nsb), scratch })
+}
+
+/// Segment, history and backup-label files of a wals directory (not xlog.db or state), from
+/// the first backup's begin_wal on (older WAL serves no backup: neither Barman nor we relay it).
+fn wal_files(dir: &Path, from: &str) -> Result<BTreeSet<String>> {
+    Ok(barman_integration::hosts::tree(dir, &[])?
+        .keys()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.ends_with("xlog.db") && n != "sync-wals.info")
+        .filter(|n| n.ends_with(".history") || n.get(..24).is_some_and(|s| s >= from))
+        .collect())
+}
+
+/// begin_wal of the oldest backup of `home`'s server `pg`.
+fn first_begin_wal(home: &Path) -> Result<String> {
+    let layout = ServerLayout::default_for(home, "pg");
+    let catalogue = Catalogue::load(&layout)?;
+    let (_, info) = catalogue.entries().first().context("no backup")?;
+    Ok(info.begin_wal.as_ref().context("no begin_wal")?.to_string())
+}
+
+fn xlog_lines(dir: &Path) -> Result<BTreeSet<String>> {
+    let path = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("xlog.db"))
+        .context("no xlog.db")?;
+    Ok(fs::read_to_string(path)?.lines().map(str::to_owned).collect())
+}
+
+/// Writes rows `from..=to` into `t`.
+fn rows(pg: &PgCluster, from: u32, to: u32) -> Result<()> {
+    pg.psql(&format!("insert into t select g, md5(g::text) from generate_series({from}, {to}) g")).map(drop)
+}
+
+/// Archives the current WAL on A (switch, wait, archiver).
+fn archive_now(s: &Sites) -> Result<()> {
+    let last = s.pg.switch_wal()?;
+    s.pg.wait_for_archived(&last, Duration::from_mins(1))?;
+    s.a.home.run(&["archive-wal", "pg"]).map(drop)
+}
+
+#[test]
+fn passive_host_follows_primary_and_recovers_alone() -> Result<()> {
+    skip_unless!(NetNs::require());
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    let s = sites("relay two hosts", &[])?;
+    let ts_dir = s.scratch.mkdir_owned_mode("ts1", "postgres", 0o700)?;
+    s.pg.psql(&format!("create tablespace ts1 location '{}'", ts_dir.display()))?;
+    s.pg.psql("create table t(id int primary key, v text) tablespace ts1")?;
+    rows(&s.pg, 1, 100)?;
+    // A streams too: cron starts barman-receive-wal (slot created by create_slot = auto).
+    s.a.home.run(&["cron"])?;
+    s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
+    rows(&s.pg, 101, 200)?;
+    s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
+    rows(&s.pg, 201, 300)?;
+    s.pg.psql("select pg_sleep(0.3)")?;
+    let target = s.pg.psql("select clock_timestamp()::text")?;
+    s.pg.psql("select pg_sleep(0.3)")?;
+    rows(&s.pg, 301, 400)?;
+    archive_now(&s)?;
+
+    // B: one cron run starts the relay; it must end with A's catalogue.
+    let a_list = s.a.home.run(&["list-backups", "pg"])?;
+    let cron = s.b.home.run(&["cron"])?;
+    ensure!(cron.contains("Starting synchronisation with the primary for server pg"), "cron said:\n{cron}");
+    let a_wals = s.a.home.home().join("pg/wals");
+    let b_wals = s.b.home.home().join("pg/wals");
+    let from = first_begin_wal(&s.a.home.home())?;
+    wait_until(Duration::from_secs(40), "B's list-backup to equal A's", || {
+        Ok(s.b.home.run(&["list-backups", "pg"])? == a_list && wal_files(&b_wals, &from)? == wal_files(&a_wals, &from)?)
+    })
+    .with_context(|| {
+        let again = s.b.relay(&["pg"]).map(|o| format!("{}{}", o.stdout_str(), o.stderr_str()));
+        let info = fs::read_to_string(s.b.home.home().join("pg/primary.info")).unwrap_or_default();
+        let lists = (s.a.home.run(&["list-backups", "pg"]), s.b.home.run(&["list-backups", "pg"]));
+        let w = (wal_files(&a_wals, &from), wal_files(&b_wals, &from));
+        format!(
+            "B's log:\n{}\nA foreground relay run: {again:?}\nlists: {lists:?}\nwals: {w:?}\nprimary.info: {}",
+            s.b.home.log(),
+            &info[..info.len().min(300)]
+        )
+    })?;
+    let mut n = 0;
+    for name in wal_files(&a_wals, &from)? {
+        let rel = match name.get(..16) {
+            Some(dir) if !name.ends_with(".history") => format!("{dir}/{name}"),
+            _ => name.clone(),
+        };
+        ensure!(fs::read(a_wals.join(&rel))? == fs::read(b_wals.join(&rel))?, "{rel} differs");
+        n += 1;
+    }
+    let a_lines: BTreeSet<String> =
+        xlog_lines(&a_wals)?.into_iter().filter(|l| l.get(..24).is_some_and(|s| s >= from.as_str())).collect();
+    ensure!(a_lines == xlog_lines(&b_wals)?, "xlog.db entries differ");
+    let a_base = s.a.home.home().join("pg/base");
+    let b_base = s.b.home.home().join("pg/base");
+    let files = ensure_same_tree(&a_base, &b_base, &[])?;
+    eprintln!("B holds {n} WAL files and {files} backup files, all equal to A's");
+    // The tablespace link points into B's own copy.
+    let id = s.b.home.done_backups("pg")?.pop().context("no backup on B")?;
+    let links: Vec<PathBuf> = fs::read_dir(b_base.join(&id).join("data/pg_tblspc"))?
+        .map(|e| Ok(fs::read_link(e?.path())?))
+        .collect::<Result<_>>()?;
+    ensure!(links.len() == 1 && links[0].starts_with(b_base.join(&id)), "tablespace links: {links:?}");
+    // B's status reports its lag behind A: none once the relay pass has finished.
+    let status = s.b.home.run(&["status", "pg"])?;
+    ensure!(status.contains("Passive node: True") && status.contains("Passive WAL lag: 0 bytes"), "{status}");
+    let json = s.b.home.run_json(&["status", "pg"])?;
+    ensure!(json["pg"]["passive_wal_lag_bytes"]["message"] == "0", "status -f json: {json}");
+
+    // Recovery from B alone (A unreachable): exactly the rows before the target.
+    s.ab.set_down()?;
+    let rec = s.scratch.mkdir_owned("rec", "barman")?;
+    let dest = rec.join("pgdata");
+    let ts_new = rec.join("ts1");
+    let rule = format!("ts1:{}", ts_new.display());
+    let dest_s = dest.to_str().context("utf8")?;
+    s.b.home.run(&[
+        "recover",
+        "--target-time",
+        &target,
+        "--target-action",
+        "promote",
+        "--tablespace",
+        &rule,
+        "pg",
+        &id,
+        dest_s,
+    ])?;
+    let postgres = OsUser::lookup("postgres")?;
+    chown_recursive(&dest, &postgres)?;
+    chown_recursive(&ts_new, &postgres)?;
+    let restored = PgCluster::start_existing(&s.scratch, &dest, PgOptions::default())?;
+    restored.wait_for_recovery_end(Duration::from_mins(1))?;
+    let got = restored.psql("select count(*), min(id), max(id) from t")?;
+    ensure!(got == "300|1|300", "recovered from B: {got}");
+    Ok(())
+}
