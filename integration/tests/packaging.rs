@@ -27,6 +27,9 @@ fn install_script_puts_everything_in_place() -> Result<()> {
         "etc/logrotate.d/barman",
         "etc/barman.conf",
         "lib/systemd/system/barman-receive-wal@.service",
+        "lib/systemd/system/barman-relay@.service",
+        "usr/bin/barman-relay",
+        "usr/share/man/man1/barman-relay.1",
     ] {
         ensure!(root.path().join(f).exists(), "{f} not installed");
     }
