@@ -131,6 +131,10 @@ fn passive_host_follows_primary_and_recovers_alone() -> Result<()> {
     rows(&s.pg, 301, 400)?;
     archive_now(&s)?;
 
+    // A keep on the primary travels with the backup (Barman leaves it behind).
+    let first_id = s.a.home.done_backups("pg")?.first().cloned().context("no backup on A")?;
+    s.a.home.run(&["keep", "--target", "full", "pg", &first_id])?;
+
     // B: one cron run starts the relay; it must end with A's catalogue.
     let a_list = s.a.home.run(&["list-backups", "pg"])?;
     let cron = s.b.home.run(&["cron"])?;
@@ -174,6 +178,22 @@ fn passive_host_follows_primary_and_recovers_alone() -> Result<()> {
         .map(|e| Ok(fs::read_link(e?.path())?))
         .collect::<Result<_>>()?;
     ensure!(links.len() == 1 && links[0].starts_with(b_base.join(&id)), "tablespace links: {links:?}");
+    let keep = s.b.home.run(&["keep", "--status", "pg", &first_id])?;
+    ensure!(keep.contains("full"), "keep status of {first_id} on B: {keep}");
+    // The primary's streaming .partial segment is relayed too, beyond the archived WAL.
+    let b_stream = s.b.home.home().join("pg/streaming");
+    let partials: Vec<String> = fs::read_dir(&b_stream)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    let newest = wal_files(&b_wals, &from)?.into_iter().filter(|n| n.len() == 24).max().context("no WAL on B")?;
+    ensure!(
+        partials.len() == 1 && partials[0][..24] > *newest,
+        "B's streaming/: {partials:?}, newest archived {newest}"
+    );
+    let partial_wal = &partials[0][..24];
+    let got = s.b.home.outcome(&["get-wal", "--partial", "pg", partial_wal])?;
+    ensure!(got.code() == Some(0) && got.stdout.len() == 16 << 20, "get-wal --partial on B: {}", got.stderr_str());
     // B's status reports its lag behind A: none once the relay pass has finished.
     let status = s.b.home.run(&["status", "pg"])?;
     ensure!(status.contains("Passive node: True") && status.contains("Passive WAL lag: 0 bytes"), "{status}");
@@ -240,6 +260,17 @@ fn cut_link_mid_backup_resumes_without_resending() -> Result<()> {
             .stderr(Stdio::piped())
             .spawn()?;
     wait_until(Duration::from_mins(1), "a third of the backup to reach B", || Ok(du(&b_dir) > total / 3))?;
+    // One copy per backup at a time: a second relay leaves it to the first.
+    let second = s.b.relay(&["--backups", "pg"])?;
+    ensure!(
+        second.code() == Some(0)
+            && second
+                .stdout_str()
+                .contains(&format!("Another synchronisation process for backup {id} of server pg is already running")),
+        "a second relay during the copy: {}{}",
+        second.stdout_str(),
+        second.stderr_str()
+    );
     s.ab.set_down()?;
     let first = child.wait_with_output()?;
     let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
@@ -288,5 +319,22 @@ fn cut_link_mid_backup_resumes_without_resending() -> Result<()> {
          link bytes on resume {received} (missing part {missing})"
     );
     ensure!(received < missing + missing / 5 + (2 << 20), "resume moved {received} bytes for {missing} missing");
+
+    // A passive whose compression differs from the primary's copies no WAL.
+    let mut c = BackupHost::start(&s.scratch, "c", &cargo_bin("barman")?, None)?;
+    c.trust(&s.a)?;
+    let ssh = format!("primary_ssh_command = {}", s.a.primary_ssh_command());
+    c.home.add_raw_server("pg", &[ssh.as_str(), "compression = bzip2"])?;
+    let o = c.relay(&["--wals", "pg"])?;
+    ensure!(
+        o.code() == Some(1)
+            && o.stderr_str()
+                .contains("Compression method on server pg (gzip) does not match local compression method (bzip2)"),
+        "relay with another compression: {}{}",
+        o.stdout_str(),
+        o.stderr_str()
+    );
+    let c_wals = c.home.home().join("pg/wals");
+    ensure!(!c_wals.exists() || wal_files(&c_wals, "")?.is_empty(), "WAL copied despite the compression mismatch");
     Ok(())
 }
