@@ -157,6 +157,15 @@ pub fn write_new(dest: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     tmp.publish_new()
 }
 
+/// Makes everything written under `dir` (by this process or another, e.g. rsync) durable
+/// with one `syncfs(2)` of its filesystem: data, inodes and directory entries, written back
+/// in parallel by the kernel instead of one `fsync` per file.
+pub fn sync_filesystem_of(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let handle = File::open(dir)?;
+    nix::unistd::syncfs(handle.as_raw_fd()).map_err(io::Error::from)
+}
+
 /// Sizes of the copy, as Barman accounts them (spec `catalogue.md` 7.3).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {

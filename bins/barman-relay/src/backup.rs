@@ -29,8 +29,10 @@ const PARTIAL_DIR: &str = ".barman-relay-partial";
 pub enum Outcome {
     /// Copied and verified; the status it ended in.
     Copied(BackupStatus, Stats),
-    /// Nothing to do (already synced, obsolete, or locked by another relay).
+    /// Nothing to do (already synced, obsolete, absent).
     Skipped(String),
+    /// Another relay is copying it.
+    Busy(String),
 }
 
 /// The primary's backups this passive should copy, oldest first: DONE or WAITING_FOR_WALS
@@ -91,10 +93,14 @@ pub fn sync(relay: &Relay<'_>, info: &PrimaryInfo, id: &BackupId) -> Result<Outc
         return Ok(Outcome::Skipped(format!("Remote backup {name}/{id} is obsolete for local retention policies.")));
     }
     let Ok(_lock) = ServerLock::acquire(&layout.lock_directory, name, &LockKind::SyncBackup(id.clone())) else {
-        return Ok(Outcome::Skipped(format!(
+        return Ok(Outcome::Busy(format!(
             "Another synchronisation process for backup {id} of server {name} is already running."
         )));
     };
+    // Another relay may have finished this copy between our catalogue read and the lock.
+    if BackupInfo::load(layout, id)?.is_some_and(|b| b.status == BackupStatus::Done) {
+        return Ok(Outcome::Skipped(format!("Backup {id} is already synced with {name} server")));
+    }
     // The primary's record, under this node's name, SYNCING until the copy is proven.
     let mut record = remote.clone();
     record.server_name = Some(name.clone());
@@ -141,6 +147,10 @@ fn copy_and_verify(
     durable::create_dir_all(&dest)?;
     let source = Rsync::remote_dir(&format!("{}/{id}", remote_base.trim_end_matches('/')));
     let tablespaces = record.tablespaces.clone().unwrap_or_default();
+    // The primary's keep annotation (`meta/<id>-keep`, which Barman leaves behind) rides in
+    // the same rsync, so a backup kept there is not deleted by this node's retention.
+    let keep_source =
+        info.config_str("backup_directory").map(|d| format!(" :{}/meta/{id}-keep", d.trim_end_matches('/')));
     let transfer = |dry_run: bool| {
         let mut cmd = relay.rsync.command();
         cmd.args(["-rLKpts", "--delete", "--exclude=/backup.info", "--exclude=/.backup.lock"]);
@@ -151,7 +161,11 @@ fn copy_and_verify(
         if dry_run {
             cmd.args(["--dry-run", "--itemize-changes"]);
         }
-        cmd.arg(&source).arg(local_dir(&dest));
+        cmd.arg(&source);
+        if let (Some(keep), false) = (&keep_source, dry_run) {
+            cmd.arg("--ignore-missing-args").arg(keep);
+        }
+        cmd.arg(local_dir(&dest));
         cmd
     };
     let stats = relay
@@ -194,26 +208,24 @@ fn copy_and_verify(
             )));
         }
     }
-    durable::fsync_and_measure(&dest)?;
-    carry_keep(relay, info, id);
+    move_keep(relay, id, &dest)?;
+    durable::sync_filesystem_of(&dest)?;
     Ok(stats)
 }
 
-/// Copies the primary's keep annotation (`meta/<id>-keep`), which Barman leaves behind, so a
-/// backup kept on the primary is not deleted by the passive's retention policy.
-fn carry_keep(relay: &Relay<'_>, info: &PrimaryInfo, id: &BackupId) {
-    let Some(dir) = info.config_str("backup_directory") else { return };
+/// Moves the keep annotation the copy brought along from the backup directory into `meta/`
+/// (or removes a stale one when the primary released it).
+fn move_keep(relay: &Relay<'_>, id: &BackupId, dest: &std::path::Path) -> Result<(), RelayError> {
+    let brought = dest.join(format!("{id}-keep"));
     let meta = relay.server.layout.meta_dir();
-    if durable::create_dir_all(&meta).is_err() {
-        return;
+    let target = meta.join(format!("{id}-keep"));
+    if brought.is_file() {
+        durable::create_dir_all(&meta)?;
+        fs::rename(&brought, &target)?;
+    } else if target.is_file() {
+        fs::remove_file(&target)?;
     }
-    let mut cmd = relay.rsync.command();
-    cmd.args(["--times", "--ignore-missing-args"])
-        .arg(format!(" :{}/meta/{id}-keep", dir.trim_end_matches('/')))
-        .arg(local_dir(&meta));
-    if let Err(f) = relay.rsync.run(cmd, None) {
-        relay.warn(format!("cannot copy the keep annotation of backup {id}: {f}"));
-    }
+    Ok(())
 }
 
 /// WAITING_FOR_WALS until the backup's WAL is here (fetching any of it the passive lacks),

@@ -81,6 +81,9 @@ impl From<barman_common::catalogue::LockError> for RelayError {
     }
 }
 
+/// The module name in log lines (`barman.relay`).
+const LOG_MODULE: &str = "relay";
+
 /// Printed when the primary refused an incremental `sync-info` and the full answer was used.
 const RECOVERY_WARNING: &str =
     "sync-info is out of sync. Self-recovery procedure started: requesting all WAL files from the primary";
@@ -99,13 +102,22 @@ pub struct Relay<'a> {
 }
 
 impl Relay<'_> {
-    /// An informational line.
+    /// An informational line (also in Barman's log file, where `barman cron`'s detached
+    /// relays leave their trace).
     pub fn say(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        if barman::log::has_file() {
+            barman::log::info(LOG_MODULE, &msg);
+        }
         self.out.borrow_mut().info(msg);
     }
 
-    /// A `WARNING:` line.
+    /// A `WARNING:` line (also logged).
     pub fn warn(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        if barman::log::has_file() {
+            barman::log::warning(LOG_MODULE, &msg);
+        }
         self.out.borrow_mut().warning(msg);
     }
 
@@ -147,6 +159,9 @@ pub fn run(opts: &Options) -> Result<(), RelayError> {
         .map_err(|e| RelayError::Usage(e.to_string()))
         .and_then(|ctx| run_with(&ctx, opts, out));
     if let Err(e) = &result {
+        if barman::log::has_file() {
+            barman::log::error(LOG_MODULE, &format!("server {}: {e}", opts.server));
+        }
         boot.error(e.to_string());
     }
     boot.close();
@@ -215,7 +230,7 @@ fn run_mode(relay: &Relay<'_>, opts: &Options) -> Result<(), RelayError> {
 }
 
 fn report(relay: &Relay<'_>, outcome: &backup::Outcome) {
-    if let backup::Outcome::Skipped(why) = outcome {
+    if let backup::Outcome::Skipped(why) | backup::Outcome::Busy(why) = outcome {
         relay.say(why.clone());
     }
 }
@@ -232,6 +247,10 @@ fn sync_backups(relay: &Relay<'_>, info: &PrimaryInfo) -> Result<(), RelayError>
         relay.say(format!("Starting copy of backup {id} for server {}", relay.server.name));
         let outcome = backup::sync(relay, info, id)?;
         report(relay, &outcome);
+        if matches!(outcome, backup::Outcome::Busy(_)) {
+            // One backup copy at a time per server: the running relay goes on with the rest.
+            break;
+        }
     }
     Ok(())
 }

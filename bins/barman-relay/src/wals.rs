@@ -99,10 +99,11 @@ pub fn sync(relay: &Relay<'_>, info: &PrimaryInfo, partial: bool) -> Result<WalP
         .filter(|w| !have.contains(w.name.as_str()))
         .filter(|w| !w.name.is_segment_like() || w.name.as_str()[..24] >= *horizon)
         .collect();
+    warn_gap(relay, info, &have, &todo);
     let mut pass = copy(relay, info, &todo)?;
-    if pass.vanished == 0 || pass.copied > 0 {
-        relay::write_sync_wals_info(&relay.server.layout, &info.last_name, info.last_position)?;
-    }
+    // Files the primary listed but no longer has (its retention ran meanwhile) are gone for
+    // good: nothing to wait for, so the position moves on.
+    relay::write_sync_wals_info(&relay.server.layout, &info.last_name, info.last_position)?;
     if pass.copied > 0 {
         relay.say(format!(
             "Copied {} WAL files for server {name} ({} bytes received)",
@@ -114,6 +115,23 @@ pub fn sync(relay: &Relay<'_>, info: &PrimaryInfo, partial: bool) -> Result<WalP
     }
     pass.state = Some(record_lag(relay, info, pass.partial.as_deref())?);
     Ok(pass)
+}
+
+/// Says so when the primary no longer has the segments between the passive's newest and
+/// the first one it is about to copy (its retention removed them first): every backup is
+/// still restorable, but not a point in time inside the gap.
+fn warn_gap(relay: &Relay<'_>, info: &PrimaryInfo, have: &HashSet<String>, todo: &[&XlogDbEntry]) {
+    let size = segment_size(info);
+    let Some(newest) = have.iter().filter(|n| n.len() == 24).max() else { return };
+    let Some(first) = todo.iter().filter(|e| e.name.is_segment()).map(|e| e.name.as_str()).min() else { return };
+    let Ok(expected) = newest.parse::<WalFileName>().and_then(|w| w.next_segment(size)) else { return };
+    if expected.as_str() < first && expected.as_str()[..8] == first[..8] {
+        relay.warn(format!(
+            "WAL gap on server {}: the primary no longer has {expected} up to the segment before {first} \
+             (its retention removed them before this node copied them); point-in-time recovery inside the gap is not possible",
+            relay.server.name
+        ));
+    }
 }
 
 /// Copies `entries` (the primary's metadata) and indexes those that arrived intact.
@@ -201,31 +219,42 @@ fn sync_partial(
 ) -> Result<Option<String>, RelayError> {
     let layout = &relay.server.layout;
     let Some(remote) = info.config_str("streaming_wals_directory") else { return Ok(None) };
-    let listing = match relay.rsync.list(remote) {
-        Ok(l) => l,
-        Err(f) => {
-            relay.warn(format!("cannot list the primary's streaming directory: {f}"));
-            return Ok(None);
-        }
-    };
     let archived = |seg: &str| have.contains(seg) || copied.iter().any(|e| e.name.as_str() == seg);
-    let newest = listing
-        .iter()
-        .filter_map(|(n, _)| n.strip_suffix(".partial").map(|seg| (n, seg)))
-        .filter(|(_, seg)| seg.parse::<WalFileName>().is_ok_and(|w| w.is_segment()) && !archived(seg))
-        .map(|(n, _)| n.clone())
-        .max();
     durable::create_dir_all(&layout.streaming)?;
-    if let Some(name) = &newest {
+    // The primary may finish the segment (rename it) between the listing and the copy:
+    // then list again once.
+    let mut newest = None;
+    for _ in 0..2 {
+        let listing = match relay.rsync.list(remote) {
+            Ok(l) => l,
+            Err(f) => {
+                relay.warn(format!("cannot list the primary's streaming directory: {f}"));
+                return Ok(None);
+            }
+        };
+        let Some(name) = listing
+            .iter()
+            .filter_map(|(n, _)| n.strip_suffix(".partial").map(|seg| (n, seg)))
+            .filter(|(_, seg)| seg.parse::<WalFileName>().is_ok_and(|w| w.is_segment()) && !archived(seg))
+            .map(|(n, _)| n.clone())
+            .max()
+        else {
+            break;
+        };
         let mut cmd = relay.rsync.command();
-        cmd.args(["--times", "--perms"])
+        cmd.args(["--times", "--perms", "--ignore-missing-args"])
             .arg(format!(" :{}/{name}", remote.trim_end_matches('/')))
             .arg(local_dir(&layout.streaming));
         if let Err(f) = relay.rsync.run(cmd, None) {
             relay.warn(format!("cannot copy the primary's {name}: {f}"));
             return Ok(None);
         }
-        File::open(layout.streaming.join(name))?.sync_all()?;
+        let local = layout.streaming.join(&name);
+        if local.is_file() {
+            File::open(&local)?.sync_all()?;
+            newest = Some(name);
+            break;
+        }
     }
     for entry in fs::read_dir(&layout.streaming)? {
         let entry = entry?;

@@ -26,9 +26,20 @@ fn write(level: &str, module: &str, msg: &str) {
     }
 }
 
+/// Whether a `log_file` is configured (tools that also print their lines use this to avoid
+/// writing them twice to the terminal).
+pub fn has_file() -> bool {
+    LOG_FILE.get().is_some_and(Option::is_some)
+}
+
 /// An INFO line.
 pub fn info(module: &str, msg: &str) {
     write("INFO", module, msg);
+}
+
+/// A WARNING line.
+pub fn warning(module: &str, msg: &str) {
+    write("WARNING", module, msg);
 }
 
 /// An ERROR line.

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::codec::{self, BackendMessage, ReplicationMessage, StandbyStatusUpdate, StreamMessage};
-use super::{ConnInfo, ConnTarget, PgError, ServerError, SslMode};
+use super::{ConnInfo, ConnTarget, PgError, ServerError};
 use crate::wal::{Lsn, TimelineId, WalSegSize};
 
 trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -84,15 +84,26 @@ pub(super) fn server_error(fields: ErrorFields<'_>) -> ServerError {
 }
 
 async fn open_socket(target: &ConnTarget) -> Result<Box<dyn Transport>, PgError> {
-    let connect = async {
-        if target.is_unix_socket() {
-            UnixStream::connect(target.describe()).await.map(|s| Box::new(s) as Box<dyn Transport>)
-        } else {
-            let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
-            tcp.set_nodelay(true)?;
-            Ok(Box::new(tcp) as Box<dyn Transport>)
-        }
-    };
+    if target.is_unix_socket() {
+        let unix = with_timeout(target, UnixStream::connect(target.describe())).await?;
+        return Ok(Box::new(unix));
+    }
+    let tcp = with_timeout(target, async {
+        let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
+    })
+    .await?;
+    Ok(match super::tls::negotiate(tcp, target).await? {
+        super::tls::Negotiated::Tls(stream) => Box::new(stream),
+        super::tls::Negotiated::Plain(tcp) => Box::new(tcp),
+    })
+}
+
+async fn with_timeout<T>(
+    target: &ConnTarget,
+    connect: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, PgError> {
     let result = match target.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, connect)
             .await
@@ -103,8 +114,7 @@ async fn open_socket(target: &ConnTarget) -> Result<Box<dyn Transport>, PgError>
 }
 
 impl ReplicationConnection {
-    /// Connects and authenticates as a physical walsender client. `sslmode=require` (and
-    /// stricter) over TCP is refused: this client has no TLS.
+    /// Connects and authenticates as a physical walsender client (TLS as `sslmode` says).
     pub async fn connect(info: &ConnInfo) -> Result<ReplicationConnection, PgError> {
         Self::connect_as(info, true).await
     }
@@ -119,11 +129,6 @@ impl ReplicationConnection {
 
     async fn connect_as(info: &ConnInfo, replication: bool) -> Result<ReplicationConnection, PgError> {
         let target = info.resolve()?;
-        if target.sslmode == SslMode::Require && !target.is_unix_socket() {
-            return Err(PgError::Unsupported(
-                "sslmode=require is not supported (this build has no TLS); use sslmode=disable or prefer".into(),
-            ));
-        }
         let io = open_socket(&target).await?;
         let mut conn = ReplicationConnection {
             io,

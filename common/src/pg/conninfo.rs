@@ -59,18 +59,22 @@ const KNOWN_KEYWORDS: &[&str] = &[
     "service",
 ];
 
-/// `sslmode`. TLS is not implemented: the modes that demand it are refused at connect time.
+/// `sslmode`, with libpq's meanings (see the `tls` module).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SslMode {
     /// `disable`: plaintext.
     Disable,
     /// `allow`: plaintext (TLS only if the server insists; it never does without hostssl).
     Allow,
-    /// `prefer` (libpq's default): plaintext here, since this client has no TLS.
+    /// `prefer` (libpq's default): TLS if the server accepts it, certificate not checked.
     #[default]
     Prefer,
-    /// `require`, `verify-ca`, `verify-full`: TLS is mandatory.
+    /// `require`: TLS is mandatory; the certificate is checked only if a root file exists.
     Require,
+    /// `verify-ca`: TLS, the certificate chains to `sslrootcert`.
+    VerifyCa,
+    /// `verify-full`: `verify-ca` plus the host name.
+    VerifyFull,
 }
 
 /// A parsed connection string; unset fields are filled from the environment by
@@ -95,6 +99,12 @@ pub struct ConnTarget {
     pub password: Option<String>,
     /// `sslmode`.
     pub sslmode: SslMode,
+    /// `sslrootcert` (default `~/.postgresql/root.crt`).
+    pub sslrootcert: Option<PathBuf>,
+    /// `sslcert` (default `~/.postgresql/postgresql.crt`).
+    pub sslcert: Option<PathBuf>,
+    /// `sslkey` (default `~/.postgresql/postgresql.key`).
+    pub sslkey: Option<PathBuf>,
     /// `application_name` sent at startup.
     pub application_name: Option<String>,
     /// `connect_timeout`.
@@ -185,8 +195,25 @@ impl ConnInfo {
             .transpose()?
             .filter(|&s| s > 0)
             .map(|s| Duration::from_secs(s.max(2)));
-        let mut target =
-            ConnTarget { host, port, user, dbname, password: None, sslmode, application_name, connect_timeout };
+        let ssl_file = |key: &str, var: &str, default: &str| {
+            pick(key, var).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".postgresql").join(default)))
+        };
+        let sslrootcert = ssl_file("sslrootcert", "PGSSLROOTCERT", "root.crt");
+        let sslcert = ssl_file("sslcert", "PGSSLCERT", "postgresql.crt");
+        let sslkey = ssl_file("sslkey", "PGSSLKEY", "postgresql.key");
+        let mut target = ConnTarget {
+            host,
+            port,
+            user,
+            dbname,
+            password: None,
+            sslmode,
+            sslrootcert,
+            sslcert,
+            sslkey,
+            application_name,
+            connect_timeout,
+        };
         target.password = pick("password", "PGPASSWORD").or_else(|| {
             let file = pick("passfile", "PGPASSFILE").map(PathBuf::from).or_else(|| home.map(|h| h.join(".pgpass")));
             file.and_then(|f| password_from_file(&f, &target))
@@ -220,7 +247,9 @@ fn parse_sslmode(value: &str) -> Result<SslMode, PgError> {
         "disable" => Ok(SslMode::Disable),
         "allow" => Ok(SslMode::Allow),
         "prefer" => Ok(SslMode::Prefer),
-        "require" | "verify-ca" | "verify-full" => Ok(SslMode::Require),
+        "require" => Ok(SslMode::Require),
+        "verify-ca" => Ok(SslMode::VerifyCa),
+        "verify-full" => Ok(SslMode::VerifyFull),
         other => Err(PgError::ConnInfo(format!("invalid sslmode value: \"{other}\""))),
     }
 }

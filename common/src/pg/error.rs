@@ -88,6 +88,10 @@ pub enum PgError {
         #[source]
         source: io::Error,
     },
+    /// The TLS negotiation `sslmode` asked for failed (no SSL on the server, a certificate
+    /// that does not verify, unreadable key files).
+    #[error("{0}")]
+    Tls(String),
     /// Authentication could not be done on the client side (no password, unknown method).
     #[error("authentication failed: {0}")]
     Auth(String),

@@ -3,8 +3,8 @@
 //! password / md5 / SCRAM-SHA-256 authentication, the replication commands a WAL streamer
 //! needs (`IDENTIFY_SYSTEM`, `SHOW`, `TIMELINE_HISTORY`, `CREATE_`/`DROP_`/
 //! `READ_REPLICATION_SLOT`, `START_REPLICATION`) and the COPY BOTH stream, whose payloads
-//! are decoded by a sans-IO codec ([`codec`]). TLS is not implemented: `sslmode=require` is
-//! refused with a clear error.
+//! are decoded by a sans-IO codec ([`codec`]). TLS follows libpq's `sslmode` rules
+//! ([`tls`](self) module docs: rustls with the ring provider).
 //!
 //! Facts: `spec/protocol.md` sections 1 and 2.
 
@@ -13,6 +13,7 @@ pub mod codec;
 mod conn;
 mod conninfo;
 mod error;
+mod tls;
 
 pub use basebackup::{BaseBackupEvent, BaseBackupOptions, BaseBackupStart, BaseBackupStream, TablespaceHeader};
 pub use codec::{PrimaryKeepaliveBody, ReplicationMessage, StandbyStatusUpdate, XLogDataBody};
