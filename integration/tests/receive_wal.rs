@@ -357,7 +357,22 @@ fn authenticates_with_md5_and_scram_and_reports_flush_synchronously() -> Result<
     let wrong = slot(format!("{} password=nope", tcp("rep_scram")), &[])?;
     wrong.fails_with_code(2)?.stderr_contains("password authentication failed")?;
     slot(tcp("rep_md5"), &[])?.fails_with_code(2)?.stderr_contains("no password supplied")?;
-    slot(format!("{} sslmode=require", tcp("rep_md5")), &[])?.fails_with_code(3)?.stderr_contains("sslmode")?;
+    slot(format!("{} sslmode=require", tcp("rep_md5")), &[])?
+        .fails_with_code(2)?
+        .stderr_contains("server does not support SSL, but SSL was required")?;
+    // -W asks on the terminal (a pty from script(1) here), echo off.
+    let line = format!("{} -W -d '{}' -S s --create-slot --if-not-exists", bin.display(), tcp("rep_md5"));
+    // The answer is typed after the prompt appears (typed ahead, the terminal would echo it).
+    let mut prompted = Command::new("sh");
+    prompted.args(["-c", "(sleep 1; echo md5secret) | script -qec \"$0\" /dev/null", &line]).env_remove("PGPASSWORD");
+    let out = cmd::execute(&mut prompted, None, WAIT)?;
+    ensure!(
+        out.code() == Some(0) && out.stdout_str().contains("Password: "),
+        "-W: {}{}",
+        out.stdout_str(),
+        out.stderr_str()
+    );
+    ensure!(!out.stdout_str().contains("md5secret"), "-W echoed the password: {}", out.stdout_str());
 
     // --synchronous reports flush = write at once, with periodic updates off (-s 0).
     let dir = scratch.mkdir("wal")?;
@@ -618,5 +633,90 @@ fn reserved_slots_lose_no_wal_and_a_lost_slot_is_an_explicit_error() -> Result<(
     }
     let status = pg.psql("select wal_status from pg_replication_slots where slot_name = 'doomed'")?;
     ensure!(status == "lost", "our attempts revived the slot: wal_status {status}");
+    Ok(())
+}
+
+fn decompress(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = fs::File::open(path)?;
+    let name = path.to_string_lossy();
+    let mut out = Vec::new();
+    if name.contains(".gz") {
+        flate2::read::MultiGzDecoder::new(file).read_to_end(&mut out)?;
+    } else {
+        lz4_flex::frame::FrameDecoder::new(file).read_to_end(&mut out)?;
+    }
+    Ok(out)
+}
+
+/// `-Z gzip` and `-Z lz4`: the same file names as pg_receivewal's (`NAME.gz`,
+/// `NAME.lz4.partial`...), the same WAL once decompressed, and each tool resumes in the
+/// other's directory where pg_receivewal would (a compressed `.partial` is restarted).
+#[test]
+fn compressed_segments_match_pg_receivewal_and_resume_across_tools() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("receive-wal compressed")?;
+    let pg = PgCluster::start(&scratch, PgOptions::default())?;
+    for method in ["gzip", "lz4"] {
+        let suffix = if method == "gzip" { ".gz" } else { ".lz4" };
+        let ours_dir = scratch.mkdir_owned(format!("ours-{method}"), "postgres")?;
+        let theirs_dir = scratch.mkdir_owned(format!("theirs-{method}"), "postgres")?;
+        let app_ours = format!("ours_{method}");
+        let app_theirs = format!("theirs_{method}");
+        let mut ours = Receiver::ours(&pg, &ours_dir, &app_ours, &["-Z", method])?;
+        let mut theirs_cmd = pg.pg_command("pg_receivewal");
+        theirs_cmd.arg("-D").arg(&theirs_dir).args(["-v", "-s", "1", "-Z", method]);
+        theirs_cmd.args(["-d", &format!("application_name={app_theirs}")]);
+        let mut theirs = Receiver::spawn(theirs_cmd, scratch.join(format!("theirs-{method}.log")), "pg_receivewal")?;
+        wait_walsender(&pg, &app_ours, &ours)?;
+        wait_walsender(&pg, &app_theirs, &theirs)?;
+        write_rows(&pg, "z", 50_000)?;
+        let first = pg.switch_wal()?;
+        write_rows(&pg, "z", 1_000)?;
+        let end = current_lsn(&pg)?;
+        wait_written(&pg, &app_ours, &end, &ours)?;
+        wait_written(&pg, &app_theirs, &end, &theirs)?;
+        wait_file(&ours_dir.join(format!("{first}{suffix}")), &ours)?;
+        wait_file(&theirs_dir.join(format!("{first}{suffix}")), &theirs)?;
+        ours.stop()?;
+        theirs.stop()?;
+        let (our_files, their_files) = (wal_files(&ours_dir)?, wal_files(&theirs_dir)?);
+        ensure!(our_files == their_files, "-Z {method}: ours {our_files:?}, pg_receivewal {their_files:?}");
+        ensure!(our_files.last().is_some_and(|n| n.ends_with(&format!("{suffix}.partial"))), "{our_files:?}");
+        let valid = usize::try_from(lsn_offset_in_segment(&end)?)?;
+        for name in &our_files {
+            let (a, b) = (decompress(&ours_dir.join(name))?, decompress(&theirs_dir.join(name))?);
+            if name.ends_with(".partial") {
+                ensure!(
+                    a.len() >= valid && b.len() >= valid && a[..valid] == b[..valid],
+                    "-Z {method}: {name} differs"
+                );
+            } else {
+                ensure!(a.len() as u64 == SEG && a == b, "-Z {method}: {name} differs once decompressed");
+            }
+        }
+        // Each resumes in the other's directory at the start of the compressed .partial.
+        let partial_seg = our_files.last().context("files")?[..24].to_owned();
+        let expected = segment_start_of(&end)?;
+        let stop_at = current_lsn(&pg)?;
+        barman_integration::scratch::chown_recursive(&ours_dir, &barman_integration::OsUser::lookup("postgres")?)?;
+        let mut theirs_again = pg.pg_command("pg_receivewal");
+        theirs_again.arg("-D").arg(&ours_dir).args(["-v", "-n", "-Z", method, "--endpos", &stop_at]);
+        let out = cmd::execute(&mut theirs_again, None, WAIT)?;
+        ensure!(
+            out.stderr_str().contains(&format!("starting log streaming at {expected} (timeline 1)")),
+            "pg_receivewal in our -Z {method} directory ({partial_seg}): {}",
+            out.stderr_str()
+        );
+        let out = ours_once(
+            &pg,
+            &["-D", theirs_dir.to_str().context("utf8")?, "-v", "-n", "-Z", method, "--endpos", &stop_at],
+        )?;
+        ensure!(
+            out.stderr_str().contains(&format!("starting log streaming at {expected} (timeline 1)")),
+            "ours in pg_receivewal's -Z {method} directory: {}",
+            out.stderr_str()
+        );
+    }
     Ok(())
 }

@@ -8,6 +8,8 @@ use barman_common::pg::ConnInfo;
 use barman_common::wal::Lsn;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use crate::writer::WalCompression;
+
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -46,6 +48,8 @@ pub struct Options {
     pub endpos: Option<Lsn>,
     /// `-n`: do not retry after a lost connection.
     pub no_loop: bool,
+    /// `-Z`: how segments are written.
+    pub compression: WalCompression,
     /// `-v` count.
     pub verbose: u8,
 }
@@ -99,17 +103,21 @@ pub fn command() -> Command {
         .arg(flag("synchronous").help("flush write-ahead log immediately after writing"))
         .arg(Arg::new("verbose").short('v').long("verbose").action(ArgAction::Count).help("output verbose messages"))
         .arg(
-            Arg::new("compress")
-                .short('Z')
-                .long("compress")
-                .help("compress as specified (only \"none\" / 0 is supported)"),
+            Arg::new("compress").short('Z').long("compress").value_name("METHOD[:DETAIL]").help(
+                "compress as specified: gzip, lz4 or none, with :LEVEL or :level=LEVEL; a bare 0-9 is a gzip level",
+            ),
         )
         .arg(Arg::new("dbname").short('d').long("dbname").help("connection string"))
         .arg(Arg::new("host").short('h').long("host").help("database server host or socket directory"))
         .arg(Arg::new("port").short('p').long("port").help("database server port number"))
         .arg(Arg::new("username").short('U').long("username").help("connect as specified database user"))
         .arg(flag("no-password").short('w').help("never prompt for password"))
-        .arg(flag("password").short('W').help("force password prompt (not supported: use PGPASSWORD or ~/.pgpass)"))
+        .arg(
+            flag("password")
+                .short('W')
+                .conflicts_with("no-password")
+                .help("force password prompt (should happen automatically)"),
+        )
         .arg(
             flag("create-slot")
                 .conflicts_with("drop-slot")
@@ -143,30 +151,82 @@ pub fn options(m: &ArgMatches) -> Result<Options, String> {
     if matches!(action, Action::CreateSlot { .. } | Action::DropSlot) && slot.is_none() {
         return Err("--create-slot and --drop-slot need a slot to be specified using --slot".into());
     }
-    if m.get_flag("password") {
-        return Err("password prompting (-W) is not supported; use PGPASSWORD or ~/.pgpass".into());
-    }
-    check_compression(m.get_one::<String>("compress").map(String::as_str))?;
+    let compression = parse_compression(m.get_one::<String>("compress").map(String::as_str))?;
     let interval = m.get_one::<u32>("status-interval").copied().unwrap_or(10);
     Ok(Options {
         action,
         directory,
-        conninfo: conninfo(m).map_err(|e| e.to_string())?,
+        conninfo: {
+            let mut info = conninfo(m).map_err(|e| e.to_string())?;
+            if m.get_flag("password") {
+                let password = prompt_password().map_err(|e| format!("could not read the password: {e}"))?;
+                info.set("password", &password).map_err(|e| e.to_string())?;
+            }
+            info
+        },
         slot,
         synchronous: m.get_flag("synchronous"),
         no_sync: m.get_flag("no-sync"),
         status_interval: (interval > 0).then(|| Duration::from_secs(u64::from(interval))),
         endpos: m.get_one::<Lsn>("endpos").copied(),
         no_loop: m.get_flag("no-loop"),
+        compression,
         verbose: m.get_count("verbose"),
     })
 }
 
-/// `-Z none`, `-Z 0` are accepted; the compression methods are not implemented yet.
-fn check_compression(value: Option<&str>) -> Result<(), String> {
-    match value {
-        None | Some("none" | "0") => Ok(()),
-        Some(other) => Err(format!("compression \"{other}\" is not supported by this version (only \"none\")")),
+/// `-W`: asks for the password on the terminal (`/dev/tty`, echo off), as libpq's
+/// `simple_prompt` does.
+fn prompt_password() -> std::io::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty")?;
+    let mut out = &tty;
+    out.write_all(b"Password: ")?;
+    out.flush()?;
+    let saved = tcgetattr(&tty).ok();
+    if let Some(saved) = &saved {
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&tty, SetArg::TCSANOW, &quiet).map_err(std::io::Error::from)?;
+    }
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    if let Some(saved) = &saved {
+        tcsetattr(&tty, SetArg::TCSANOW, saved).map_err(std::io::Error::from)?;
+    }
+    out.write_all(b"\n")?;
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// `-Z` as PostgreSQL 15's pg_receivewal reads it: `none`, `gzip`, `lz4`, each with an
+/// optional `:LEVEL` or `:level=LEVEL`; a bare integer is a gzip level (0 = none).
+pub fn parse_compression(value: Option<&str>) -> Result<WalCompression, String> {
+    let Some(value) = value else { return Ok(WalCompression::None) };
+    if let Ok(level) = value.parse::<i64>() {
+        return match level {
+            0 => Ok(WalCompression::None),
+            1..=9 => Ok(WalCompression::Gzip(level as u32)),
+            _ => Err(format!("compression level {level} of method gzip is out of range (1-9)")),
+        };
+    }
+    let (method, detail) = value.split_once(':').map_or((value, None), |(m, d)| (m, Some(d)));
+    let level = match detail.map(|d| d.strip_prefix("level=").unwrap_or(d)) {
+        None | Some("") => None,
+        Some(l) => Some(l.parse::<i64>().map_err(|_| format!("invalid compression specification: \"{value}\""))?),
+    };
+    match method {
+        "none" if level.is_none_or(|l| l == 0) => Ok(WalCompression::None),
+        "gzip" => match level {
+            None => Ok(WalCompression::Gzip(6)),
+            Some(l @ 1..=9) => Ok(WalCompression::Gzip(l as u32)),
+            Some(l) => Err(format!("compression level {l} of method gzip is out of range (1-9)")),
+        },
+        // lz4_flex has one (fast) level; a requested level is accepted like pg_receivewal's.
+        "lz4" if level.is_none_or(|l| (0..=12).contains(&l)) => Ok(WalCompression::Lz4),
+        "zstd" => Err("compression method zstd is not supported by pg_receivewal".into()),
+        _ => Err(format!("invalid compression specification: \"{value}\"")),
     }
 }
 

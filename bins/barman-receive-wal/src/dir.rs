@@ -30,12 +30,31 @@ struct Found {
 
 /// Splits `NAME[.gz][.partial]` into the segment name and flags (pg_receivewal's
 /// `IsXLogFileName`/`IsPartialXLogFileName` with compression suffixes).
-fn classify(file_name: &str) -> Option<(WalFileName, bool, bool)> {
+fn classify(file_name: &str) -> Option<(WalFileName, Option<Packed>, bool)> {
     let (rest, partial) = file_name.strip_suffix(".partial").map_or((file_name, false), |r| (r, true));
-    let (base, gz) = rest.strip_suffix(".gz").map_or((rest, false), |r| (r, true));
+    let (base, gz) = if let Some(r) = rest.strip_suffix(".gz") {
+        (r, Some(Packed::Gzip))
+    } else if let Some(r) = rest.strip_suffix(".lz4") {
+        (r, Some(Packed::Lz4))
+    } else {
+        (rest, None)
+    };
     let upper = base.len() == 24 && base.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
     let name: WalFileName = base.parse().ok().filter(|_| upper)?;
     Some((name, gz, partial))
+}
+
+/// How a segment file is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Packed {
+    Gzip,
+    Lz4,
+}
+
+/// The uncompressed size of a complete `.lz4` segment: LZ4 frames need not record it, so
+/// it is counted by decompressing (as pg_receivewal does).
+fn lz4_size(path: &Path) -> io::Result<u64> {
+    io::copy(&mut lz4_flex::frame::FrameDecoder::new(File::open(path)?), &mut io::sink())
 }
 
 /// The uncompressed size of a complete `.gz` segment (the gzip ISIZE trailer).
@@ -58,7 +77,12 @@ fn scan(dir: &Path, size: WalSegSize) -> Result<Vec<Found>, ToolError> {
         let Ok(segno) = name.segno(size) else { continue };
         if !partial {
             let path = entry.path();
-            let len = if gz { gzip_isize(&path) } else { entry.metadata().map(|m| m.len()) }.map_err(ToolError::Io)?;
+            let len = match gz {
+                Some(Packed::Gzip) => gzip_isize(&path).map_err(ToolError::Io)?,
+                // A file that does not decompress is skipped like one of the wrong size.
+                Some(Packed::Lz4) => lz4_size(&path).unwrap_or(0),
+                None => entry.metadata().map(|m| m.len()).map_err(ToolError::Io)?,
+            };
             if len != u64::from(size.bytes()) {
                 tracing::warn!("segment file \"{}\" has incorrect size {len}, skipping", path.display());
                 continue;
@@ -86,7 +110,7 @@ pub fn check_same_system(dir: &Path, system_id: u64, size: WalSegSize) -> Result
     let entries = fs::read_dir(dir)
         .map_err(|e| ToolError::Directory(format!("could not open directory \"{}\": {e}", dir.display())))?;
     for entry in entries.flatten() {
-        let Some((name, false, _)) = entry.file_name().to_str().and_then(classify) else { continue };
+        let Some((name, None, _)) = entry.file_name().to_str().and_then(classify) else { continue };
         let mut header = Vec::with_capacity(40);
         File::open(entry.path()).and_then(|f| f.take(40).read_to_end(&mut header)).map_err(ToolError::Io)?;
         if header.iter().all(|&b| b == 0) {

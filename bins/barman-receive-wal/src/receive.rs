@@ -321,7 +321,8 @@ async fn stream_session(
             dir::write_history(&ctx.dir, tli, &history.filename, &history.content, ctx.file_mode)?;
         }
         info!("starting log streaming at {start} (timeline {tli})");
-        let mut writer = SegmentWriter::new(&ctx.dir, ctx.size, tli, !ctx.opts.no_sync, ctx.file_mode);
+        let mut writer = SegmentWriter::new(&ctx.dir, ctx.size, tli, !ctx.opts.no_sync, ctx.file_mode)
+            .compressed(ctx.opts.compression);
         let ended = stream_timeline(ctx, conn, &mut writer, start, tli, signals).await;
         let closed = writer.close_partial();
         match ended? {

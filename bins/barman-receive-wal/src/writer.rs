@@ -1,8 +1,15 @@
 //! Writes streamed WAL exactly as pg_receivewal does: `NAME.partial`, pre-zeroed to the
 //! segment size, overwritten from offset 0, fsynced and renamed to `NAME` once the whole
 //! segment arrived; an incomplete segment stays `.partial` (fsynced) when streaming stops.
+//! With `-Z gzip` / `-Z lz4`: `NAME.gz.partial` / `NAME.lz4.partial`, not padded, one
+//! compressed stream flushed at each fsync, finished and renamed to `NAME.gz` / `NAME.lz4`
+//! (an interrupted one is finished too, and restarted from scratch on resume, as
+//! pg_receivewal restarts a compressed `.partial` segment).
 
 use std::fs::{File, OpenOptions};
+
+use flate2::write::GzEncoder;
+use lz4_flex::frame::FrameEncoder;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -15,8 +22,77 @@ use crate::ToolError;
 /// Zero-fill chunk, as pg_receivewal's `XLOG_BLCKSZ` writes.
 const PAD_CHUNK: usize = 8192;
 
+/// `-Z`: how segments are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WalCompression {
+    /// Plain, pre-zeroed segments.
+    #[default]
+    None,
+    /// gzip at this level (1-9).
+    Gzip(u32),
+    /// LZ4 frames.
+    Lz4,
+}
+
+impl WalCompression {
+    /// The file suffix before `.partial`: `""`, `".gz"` or `".lz4"`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            WalCompression::None => "",
+            WalCompression::Gzip(_) => ".gz",
+            WalCompression::Lz4 => ".lz4",
+        }
+    }
+}
+
+/// Where the bytes of the open segment go.
+enum Sink {
+    Plain(File),
+    Gzip(GzEncoder<File>),
+    Lz4(FrameEncoder<File>),
+}
+
+impl Sink {
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(f) => f.write_all(data),
+            Sink::Gzip(g) => g.write_all(data),
+            Sink::Lz4(l) => l.write_all(data),
+        }
+    }
+
+    /// Pushes what the compressor holds to the file (a gzip sync flush, an LZ4 block) and
+    /// fsyncs it when `sync`.
+    fn flush(&mut self, sync: bool) -> std::io::Result<()> {
+        let file = match self {
+            Sink::Plain(f) => f,
+            Sink::Gzip(g) => {
+                g.flush()?;
+                g.get_mut()
+            }
+            Sink::Lz4(l) => {
+                l.flush()?;
+                l.get_mut()
+            }
+        };
+        if sync {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the compressed stream; returns the file.
+    fn finish(self) -> std::io::Result<File> {
+        match self {
+            Sink::Plain(f) => Ok(f),
+            Sink::Gzip(g) => g.finish(),
+            Sink::Lz4(l) => l.finish().map_err(std::io::Error::other),
+        }
+    }
+}
+
 struct OpenSegment {
-    file: File,
+    file: Sink,
     name: WalFileName,
     segno: SegNo,
     offset: u64,
@@ -29,13 +105,34 @@ pub struct SegmentWriter {
     tli: TimelineId,
     sync: bool,
     mode: u32,
+    compression: WalCompression,
     current: Option<OpenSegment>,
 }
 
 impl SegmentWriter {
     /// A writer for timeline `tli` into `dir`; `sync` false skips every fsync (`--no-sync`).
     pub fn new(dir: &Path, size: WalSegSize, tli: TimelineId, sync: bool, mode: u32) -> SegmentWriter {
-        SegmentWriter { dir: dir.to_path_buf(), size, tli, sync, mode, current: None }
+        SegmentWriter {
+            dir: dir.to_path_buf(),
+            size,
+            tli,
+            sync,
+            mode,
+            compression: WalCompression::None,
+            current: None,
+        }
+    }
+
+    /// Writes segments compressed as `-Z` says.
+    #[must_use]
+    pub fn compressed(mut self, compression: WalCompression) -> SegmentWriter {
+        self.compression = compression;
+        self
+    }
+
+    /// `NAME[.gz|.lz4]` once complete.
+    fn final_path(&self, name: &WalFileName) -> PathBuf {
+        self.dir.join(format!("{name}{}", self.compression.suffix()))
     }
 
     /// Whether a segment file is open.
@@ -44,7 +141,7 @@ impl SegmentWriter {
     }
 
     fn partial_path(&self, name: &WalFileName) -> PathBuf {
-        self.dir.join(format!("{name}.partial"))
+        self.dir.join(format!("{name}{}.partial", self.compression.suffix()))
     }
 
     /// Writes WAL received at `start`, splitting at segment boundaries. Returns the LSN of
@@ -92,6 +189,28 @@ impl SegmentWriter {
     fn open(&mut self, segno: SegNo) -> Result<(), ToolError> {
         let name = WalFileName::segment(self.tli, segno, self.size);
         let path = self.partial_path(&name);
+        if self.compression != WalCompression::None {
+            // A compressed segment is written from its start in one stream; a leftover
+            // `.partial` of an interrupted run is replaced.
+            let file = OpenOptions::new().write(true).create(true).truncate(true).mode(self.mode).open(&path).map_err(
+                |e| {
+                    ToolError::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("could not open file \"{}\": {e}", path.display()),
+                    ))
+                },
+            )?;
+            if self.sync {
+                fsync_dir(&self.dir).map_err(ToolError::Io)?;
+            }
+            let sink = match self.compression {
+                WalCompression::Gzip(level) => Sink::Gzip(GzEncoder::new(file, flate2::Compression::new(level))),
+                WalCompression::Lz4 => Sink::Lz4(FrameEncoder::new(file)),
+                WalCompression::None => Sink::Plain(file),
+            };
+            self.current = Some(OpenSegment { file: sink, name, segno, offset: 0 });
+            return Ok(());
+        }
         let seg = u64::from(self.size.bytes());
         let io = |what: &str, e: std::io::Error| {
             ToolError::Io(std::io::Error::new(e.kind(), format!("{what} \"{}\": {e}", path.display())))
@@ -125,29 +244,32 @@ impl SegmentWriter {
                 path.display()
             )));
         }
-        self.current = Some(OpenSegment { file, name, segno, offset: 0 });
+        self.current = Some(OpenSegment { file: Sink::Plain(file), name, segno, offset: 0 });
         Ok(())
     }
 
     /// Fsyncs the open segment (the flush position becomes the write position).
     pub fn flush(&mut self) -> Result<(), ToolError> {
-        if let (Some(c), true) = (&self.current, self.sync) {
-            c.file.sync_data().map_err(|e| self.io_error("could not fsync", &e))?;
-        }
-        Ok(())
+        let sync = self.sync;
+        let result = match self.current.as_mut() {
+            Some(c) if sync => c.file.flush(true),
+            _ => Ok(()),
+        };
+        result.map_err(|e| self.io_error("could not fsync", &e))
     }
 
     fn close_complete(&mut self) -> Result<(), ToolError> {
         let current = self.current.take().expect("a segment is open");
         let from = self.partial_path(&current.name);
-        let to = self.dir.join(current.name.as_str());
+        let to = self.final_path(&current.name);
         let io = |what: &str, e: std::io::Error| {
             ToolError::Io(std::io::Error::new(e.kind(), format!("{what} \"{}\": {e}", from.display())))
         };
+        let file = current.file.finish().map_err(|e| io("could not close file", e))?;
         if self.sync {
-            current.file.sync_all().map_err(|e| io("could not fsync file", e))?;
+            file.sync_all().map_err(|e| io("could not fsync file", e))?;
         }
-        drop(current.file);
+        drop(file);
         std::fs::rename(&from, &to).map_err(|e| io("could not rename file", e))?;
         if self.sync {
             fsync_dir(&self.dir).map_err(|e| io("could not fsync directory of", e))?;
@@ -159,11 +281,16 @@ impl SegmentWriter {
     /// Closes an incomplete segment, leaving it `.partial` (fsynced with its directory).
     pub fn close_partial(&mut self) -> Result<(), ToolError> {
         if let Some(current) = self.current.take() {
+            let file = current.file.finish().map_err(ToolError::Io)?;
             if self.sync {
-                current.file.sync_all().map_err(ToolError::Io)?;
+                file.sync_all().map_err(ToolError::Io)?;
                 fsync_dir(&self.dir).map_err(ToolError::Io)?;
             }
-            tracing::info!("not renaming \"{}.partial\", segment is not complete", current.name);
+            tracing::info!(
+                "not renaming \"{}{}.partial\", segment is not complete",
+                current.name,
+                self.compression.suffix()
+            );
         }
         Ok(())
     }
@@ -196,6 +323,33 @@ mod tests {
         w.close_partial().expect("close");
         let next = std::fs::read(dir.path().join("000000010000000000000004.partial")).expect("partial");
         assert_eq!((next.len() as u64, next[9], next[10]), (SEG, 9, 0));
+    }
+
+    #[test]
+    fn compressed_segments_decompress_to_the_stream() {
+        use std::io::Read;
+        for (compression, suffix) in [(WalCompression::Gzip(6), ".gz"), (WalCompression::Lz4, ".lz4")] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut w = writer(dir.path()).compressed(compression);
+            let data: Vec<u8> = (0..SEG + 50).map(|i| (i % 251) as u8).collect();
+            w.write(Lsn::new(2 * SEG), &data[..1000]).expect("write");
+            w.flush().expect("flush");
+            let partial = dir.path().join(format!("000000010000000000000002{suffix}.partial"));
+            assert!(partial.exists(), "{suffix}: the compressed .partial");
+            w.write(Lsn::new(2 * SEG + 1000), &data[1000..]).expect("write");
+            let done = std::fs::File::open(dir.path().join(format!("000000010000000000000002{suffix}"))).expect("done");
+            let mut plain = Vec::new();
+            match compression {
+                WalCompression::Gzip(_) => flate2::read::GzDecoder::new(done).read_to_end(&mut plain),
+                _ => lz4_flex::frame::FrameDecoder::new(done).read_to_end(&mut plain),
+            }
+            .expect("decompress");
+            assert_eq!(plain, data[..SEG as usize], "{suffix}");
+            assert!(!partial.exists());
+            w.close_partial().expect("close");
+            let next = dir.path().join(format!("000000010000000000000003{suffix}.partial"));
+            assert!(std::fs::metadata(next).expect("next partial").len() < 1000, "{suffix}: not padded");
+        }
     }
 
     #[test]
