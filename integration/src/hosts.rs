@@ -102,3 +102,35 @@ pub fn ensure_same_tree(a: &Path, b: &Path, skip: &[&str]) -> Result<usize> {
     }
     Ok(ta.len())
 }
+
+impl BackupHost {
+    /// A PostgreSQL 15 cluster archiving `server` to this host with `barman-wal-archive`
+    /// through its sshd (the cluster runs in the caller's namespace).
+    pub fn archiving_cluster(&self, scratch: &Scratch, server: &str) -> Result<crate::PgCluster> {
+        let archive_command = format!(
+            "{client} --port {port} {addr} {server} %p",
+            client = crate::cargo_bin("barman-wal-archive")?.display(),
+            port = self.sshd.port(),
+            addr = self.sshd.host(),
+        );
+        let opts = crate::PgOptions::default()
+            .archive_command(archive_command)
+            .path_prefix(self.sshd.ssh_wrapper_dir_for("postgres")?);
+        crate::PgCluster::start(scratch, opts)
+    }
+
+    /// Adds `server` as a passive copy of `primary`'s, with `compression` and `extra` lines.
+    pub fn add_passive(&mut self, server: &str, primary: &BackupHost, compression: &str, extra: &[&str]) -> Result<()> {
+        let description = format!("description = \"passive copy of {server}\"");
+        let ssh = format!("primary_ssh_command = {}", primary.primary_ssh_command());
+        let compression = format!("compression = {compression}");
+        let mut lines = vec![description.as_str(), ssh.as_str(), compression.as_str()];
+        lines.extend_from_slice(extra);
+        self.home.add_raw_server(server, &lines)
+    }
+}
+
+/// Inserts rows `from..=to` into table `t(id int, v text)`.
+pub fn insert_rows(pg: &crate::PgCluster, from: u32, to: u32) -> Result<()> {
+    pg.psql(&format!("insert into t select g, md5(g::text) from generate_series({from}, {to}) g")).map(drop)
+}

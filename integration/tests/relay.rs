@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{Catalogue, ServerLayout};
-use barman_integration::hosts::{ensure_same_tree, BackupHost};
+use barman_integration::hosts::{ensure_same_tree, insert_rows, BackupHost};
 use barman_integration::netns::{Link, NetNs};
 use barman_integration::scratch::chown_recursive;
 use barman_integration::{
@@ -40,18 +40,10 @@ fn sites(name: &str, b_extra: &[&str]) -> Result<Sites> {
     root_a.route_from_a(&ab.subnet())?;
     let a_addr = ab.addr_a().to_string();
     let b_addr = ab.addr_b().to_string();
-    let a = BackupHost::start(&scratch, "a", &cargo_bin("barman")?, Some((&nsa, &a_addr)))?;
+    let mut a = BackupHost::start(&scratch, "a", &cargo_bin("barman")?, Some((&nsa, &a_addr)))?;
     let mut b = BackupHost::start(&scratch, "b", &cargo_bin("barman")?, Some((&nsb, &b_addr)))?;
     b.trust(&a)?;
-    let archive_command = format!(
-        "{client} --port {port} {a_addr} pg %p",
-        client = cargo_bin("barman-wal-archive")?.display(),
-        port = a.sshd.port(),
-    );
-    let opts =
-        PgOptions::default().archive_command(archive_command).path_prefix(a.sshd.ssh_wrapper_dir_for("postgres")?);
-    let pg = PgCluster::start(&scratch, opts)?;
-    let mut a = a;
+    let pg = a.archiving_cluster(&scratch, "pg")?;
     a.home.add_server(
         "pg",
         &pg,
@@ -62,10 +54,7 @@ fn sites(name: &str, b_extra: &[&str]) -> Result<Sites> {
             ..BarmanServerOptions::default()
         },
     )?;
-    let ssh = format!("primary_ssh_command = {}", a.primary_ssh_command());
-    let mut lines = vec!["description = \"passive copy of A's pg\"", ssh.as_str(), "compression = gzip"];
-    lines.extend_from_slice(b_extra);
-    b.home.add_raw_server("pg", &lines)?;
+    b.add_passive("pg", &a, "gzip", b_extra)?;
     Ok(Sites { pg, a, b, ab, _root_a: root_a, _ns: (nsa, nsb), scratch })
 }
 
@@ -97,11 +86,6 @@ fn xlog_lines(dir: &Path) -> Result<BTreeSet<String>> {
     Ok(fs::read_to_string(path)?.lines().map(str::to_owned).collect())
 }
 
-/// Writes rows `from..=to` into `t`.
-fn rows(pg: &PgCluster, from: u32, to: u32) -> Result<()> {
-    pg.psql(&format!("insert into t select g, md5(g::text) from generate_series({from}, {to}) g")).map(drop)
-}
-
 /// Archives the current WAL on A (switch, wait, archiver).
 fn archive_now(s: &Sites) -> Result<()> {
     let last = s.pg.switch_wal()?;
@@ -118,17 +102,17 @@ fn passive_host_follows_primary_and_recovers_alone() -> Result<()> {
     let ts_dir = s.scratch.mkdir_owned_mode("ts1", "postgres", 0o700)?;
     s.pg.psql(&format!("create tablespace ts1 location '{}'", ts_dir.display()))?;
     s.pg.psql("create table t(id int primary key, v text) tablespace ts1")?;
-    rows(&s.pg, 1, 100)?;
+    insert_rows(&s.pg, 1, 100)?;
     // A streams too: cron starts barman-receive-wal (slot created by create_slot = auto).
     s.a.home.run(&["cron"])?;
     s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
-    rows(&s.pg, 101, 200)?;
+    insert_rows(&s.pg, 101, 200)?;
     s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
-    rows(&s.pg, 201, 300)?;
+    insert_rows(&s.pg, 201, 300)?;
     s.pg.psql("select pg_sleep(0.3)")?;
     let target = s.pg.psql("select clock_timestamp()::text")?;
     s.pg.psql("select pg_sleep(0.3)")?;
-    rows(&s.pg, 301, 400)?;
+    insert_rows(&s.pg, 301, 400)?;
     archive_now(&s)?;
 
     // A keep on the primary travels with the backup (Barman leaves it behind).
@@ -245,7 +229,7 @@ fn cut_link_mid_backup_resumes_without_resending() -> Result<()> {
     let s = sites("relay cut link", &["bandwidth_limit = 8000"])?;
     s.pg.pgbench_init(4)?;
     s.pg.psql("create table t(id int primary key, v text)")?;
-    rows(&s.pg, 1, 1000)?;
+    insert_rows(&s.pg, 1, 1000)?;
     s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
     let id = s.a.home.done_backups("pg")?.pop().context("no backup on A")?;
     let a_dir = s.a.home.home().join("pg/base").join(&id);
@@ -323,8 +307,7 @@ fn cut_link_mid_backup_resumes_without_resending() -> Result<()> {
     // A passive whose compression differs from the primary's copies no WAL.
     let mut c = BackupHost::start(&s.scratch, "c", &cargo_bin("barman")?, None)?;
     c.trust(&s.a)?;
-    let ssh = format!("primary_ssh_command = {}", s.a.primary_ssh_command());
-    c.home.add_raw_server("pg", &[ssh.as_str(), "compression = bzip2"])?;
+    c.add_passive("pg", &s.a, "bzip2", &[])?;
     let o = c.relay(&["--wals", "pg"])?;
     ensure!(
         o.code() == Some(1)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{Catalogue, ServerLayout};
-use barman_integration::hosts::{ensure_same_tree, BackupHost};
+use barman_integration::hosts::{ensure_same_tree, insert_rows, BackupHost};
 use barman_integration::scratch::chown_recursive;
 use barman_integration::{
     cargo_bin, skip_unless, wait_until, BarmanServerOptions, OsUser, PgCluster, PgOptions, RealBarman, Scratch, Sshd,
@@ -32,27 +32,14 @@ fn sites(name: &str, a_bin: &Path, b_bin: &Path) -> Result<Sites> {
     let mut a = BackupHost::start(&scratch, "a", a_bin, None)?;
     let mut b = BackupHost::start(&scratch, "b", b_bin, None)?;
     b.trust(&a)?;
-    let archive_command = format!(
-        "{client} --port {port} 127.0.0.1 pg %p",
-        client = cargo_bin("barman-wal-archive")?.display(),
-        port = a.sshd.port(),
-    );
-    let opts =
-        PgOptions::default().archive_command(archive_command).path_prefix(a.sshd.ssh_wrapper_dir_for("postgres")?);
-    let pg = PgCluster::start(&scratch, opts)?;
+    let pg = a.archiving_cluster(&scratch, "pg")?;
     a.home.add_server(
         "pg",
         &pg,
         &BarmanServerOptions { compression: Some("gzip".into()), ..BarmanServerOptions::default() },
     )?;
-    let ssh = format!("primary_ssh_command = {}", a.primary_ssh_command());
-    b.home.add_raw_server("pg", &["description = \"passive copy of A's pg\"", ssh.as_str(), "compression = gzip"])?;
+    b.add_passive("pg", &a, "gzip", &[])?;
     Ok(Sites { pg, a, b, scratch })
-}
-
-/// Writes rows `from..=to` into `t`.
-fn rows(pg: &PgCluster, from: u32, to: u32) -> Result<()> {
-    pg.psql(&format!("insert into t select g, md5(g::text) from generate_series({from}, {to}) g")).map(drop)
 }
 
 /// Closes the current segment, waits until PostgreSQL archived it and A indexed it.
@@ -73,15 +60,15 @@ fn history(s: &Sites, tablespace: bool) -> Result<String> {
     } else {
         s.pg.psql("create table t(id int primary key, v text)")?;
     }
-    rows(&s.pg, 1, 100)?;
+    insert_rows(&s.pg, 1, 100)?;
     s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
-    rows(&s.pg, 101, 200)?;
+    insert_rows(&s.pg, 101, 200)?;
     s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
-    rows(&s.pg, 201, 300)?;
+    insert_rows(&s.pg, 201, 300)?;
     s.pg.psql("select pg_sleep(0.3)")?;
     let target = s.pg.psql("select clock_timestamp()::text")?;
     s.pg.psql("select pg_sleep(0.3)")?;
-    rows(&s.pg, 301, 400)?;
+    insert_rows(&s.pg, 301, 400)?;
     archive_now(s)?;
     Ok(target)
 }
@@ -202,7 +189,7 @@ fn our_passive_follows_real_barman_primary() -> Result<()> {
 
     // More WAL: the incremental call (sync-wals.info's name and position sent to the real
     // primary) must bring exactly the new files, without a self-recovery.
-    rows(&s.pg, 401, 450)?;
+    insert_rows(&s.pg, 401, 450)?;
     archive_now(&s)?;
     archive_now(&s)?;
     let inc = s.b.relay(&["pg"])?;
@@ -225,7 +212,7 @@ fn our_passive_follows_real_barman_primary() -> Result<()> {
         let show = on_b_with(&s, &barman, &["show-backup", "pg", &id])?;
         ensure!(show.contains("Tablespaces") && show.contains("ts1"), "real show-backup {id} on B:\n{show}");
     }
-    rows(&s.pg, 451, 460)?;
+    insert_rows(&s.pg, 451, 460)?;
     archive_now(&s)?;
     on_b_with(&s, &barman, &["sync-info", "--primary", "pg"])?;
     on_b_with(&s, &barman, &["sync-wals", "pg"])?;
@@ -233,7 +220,7 @@ fn our_passive_follows_real_barman_primary() -> Result<()> {
     let after = same_xlog(&s, &from)?;
     ensure!(after > lines, "real sync-wals on B copied nothing ({after} lines)");
     // And we take it back from real Barman's state files.
-    rows(&s.pg, 461, 470)?;
+    insert_rows(&s.pg, 461, 470)?;
     archive_now(&s)?;
     s.b.relay(&["pg"])?.success()?;
     same_wals(&s, &from)?;
@@ -305,7 +292,7 @@ fn real_barman_passive_follows_our_primary() -> Result<()> {
 
     // More WAL on A: real Barman's incremental sync-info (name and position from its
     // sync-wals.info) against our primary must bring exactly the new lines, no self-recovery.
-    rows(&s.pg, 401, 450)?;
+    insert_rows(&s.pg, 401, 450)?;
     archive_now(&s)?;
     archive_now(&s)?;
     let want = xlog_lines(&s.a, &from)?.len();

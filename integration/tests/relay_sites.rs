@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{BackupId, BackupInfo, Catalogue, ServerLayout};
 use barman_common::wal::WalSegSize;
-use barman_integration::hosts::BackupHost;
+use barman_integration::hosts::{insert_rows, BackupHost};
 use barman_integration::netns::{Link, NetNs};
 use barman_integration::scratch::chown_recursive;
 use barman_integration::{
@@ -63,18 +63,9 @@ impl Sites {
     }
 }
 
-/// A cluster archiving with `barman-wal-archive` over ssh to `host` (its site's backup host),
-/// with table `t`.
+/// A cluster archiving to `host` (its site's backup host), with table `t`.
 fn cluster(scratch: &Scratch, host: &BackupHost, server: &str) -> Result<PgCluster> {
-    let archive_command = format!(
-        "{client} --port {port} {addr} {server} %p",
-        client = cargo_bin("barman-wal-archive")?.display(),
-        port = host.sshd.port(),
-        addr = host.sshd.host(),
-    );
-    let opts =
-        PgOptions::default().archive_command(archive_command).path_prefix(host.sshd.ssh_wrapper_dir_for("postgres")?);
-    let pg = PgCluster::start(scratch, opts)?;
+    let pg = host.archiving_cluster(scratch, server)?;
     pg.psql("create table t(id int primary key, v text)")?;
     Ok(pg)
 }
@@ -118,11 +109,6 @@ fn sites() -> Result<Sites> {
     let lines = passive_lines(&b, "pg2");
     a.home.add_raw_server("pg2", &lines.iter().map(String::as_str).collect::<Vec<_>>())?;
     Ok(Sites { pg1, pg2, a, b, ab, _root_links: (root_a, root_b), ns_a, ns_b, scratch })
-}
-
-/// Writes rows `from..=to` into `t`.
-fn rows(pg: &PgCluster, from: u32, to: u32) -> Result<()> {
-    pg.psql(&format!("insert into t select g, md5(g::text) from generate_series({from}, {to}) g")).map(drop)
 }
 
 /// Switches WAL, waits for the cluster to archive it to the primary, runs the archiver there.
@@ -235,7 +221,7 @@ fn report(s: &Sites) -> String {
 fn round(s: &Sites, round: u32, by_cron: &[&str], taken: &mut [Vec<String>; 2]) -> Result<()> {
     let mirrors = s.mirrors();
     for m in &mirrors {
-        rows(m.pg, (round - 1) * ROWS_PER_ROUND + 1, round * ROWS_PER_ROUND)?;
+        insert_rows(m.pg, (round - 1) * ROWS_PER_ROUND + 1, round * ROWS_PER_ROUND)?;
         archive_now(m)?;
     }
     for (i, m) in mirrors.iter().enumerate() {
