@@ -178,6 +178,21 @@ fn passive_host_follows_primary_and_recovers_alone() -> Result<()> {
     let partial_wal = &partials[0][..24];
     let got = s.b.home.outcome(&["get-wal", "--partial", "pg", partial_wal])?;
     ensure!(got.code() == Some(0) && got.stdout.len() == 16 << 20, "get-wal --partial on B: {}", got.stderr_str());
+    // Barman's single-step commands on the passive: sync-info --primary prints (and saves)
+    // the primary's answer; sync-backup and sync-wals find nothing left to do.
+    let answer: serde_json::Value = serde_json::from_str(&s.b.home.run(&["sync-info", "--primary", "pg"])?)?;
+    ensure!(answer["backups"].get(&id).is_some() && answer["config"]["name"] == "pg", "sync-info --primary: {answer}");
+    let o = s.b.home.run(&["sync-backup", "pg", &id])?;
+    ensure!(o.contains(&format!("Backup {id} is already synced with pg server")), "sync-backup: {o}");
+    s.b.home.run(&["sync-wals", "pg"])?;
+    let o = s.b.home.outcome(&["sync-wals", "nosuch"])?;
+    ensure!(o.code() == Some(1), "sync-wals of an unknown server: {}", o.stderr_str());
+    let o = s.a.home.outcome(&["sync-backup", "pg", &id])?;
+    ensure!(
+        o.code() == Some(1) && o.stderr_str().contains("server pg is not passive"),
+        "sync-backup on A: {}",
+        o.stderr_str()
+    );
     // B's status reports its lag behind A: none once the relay pass has finished.
     let status = s.b.home.run(&["status", "pg"])?;
     ensure!(status.contains("Passive node: True") && status.contains("Passive WAL lag: 0 bytes"), "{status}");
