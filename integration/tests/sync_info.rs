@@ -173,7 +173,14 @@ fn sync_info_matches_real_barman() -> Result<()> {
         ensure!(o.code() == Some(1) && o.stderr_str() == message, "{args:?}: {:?} {}", o.code(), o.stderr_str());
     }
     compare(barman, &["sync-info", "pg", "0000000100000000000000FF"])?;
-    for bad in ["0", "-3", "x"] {
+    // Position 0 (what Barman's passive sends after a one-line xlog.db): real Barman refuses
+    // it with exit 2 and its passive stays stuck; ours answers as for a rescan from 0.
+    let r = real(barman, &["sync-info", "pg", name, "0"])?;
+    ensure!(r.code() == Some(2), "real Barman accepted position 0");
+    let zero = ours(&barman.config_path(), &["sync-info", "pg", name, "0"])?;
+    let none = ours(&barman.config_path(), &["sync-info", "pg", name])?;
+    ensure!(zero.code() == Some(0) && zero.stdout == none.stdout, "position 0: {}", zero.stderr_str());
+    for bad in ["-3", "x"] {
         let r = real(barman, &["sync-info", "pg", name, bad])?;
         let o = ours(&barman.config_path(), &["sync-info", "pg", name, bad])?;
         ensure!(r.code() == Some(2) && o.code() == Some(2), "{bad}: exit {:?} / ours {:?}", r.code(), o.code());

@@ -11,11 +11,13 @@ use crate::context::{layout, Context};
 use crate::output::Output;
 use crate::CmdError;
 
-/// argparse's `check_positive` for `LAST_POSITION`: Python's `int()`, then ≥ 1, with
-/// Barman's messages (clap turns them into a usage error, exit 2).
+/// argparse's `check_positive` for `LAST_POSITION`: Python's `int()`, with Barman's
+/// messages (clap turns them into a usage error, exit 2). Unlike Barman, 0 is accepted (it
+/// is the offset of the first line): Barman's own passive sends it after a one-line
+/// xlog.db, and a primary refusing it leaves that passive stuck (spec relay.md §3.1).
 pub fn parse_last_position(value: &str) -> Result<u64, String> {
     let n = barman_common::config::parse_python_int(value).map_err(|_| format!("'{value}' is not a valid input"))?;
-    u64::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| format!("'{value}' is not a valid positive integer"))
+    u64::try_from(n).map_err(|_| format!("'{value}' is not a valid positive integer"))
 }
 
 /// Runs the command. Disabled and inactive servers answer too, as in Barman.
