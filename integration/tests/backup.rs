@@ -333,3 +333,58 @@ fn interrupted_copy_is_marked_failed() -> Result<()> {
     }
     Ok(())
 }
+
+/// Disk blocks (bytes) of the files under `dir` with one link only: what a backup adds on
+/// disk when its other files are hard links to an earlier backup's.
+fn own_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let m = fs::symlink_metadata(e.path())?;
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() && m.nlink() == 1 {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[test]
+fn reuse_backup_link_shares_unchanged_files() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    let s = setup("backup reuse link")?;
+    s.pg.pgbench_init(5)?;
+    s.pg.checkpoint()?;
+    s.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
+    let layout = layout(&s.barman);
+    let first_id = backup_ids(&layout).pop().context("first backup")?;
+    let first_own = own_bytes(&layout.basebackups_directory.join(&first_id))?;
+    // A little change, then a second backup with reuse_backup = link.
+    s.pg.psql("update pgbench_branches set bbalance = bbalance + 1")?;
+    let out = s.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint", "--reuse-backup", "link"])?;
+    ensure!(out.contains("by hard link"), "backup output: {out}");
+    let ids = backup_ids(&layout);
+    ensure!(ids.len() == 2 && ids[0] == first_id, "{ids:?}");
+    let second = layout.basebackups_directory.join(&ids[1]);
+    let second_own = own_bytes(&second)?;
+    let second_info = info(&layout, &ids[1])?;
+    eprintln!(
+        "first backup {first_own} bytes; second adds {second_own} bytes; backup.info size {:?} deduplicated {:?}",
+        second_info.size, second_info.deduplicated_size
+    );
+    ensure!(second_own * 10 < first_own, "the second backup adds {second_own} bytes on disk, the first {first_own}");
+    ensure!(
+        second_info.deduplicated_size.unwrap_or(u64::MAX) * 10 < second_info.size.unwrap_or(0),
+        "deduplicated_size"
+    );
+    // Still a complete, valid backup.
+    let o = verifybackup(&second.join("data"))?;
+    ensure!(o.code() == Some(0), "pg_verifybackup on the linked backup: {}{}", o.stdout_str(), o.stderr_str());
+    Ok(())
+}

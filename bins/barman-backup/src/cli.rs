@@ -18,6 +18,8 @@ pub struct Options {
     pub wait: bool,
     /// `--wait-timeout` seconds (0 = forever).
     pub wait_timeout: u64,
+    /// `--reuse-backup off|copy|link`: overrides `reuse_backup` (only `link` has an effect).
+    pub reuse_backup: Option<String>,
     /// `-f json`: print a JSON summary on stdout instead of text.
     pub json: bool,
     /// `-q`: no progress or informational lines.
@@ -42,6 +44,12 @@ pub fn command() -> Command {
             flag("no-immediate-checkpoint")
                 .overrides_with("immediate-checkpoint")
                 .help("let the checkpoint at backup start spread (the default unless immediate_checkpoint = on)"),
+        )
+        .arg(
+            Arg::new("reuse-backup")
+                .long("reuse-backup")
+                .value_parser(["off", "copy", "link"])
+                .help("link: files identical to the previous backup's become hard links (overrides reuse_backup)"),
         )
         .arg(flag("wait").short('w').help("wait until every WAL file the backup needs is archived (status DONE)"))
         .arg(
@@ -78,6 +86,7 @@ pub fn options(m: &ArgMatches) -> Options {
         name: m.get_one::<String>("name").cloned(),
         immediate_checkpoint: immediate,
         wait: m.get_flag("wait"),
+        reuse_backup: m.get_one::<String>("reuse-backup").cloned(),
         wait_timeout: m.get_one::<u64>("wait-timeout").copied().unwrap_or(0),
         json: m.get_one::<String>("format").is_some_and(|f| f == "json"),
         quiet: m.get_flag("quiet"),

@@ -68,6 +68,8 @@ struct Settings {
     streaming: ConnInfo,
     fast_checkpoint: bool,
     max_rate_kbps: Option<u32>,
+    /// `reuse_backup = link` (or `--reuse-backup link`).
+    reuse_link: bool,
 }
 
 impl Settings {
@@ -92,6 +94,10 @@ impl Settings {
             streaming,
             fast_checkpoint: opts.immediate_checkpoint.unwrap_or(cfg.immediate_checkpoint),
             max_rate_kbps,
+            reuse_link: match opts.reuse_backup.as_deref() {
+                Some(mode) => mode == "link",
+                None => cfg.reuse_backup == Some(barman_common::config::ReuseBackup::Link),
+            },
         })
     }
 }
@@ -245,6 +251,9 @@ async fn backup(
     result?;
 
     job.phase = "finalising the backup";
+    if settings.reuse_link {
+        reuse_previous(&mut job, out).map_err(|e| job.fail(&e))?;
+    }
     finalise(&mut job, started).map_err(|e| job.fail(&e))?;
     out.info(format!("Backup size: {}", human_size(job.info.size.unwrap_or(0))));
     if let (Some(end), Some(wal), Some(off)) = (job.info.end_xlog, &job.info.end_wal, job.info.end_offset) {
@@ -324,6 +333,17 @@ fn record_end(info: &mut BackupInfo, end: Lsn, timeline: TimelineId, size: WalSe
 
 fn round6(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e6
+}
+
+/// `reuse_backup = link`: files identical to the newest available backup's become hard
+/// links to them.
+fn reuse_previous(job: &mut Job<'_>, out: &mut Output) -> Result<(), String> {
+    let catalogue = barman_common::catalogue::Catalogue::load(job.layout).map_err(|e| e.to_string())?;
+    let Some((previous, _)) = catalogue.available().rev().find(|(id, _)| *id != job.id) else { return Ok(()) };
+    let reused = copy::link_unchanged(&job.dir, &absolute(&job.layout.backup_dir(previous)))
+        .map_err(|e| format!("reuse_backup = link: {e}"))?;
+    out.info(format!("Reused {} files ({}) of backup {previous} by hard link", reused.files, human_size(reused.bytes)));
+    Ok(())
 }
 
 /// fsync, sizes, manifest, backup_label, copy_stats; WAITING_FOR_WALS.

@@ -95,6 +95,47 @@ pub fn command() -> Command {
                 .arg(Arg::new("BACKUP_ID").required(true).help("backup id, name, or latest/oldest/last-failed...")),
         )
         .subcommand(
+            Command::new("show-servers")
+                .visible_alias("show-server")
+                .about("show the configuration and live status of servers")
+                .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
+        )
+        .subcommand(
+            Command::new("switch-wal")
+                .visible_alias("switch-xlog")
+                .about("close the current WAL file on servers (select pg_switch_wal())")
+                .arg(flag("force").help("run a CHECKPOINT first, so there is always something to switch"))
+                .arg(flag("archive").help("wait until the closed WAL file is archived"))
+                .arg(
+                    Arg::new("archive-timeout")
+                        .long("archive-timeout")
+                        .value_parser(clap::value_parser!(u64))
+                        .default_value("30")
+                        .help("seconds --archive waits (default 30)"),
+                )
+                .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
+        )
+        .subcommand(
+            Command::new("replication-status")
+                .about("show the standbys and WAL streamers connected to servers (pg_stat_replication)")
+                .arg(flag("minimal").help("one line per client"))
+                .arg(
+                    Arg::new("target")
+                        .long("target")
+                        .value_parser(["hot-standby", "wal-streamer", "all"])
+                        .default_value("all")
+                        .help("which clients to show"),
+                )
+                .arg(
+                    Arg::new("source")
+                        .long("source")
+                        .value_parser(["backup-host", "wal-host"])
+                        .default_value("backup-host")
+                        .help("list the clients of the backup conninfo or of the WAL streaming one"),
+                )
+                .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
+        )
+        .subcommand(
             Command::new("delete")
                 .about("delete a backup (refused for kept backups and below minimum redundancy)")
                 .arg(server_arg())
@@ -126,6 +167,12 @@ pub fn command() -> Command {
                 .arg(flag("wait").short('w').help("wait for every required WAL file to be archived"))
                 .arg(flag("immediate-checkpoint").help("request a fast checkpoint"))
                 .arg(flag("no-immediate-checkpoint").help("let the checkpoint spread"))
+                .arg(
+                    Arg::new("reuse-backup")
+                        .long("reuse-backup")
+                        .value_parser(["off", "copy", "link"])
+                        .help("link: files identical to the previous backup's become hard links"),
+                )
                 .arg(Arg::new("SERVER_NAME").required(true).num_args(1..).help("server names, or all")),
         )
         .subcommand(
@@ -170,7 +217,7 @@ pub fn command() -> Command {
         .subcommand(
             Command::new("recover")
                 .visible_alias("restore")
-                .about("restore a backup into a local directory, optionally to a recovery target")
+                .about("restore a backup into a local or remote directory, optionally to a recovery target")
                 .arg(Arg::new("target-time").long("target-time").help("recovery target time"))
                 .arg(Arg::new("target-xid").long("target-xid").help("recovery target transaction id"))
                 .arg(Arg::new("target-lsn").long("target-lsn").help("recovery target LSN"))
@@ -190,7 +237,28 @@ pub fn command() -> Command {
                         .action(clap::ArgAction::Append)
                         .help("relocate a tablespace: NAME:LOCATION"),
                 )
-                .arg(Arg::new("remote-ssh-command").long("remote-ssh-command").help("not supported yet"))
+                .arg(
+                    Arg::new("remote-ssh-command")
+                        .long("remote-ssh-command")
+                        .help("recover onto another host through this ssh command, e.g. \"ssh postgres@db2\""),
+                )
+                .arg(
+                    Arg::new("restore-command")
+                        .long("restore-command")
+                        .help("with get-wal: the restore_command to write instead of the generated one"),
+                )
+                .arg(
+                    Arg::new("jobs")
+                        .short('j')
+                        .long("jobs")
+                        .value_parser(clap::value_parser!(i64))
+                        .help("parallel jobs (-p N of a remote barman-wal-restore); overrides parallel_jobs"),
+                )
+                .arg(
+                    Arg::new("recovery-option-port")
+                        .long("recovery-option-port")
+                        .help("--port of the barman-wal-restore written for a remote recovery"),
+                )
                 .arg(flag("get-wal").overrides_with("no-get-wal").help("use barman get-wal as restore_command"))
                 .arg(flag("no-get-wal").help("copy the required WAL files into the destination"))
                 .arg(flag("standby-mode").help("write standby.signal"))
@@ -198,6 +266,30 @@ pub fn command() -> Command {
                 .arg(server_arg())
                 .arg(Arg::new("BACKUP_ID").required(true).help("backup id, name, or latest/oldest/..."))
                 .arg(Arg::new("DESTINATION_DIRECTORY").required(true).help("the directory to restore into")),
+        )
+        .subcommand(
+            Command::new("verify-restore")
+                .about(
+                    "extension: recover a backup into a scratch directory, start PostgreSQL on it, \
+                     check it answers and report the RTO and the recovery point",
+                )
+                .arg(Arg::new("target-time").long("target-time").help("recovery target time"))
+                .arg(Arg::new("target-xid").long("target-xid").help("recovery target transaction id"))
+                .arg(Arg::new("target-lsn").long("target-lsn").help("recovery target LSN"))
+                .arg(Arg::new("target-name").long("target-name").help("recovery target restore point name"))
+                .arg(flag("target-immediate").help("end recovery as soon as a consistent state is reached"))
+                .arg(Arg::new("target-tli").long("target-tli").help("recovery target timeline: N, current or latest"))
+                .arg(flag("exclusive").help("stop just before the target (time, xid, lsn)"))
+                .arg(Arg::new("scratch").long("scratch").help("make the scratch directory here (default barman_home)"))
+                .arg(
+                    Arg::new("timeout")
+                        .long("timeout")
+                        .value_parser(clap::value_parser!(u64))
+                        .default_value("300")
+                        .help("seconds PostgreSQL may take to start and finish recovery"),
+                )
+                .arg(server_arg())
+                .arg(Arg::new("BACKUP_ID").default_value("latest").help("backup id, name, or latest/oldest/...")),
         )
         .subcommand(
             Command::new("sync-info")
@@ -209,7 +301,7 @@ pub fn command() -> Command {
                     Arg::new("LAST_POSITION")
                         .allow_negative_numbers(true)
                         .value_parser(crate::cmd::sync_info::parse_last_position)
-                        .help("the xlog.db byte offset of LAST_WAL (a positive integer)"),
+                        .help("the xlog.db byte offset of LAST_WAL"),
                 ),
         )
         .subcommand(Command::new("cron").about("run maintenance for every server").arg(flag("keep-descriptors")))

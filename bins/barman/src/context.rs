@@ -48,7 +48,9 @@ impl Context {
             let reasons = cfg.disabled_reasons().join("; ");
             return Err(CmdError::Error(format!("Server '{name}' is disabled: {reasons}")));
         }
-        server_view(cfg)
+        let mut server = server_view(cfg)?;
+        server.hooks = crate::hooks::Hooks::from_config(cfg, self.config.config_file());
+        Ok(server)
     }
 }
 
@@ -98,5 +100,6 @@ fn server_view(cfg: &ServerConfig) -> Result<Server, CmdError> {
         archiver: cfg.archiver,
         streaming_archiver: cfg.streaming_archiver,
         passive: cfg.is_passive(),
+        hooks: crate::hooks::Hooks::default(),
     })
 }

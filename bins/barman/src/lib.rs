@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod context;
+pub mod hooks;
 pub mod log;
 pub mod output;
 pub mod server;
@@ -126,14 +127,51 @@ fn dispatch(ctx: &Context, m: &ArgMatches, out: &mut Output) -> Result<(), CmdEr
                 standby_mode: sub.get_flag("standby-mode"),
                 remote_ssh_command: get("remote-ssh-command"),
                 skip_archive_wal: sub.get_flag("skip-archive-wal"),
+                restore_command: get("restore-command"),
+                jobs: sub.get_one::<i64>("jobs").copied(),
+                recovery_option_port: get("recovery-option-port"),
             };
             let id = get("BACKUP_ID").unwrap_or_default();
             let dest = get("DESTINATION_DIRECTORY").unwrap_or_default();
             cmd::recover::run(ctx, &server_name(), &id, &dest, &opts, out)
         }
+        "verify-restore" => {
+            let get = |k: &str| sub.get_one::<String>(k).cloned();
+            let opts = cmd::verify_restore::Options {
+                target: cmd::recover::Options {
+                    target_time: get("target-time"),
+                    target_xid: get("target-xid"),
+                    target_lsn: get("target-lsn"),
+                    target_name: get("target-name"),
+                    target_immediate: sub.get_flag("target-immediate"),
+                    target_tli: get("target-tli"),
+                    exclusive: sub.get_flag("exclusive"),
+                    ..cmd::recover::Options::default()
+                },
+                scratch: get("scratch").map(Into::into),
+                timeout: std::time::Duration::from_secs(sub.get_one::<u64>("timeout").copied().unwrap_or(300)),
+            };
+            let id = get("BACKUP_ID").unwrap_or_else(|| "latest".into());
+            cmd::verify_restore::run(ctx, &server_name(), &id, &opts, out)
+        }
         "show-backup" => {
             let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();
             cmd::show::show_backup(ctx, &server_name(), &id, out)
+        }
+        "show-servers" => cmd::show_servers::run(ctx, &servers(sub), out),
+        "switch-wal" => {
+            let opts = cmd::switch_wal::Options {
+                force: sub.get_flag("force"),
+                archive: sub.get_flag("archive"),
+                archive_timeout: sub.get_one::<u64>("archive-timeout").copied().unwrap_or(30),
+            };
+            cmd::switch_wal::run(ctx, &servers(sub), &opts, out)
+        }
+        "replication-status" => {
+            let target = sub.get_one::<String>("target").map_or("all", String::as_str);
+            let wal_host = sub.get_one::<String>("source").is_some_and(|s| s == "wal-host");
+            let opts = cmd::replication_status::Options { minimal: sub.get_flag("minimal"), target, wal_host };
+            cmd::replication_status::run(ctx, &servers(sub), &opts, out)
         }
         "delete" => {
             let id = sub.get_one::<String>("BACKUP_ID").cloned().unwrap_or_default();

@@ -31,6 +31,8 @@ pub struct Server {
     pub streaming_archiver: bool,
     /// A passive node (`primary_ssh_command` set): fed by barman-relay, no archivers.
     pub passive: bool,
+    /// The hook scripts (`pre_archive_script`, …) and what running them needs.
+    pub hooks: crate::hooks::Hooks,
 }
 
 impl Server {

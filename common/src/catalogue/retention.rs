@@ -148,6 +148,19 @@ fn recovery_window<'a>(
     }
 }
 
+/// Our `wal_retention_window` extension (Barman issue #902): true when a WAL file archived at
+/// `wal_time` (xlog.db's epoch seconds, the file's mtime) is newer than `now - window`, so a
+/// WAL purge must keep it even though it precedes the oldest remaining backup's begin_wal.
+/// Always false without a window, which is Barman's behaviour.
+pub fn keep_for_wal_window(window: Option<TimeDelta>, wal_time: f64, now: DateTime<Utc>) -> bool {
+    let Some(window) = window else { return false };
+    let Some(limit) = now.checked_sub_signed(window) else { return true };
+    // Compare in microseconds: xlog.db times carry at most that precision that matters here.
+    #[allow(clippy::cast_precision_loss)]
+    let limit = limit.timestamp_micros() as f64 / 1e6;
+    wal_time > limit
+}
+
 /// Incremental backups take their root's status: KEEP:FULL passes VALID, KEEP:STANDALONE
 /// passes VALID unless the root is outside the policy.
 fn propagate_to_children(sorted: &[&Candidate<'_>], out: &mut BTreeMap<BackupId, RetentionStatus>) {
@@ -175,6 +188,21 @@ mod tests {
 
     fn ids(n: usize) -> Vec<BackupId> {
         (0..n).map(|i| BackupId::new(&format!("2026010{}T000000", i + 1)).expect("id")).collect()
+    }
+
+    #[test]
+    fn wal_window_keeps_only_recent_wal_and_only_when_set() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z").expect("time").with_timezone(&Utc);
+        #[allow(clippy::cast_precision_loss)]
+        let at = |hours_ago: i64| (now - TimeDelta::hours(hours_ago)).timestamp() as f64;
+        let week = TimeDelta::try_weeks(1);
+        assert!(!keep_for_wal_window(None, at(0), now), "no window: Barman removes it");
+        assert!(keep_for_wal_window(week, at(1), now));
+        assert!(keep_for_wal_window(week, at(24 * 7 - 1), now));
+        assert!(!keep_for_wal_window(week, at(24 * 7), now), "exactly at the limit is not newer");
+        assert!(!keep_for_wal_window(week, at(24 * 8), now));
+        assert!(keep_for_wal_window(week, at(-1), now), "a future mtime is within the window");
+        assert!(!keep_for_wal_window(TimeDelta::try_seconds(0), at(1), now));
     }
 
     #[test]

@@ -92,7 +92,10 @@ impl ServerChecks<'_> {
         s.backup_options.insert(BackupOption::ConcurrentBackup);
         let unsupported = [
             ("tablespace_bandwidth_limit", s.value("tablespace_bandwidth_limit").is_some()),
-            ("reuse_backup", matches!(s.reuse_backup, Some(ReuseBackup::Copy | ReuseBackup::Link))),
+            // Barman refuses both; barman-backup implements `link` for its plain backups
+            // (identical files become hard links to the previous backup's), so only `copy`,
+            // meaningless for a streamed backup, still disables the server.
+            ("reuse_backup", matches!(s.reuse_backup, Some(ReuseBackup::Copy))),
             ("network_compression", s.network_compression),
         ];
         for (option, set) in unsupported {

@@ -9,17 +9,27 @@
 //! fsync, append the xlog.db line (fsync), and only then unlink the source. A crash at any
 //! point leaves the file either still queued or archived and indexed; an archived file
 //! missing from xlog.db (crash between the two) is indexed when it is seen again.
+//!
+//! Archive hooks run around each file whose name is a WAL name, as Barman's
+//! `WalStorageStrategy.save`: pre scripts (`BARMAN_FILE` = the queued file) before anything
+//! else, post scripts (`BARMAN_FILE` = the destination in `wals/`) after the outcome, whatever
+//! it is. The post retry script gets the failure in `BARMAN_ERROR` (Barman's exception text,
+//! e.g. `MatchingDuplicateWalFile:WalFileInfo(...)` for an identical copy); the post standard
+//! script always gets an empty `BARMAN_ERROR`, as in Barman. A pre retry script exiting 63
+//! stops that queue: the file stays queued, the post scripts still run.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use barman_common::catalogue::{ErrorsKind, LockKind, ServerLock, XlogDb, XlogDbEntry};
+use barman_common::catalogue::{repr_float, repr_str, ErrorsKind, LockKind, ServerLock, XlogDb, XlogDbEntry};
 use barman_common::compress::{self, Codec};
+use barman_common::config::HookEvent;
 use barman_common::durable::{self, TempFile};
 use barman_common::wal::{validate_segment_header, ExpectedSegment, WalFileKind, WalFileName};
 
+use crate::hooks::HookEnv;
 use crate::server::{is_temp, Server};
 use crate::CmdError;
 
@@ -32,6 +42,8 @@ pub enum Outcome {
     AlreadyArchived,
     /// Moved to errors/ with this suffix (`duplicate`, `unknown`, `error`).
     Rejected(&'static str),
+    /// A pre_archive_retry_script asked to stop: the file stays queued, the queue stops.
+    Aborted,
 }
 
 /// Archives both queues (streaming first, as Barman); returns one console line per file.
@@ -99,9 +111,12 @@ fn archive_queue(server: &Server, dir: &Path, streaming: bool, batch: usize) -> 
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let outcome = archive_file(server, &mut db, &path, streaming)?;
         lines.push(match outcome {
-            Outcome::Archived | Outcome::AlreadyArchived => format!("\t{name}"),
+            Outcome::Archived | Outcome::AlreadyArchived | Outcome::Aborted => format!("\t{name}"),
             Outcome::Rejected(kind) => format!("\t{name} moved to errors/ ({kind})"),
         });
+        if outcome == Outcome::Aborted {
+            break;
+        }
     }
     Ok(lines)
 }
@@ -115,19 +130,107 @@ pub fn archive_file(server: &Server, db: &mut XlogDb, path: &Path, streaming: bo
     };
     // Files from streaming/ are plain WAL; incoming/ files may arrive compressed by the client.
     let stored_codec = if streaming { None } else { compress::detect_file(path)? };
-    if let Err(why) = validate(server, path, &name, stored_codec) {
-        reject(server, path, &raw_name, ErrorsKind::Error, &why)?;
-        return Ok(Outcome::Rejected("error"));
-    }
-    let dest = server.layout.wal_path(&name);
-    if dest.exists() {
-        return settle_existing(server, db, path, &name, &dest);
-    }
     let md = fs::metadata(path)?;
-    let (size, compression) = store(server, path, &dest, stored_codec, &md)?;
-    record(db, &name, size, &md, compression)?;
+    let dest = server.layout.wal_path(&name);
+    let source = WalFacts { size: md.len(), time: mtime(&md), compression: stored_codec.map(|c| c.name().to_owned()) };
+    let hooks = &server.hooks;
+    let pre_env = source.env(&name, path);
+    if let Err(abort) = hooks.pre(HookEvent::Archive, &pre_env) {
+        let msg = abort.to_string();
+        crate::log::warning(
+            "wal_archiver",
+            &format!("Archiving of {}/{name} aborted by pre_archive_retry_script.Reason: {msg}", server.name),
+        );
+        let post_env = source.env(&name, &dest);
+        hooks.post(HookEvent::Archive, &post_env.with_error(&msg), &post_env);
+        return Ok(Outcome::Aborted);
+    }
+    let result = archive_checked(server, db, path, &name, &dest, stored_codec, &md);
+    let (facts, error) = match &result {
+        Ok((Outcome::Archived, Some(stored))) => (stored.clone(), String::new()),
+        Ok((Outcome::AlreadyArchived, _)) => (source.clone(), source.exception("MatchingDuplicateWalFile", &name)),
+        Ok((Outcome::Rejected("duplicate"), _)) => (source.clone(), source.exception("DuplicateWalFile", &name)),
+        Ok((_, _)) => (source.clone(), String::new()),
+        Err(Failure::Invalid(why)) => (source.clone(), why.clone()),
+        Err(Failure::Cmd(e)) => (source.clone(), e.to_string()),
+    };
+    if hooks.any(HookEvent::Archive) {
+        let post_env = facts.env(&name, &dest);
+        hooks.post(HookEvent::Archive, &post_env.with_error(&error), &post_env);
+    }
+    match result {
+        Ok((outcome, _)) => Ok(outcome),
+        Err(Failure::Invalid(why)) => {
+            reject(server, path, &raw_name, ErrorsKind::Error, &why)?;
+            Ok(Outcome::Rejected("error"))
+        }
+        Err(Failure::Cmd(e)) => Err(e),
+    }
+}
+
+/// Why [`archive_checked`] did not archive a file.
+enum Failure {
+    /// The header check refused it (it goes to errors/ after the post hooks).
+    Invalid(String),
+    /// An I/O or catalogue failure.
+    Cmd(CmdError),
+}
+
+impl<E: Into<CmdError>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Cmd(e.into())
+    }
+}
+
+/// The validated part of [`archive_file`], between the pre and post hooks: returns the
+/// outcome and, when stored, the stored file's facts.
+fn archive_checked(
+    server: &Server,
+    db: &mut XlogDb,
+    path: &Path,
+    name: &WalFileName,
+    dest: &Path,
+    stored_codec: Option<Codec>,
+    md: &fs::Metadata,
+) -> Result<(Outcome, Option<WalFacts>), Failure> {
+    validate(server, path, name, stored_codec).map_err(Failure::Invalid)?;
+    if dest.exists() {
+        return Ok((settle_existing(server, db, path, name, dest)?, None));
+    }
+    let (size, compression) = store(server, path, dest, stored_codec, md)?;
+    record(db, name, size, md, compression.clone())?;
     remove_source(path)?;
-    Ok(Outcome::Archived)
+    Ok((Outcome::Archived, Some(WalFacts { size, time: mtime(md), compression })))
+}
+
+/// What Barman's `WalFileInfo` says about a file for the hooks: size, mtime, compression.
+#[derive(Clone, Debug)]
+struct WalFacts {
+    size: u64,
+    time: f64,
+    compression: Option<String>,
+}
+
+impl WalFacts {
+    fn env(&self, name: &WalFileName, file: &Path) -> HookEnv {
+        HookEnv::wal(name.as_str(), file, self.size, self.time, self.compression.as_deref())
+    }
+
+    /// `str()` of Barman's `DuplicateWalFile(wal_info)` family, as its hooks receive it.
+    fn exception(&self, class: &str, name: &WalFileName) -> String {
+        let compression = self.compression.as_deref().map_or_else(|| "None".to_owned(), repr_str);
+        format!(
+            "{class}:WalFileInfo(compression={compression}, encryption=None, name={}, size={}, time={})",
+            repr_str(name.as_str()),
+            self.size,
+            repr_float(self.time)
+        )
+    }
+}
+
+/// `os.stat().st_mtime` as Python computes it (what xlog.db and the hooks record).
+fn mtime(md: &fs::Metadata) -> f64 {
+    md.mtime() as f64 + md.mtime_nsec() as f64 * 1e-9
 }
 
 /// Checks a segment's header against the server: page magic, system identifier (from
@@ -224,8 +327,7 @@ fn record(
     md: &fs::Metadata,
     compression: Option<String>,
 ) -> Result<(), CmdError> {
-    let time = md.mtime() as f64 + f64::from(md.mtime_nsec() as u32) / 1e9;
-    let entry = XlogDbEntry { name: name.clone(), size, time, compression, encryption: None };
+    let entry = XlogDbEntry { name: name.clone(), size, time: mtime(md), compression, encryption: None };
     db.append(&[entry])?;
     Ok(())
 }
@@ -248,7 +350,22 @@ fn reject(server: &Server, path: &Path, name: &str, kind: ErrorsKind, why: &str)
     Ok(())
 }
 
-/// Takes `.<srv>-archive-wal.lock`.
+/// Takes `.<srv>-archive-wal.lock`; busy → `Err` with Barman's message (an info line,
+/// not a failure, in Barman: see [`try_lock`]).
 pub fn lock(server: &Server) -> Result<ServerLock, CmdError> {
-    server.try_lock(&LockKind::ArchiveWal, "archive-wal")
+    try_lock(server)?.ok_or_else(|| CmdError::Error(busy_message(server)))
+}
+
+/// Takes `.<srv>-archive-wal.lock`, `None` when another archiver holds it.
+pub fn try_lock(server: &Server) -> Result<Option<ServerLock>, CmdError> {
+    match ServerLock::acquire(&server.layout.lock_directory, &server.name, &LockKind::ArchiveWal) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(barman_common::catalogue::LockError::Busy { .. }) => Ok(None),
+        Err(e) => Err(CmdError::Exception(e.to_string())),
+    }
+}
+
+/// What Barman prints (info, exit 0) when the archiver lock is busy.
+pub fn busy_message(server: &Server) -> String {
+    format!("Another archive-wal process is already running on server {}. Skipping to the next server", server.name)
 }

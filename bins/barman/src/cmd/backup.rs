@@ -71,6 +71,9 @@ pub fn run(ctx: &Context, config: Option<&str>, m: &ArgMatches, out: &mut Output
                 cmd.arg(format!("--{flag}"));
             }
         }
+        if let Some(mode) = m.get_one::<String>("reuse-backup") {
+            cmd.arg("--reuse-backup").arg(mode);
+        }
         if out.is_json() {
             cmd.args(["-f", "json"]);
         }

@@ -31,15 +31,17 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
             }
             continue;
         }
-        out.info(format!("Starting WAL archiving for server {name}"));
-        match crate::cmd::archive_wal::lock(&server) {
-            Ok(lock) => {
+        // As Barman: only the "already running" line when another archiver holds the lock.
+        match crate::cmd::archive_wal::try_lock(&server) {
+            Ok(Some(lock)) => {
+                out.info(format!("Starting WAL archiving for server {name}"));
                 let lines = crate::cmd::archive_wal::run(&server)?;
                 drop(lock);
                 for l in lines {
                     out.info(l);
                 }
             }
+            Ok(None) => out.info(crate::cmd::archive_wal::busy_message(&server)),
             Err(e) => out.info(e.to_string()),
         }
         if let Err(e) = crate::cmd::check_backup::cron_check(&server, out) {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use barman_common::catalogue::relay::RelayState;
 use barman_common::catalogue::{lock_owner, BackupStatus, Catalogue, LockKind, XlogDb};
 
 use crate::context::Context;
@@ -68,6 +69,16 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
         family("barman_archiver_errors", "gauge", "Files in errors/ by kind (duplicate, unknown, error)."),
         family("barman_receive_wal_running", "gauge", "1 when a receive-wal process holds the server's lock."),
         family("barman_passive_node", "gauge", "1 for a passive node (primary_ssh_command set)."),
+        family(
+            "barman_passive_wal_lag_bytes",
+            "gauge",
+            "Passive node: xlog.db bytes the primary has that this node has not copied yet (from relay.info).",
+        ),
+        family(
+            "barman_passive_wal_lag_seconds",
+            "gauge",
+            "Passive node: seconds since this node last held everything the primary had (from relay.info).",
+        ),
     ];
     let now = chrono::Utc::now();
     for name in ctx.server_names() {
@@ -83,6 +94,10 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
             continue;
         };
         fams[0].samples.push((srv(), 1.0));
+        if let Some(state) = RelayState::load(&server.layout) {
+            fams[11].samples.push((srv(), state.lag_bytes() as f64));
+            fams[12].samples.push((srv(), state.lag_seconds(now.timestamp_millis() as f64 / 1000.0)));
+        }
         let mut by_status: BTreeMap<&str, usize> = BackupStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         for (_, info) in catalogue.entries() {
             *by_status.entry(info.status.as_str()).or_default() += 1;
@@ -118,4 +133,20 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
     }
     out.line(render(&fams).trim_end().to_owned());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{family, render};
+
+    #[test]
+    fn passive_lag_gauges_render() {
+        let mut f = family("barman_passive_wal_lag_bytes", "gauge", "lag.");
+        f.samples.push((vec![("server", "pg".to_owned())], 4096.0));
+        assert_eq!(
+            render(&[f]),
+            "# HELP barman_passive_wal_lag_bytes lag.\n# TYPE barman_passive_wal_lag_bytes gauge\n\
+             barman_passive_wal_lag_bytes{server=\"pg\"} 4096\n"
+        );
+    }
 }

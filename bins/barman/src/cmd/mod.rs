@@ -14,9 +14,13 @@ pub mod put_wal;
 pub mod receive_wal;
 pub mod recover;
 pub mod relay;
+pub mod replication_status;
 pub mod show;
+pub mod show_servers;
 pub mod status;
+pub mod switch_wal;
 pub mod sync_info;
+pub mod verify_restore;
 
 use std::io;
 
@@ -84,7 +88,11 @@ pub fn get_wal_cmd(ctx: &Context, name: &str, m: &ArgMatches, out: &mut Output) 
 /// `archive-wal SERVER`.
 pub fn archive_wal_cmd(ctx: &Context, name: &str, out: &mut Output) -> Result<(), CmdError> {
     let server = ctx.server(name)?;
-    let lock = archive_wal::lock(&server)?;
+    let Some(lock) = archive_wal::try_lock(&server)? else {
+        // Barman: an info line and exit 0 (a cron-spawned archiver may hold the lock).
+        out.info(archive_wal::busy_message(&server));
+        return Ok(());
+    };
     let lines = archive_wal::run(&server)?;
     drop(lock);
     if !lines.is_empty() {

@@ -1,7 +1,14 @@
-//! `barman recover` (alias `restore`) for local destinations: Barman 3.20.1's validations,
-//! the base backup and tablespace copy, the required WAL (decompressed) or a get-wal
-//! `restore_command`, the recovery settings appended to `postgresql.auto.conf`, the signal
-//! files and the configuration safety pass (`#BARMAN#`), with Barman's console lines.
+//! `barman recover` (alias `restore`): Barman 3.20.1's validations, the base backup and
+//! tablespace copy, the required WAL (decompressed) or a get-wal `restore_command`, the
+//! recovery settings appended to `postgresql.auto.conf`, the signal files and the
+//! configuration safety pass (`#BARMAN#`), with Barman's console lines.
+//!
+//! With `--remote-ssh-command` the destination is on another host: after Barman's checks
+//! over that command (`<ssh> true`, the destination and tablespace directories empty), the
+//! whole result is built in a local staging directory (under `recovery_staging_path`, else
+//! inside `barman_home`) exactly as a local recovery would build it, but with every path
+//! written into it (tablespace links, `restore_command`, `recovery_end_command`) naming the
+//! remote locations; it is then shipped with `rsync -a --delete -e '<ssh>'` and removed.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
@@ -44,10 +51,16 @@ pub struct Options {
     pub get_wal: Option<bool>,
     /// `--standby-mode`.
     pub standby_mode: bool,
-    /// `--remote-ssh-command` (not supported yet: refused).
+    /// `--remote-ssh-command`: recover onto another host through this command.
     pub remote_ssh_command: Option<String>,
     /// `--skip-archive-wal`.
     pub skip_archive_wal: bool,
+    /// `--restore-command`: replaces the generated get-wal `restore_command`.
+    pub restore_command: Option<String>,
+    /// `-j/--jobs`: overrides `parallel_jobs` (`-p N` of a remote `barman-wal-restore`).
+    pub jobs: Option<i64>,
+    /// `--recovery-option-port`: `--port` of a remote `barman-wal-restore`.
+    pub recovery_option_port: Option<String>,
 }
 
 /// The options Barman's safety pass rewrites (`None`: only commented out).
@@ -131,10 +144,8 @@ pub fn run(
                 .into(),
         ));
     }
-    if opts.remote_ssh_command.is_some() {
-        return Err(CmdError::Error("--remote-ssh-command is not supported by this toolkit yet".into()));
-    }
-    let dest = absolute(Path::new(destination))?;
+    let remote = opts.remote_ssh_command.as_deref().filter(|c| !c.trim().is_empty());
+    let dest = if remote.is_some() { PathBuf::from(destination) } else { absolute(Path::new(destination))? };
     let get_wal = opts.get_wal.unwrap_or_else(|| cfg.recovery_options.contains(&RecoveryOption::GetWal));
     let version = info.version.unwrap_or(0);
     if version < 120_000 {
@@ -152,8 +163,11 @@ pub fn run(
         .map(|t| {
             let to =
                 relocations.iter().find(|(n, _)| *n == t.name).map(|(_, l)| l.clone()).unwrap_or(t.location.clone());
-            let to = absolute(Path::new(&to));
-            to.map(|p| (t, p))
+            if remote.is_some() {
+                Ok((t, PathBuf::from(to)))
+            } else {
+                absolute(Path::new(&to)).map(|p| (t, p))
+            }
         })
         .collect::<Result<_, _>>()?;
 
@@ -220,15 +234,38 @@ pub fn run(
     // The WAL the backup needs must all be archived.
     let seg_size = info.xlog_segment_size.unwrap_or(WalSegSize::DEFAULT);
     let entries: Vec<XlogDbEntry> = XlogDb::open(&server.layout)?.entries()?.into_iter().map(|(_, e)| e).collect();
+    if let Some(ssh) = remote {
+        remote::check_connection(ssh)?;
+    }
     check_backup_wals(&server, id, info, seg_size)?;
-    ensure_empty(&dest)?;
-    for (_, to) in &tablespaces {
-        ensure_empty(to)?;
+    if let Some(ssh) = remote {
+        remote::ensure_empty(ssh, &dest, None)?;
+        for (t, to) in &tablespaces {
+            remote::ensure_empty(ssh, to, Some(&t.name))?;
+        }
+    } else {
+        ensure_empty(&dest, None)?;
+        for (t, to) in &tablespaces {
+            ensure_empty(to, Some(&t.name))?;
+        }
     }
 
     let start = Local::now();
-    out.info(format!("Starting local restore for server {server_name} using backup {id}"));
+    let kind = if remote.is_some() { "remote" } else { "local" };
+    out.info(format!("Starting {kind} restore for server {server_name} using backup {id}"));
     out.info(format!("Destination directory: {}", dest.display()));
+    if let Some(ssh) = remote {
+        out.info(format!("Remote command: {ssh}"));
+    }
+    // Where files are written: the destination itself, or a local staging copy of it.
+    let staging = match remote {
+        Some(_) => Some(remote::Staging::create(ctx, server_name)?),
+        None => None,
+    };
+    let root = staging.as_ref().map_or_else(|| dest.clone(), |s| s.path.join("data"));
+    let write_to = |t: &Tablespace, to: &Path| -> PathBuf {
+        staging.as_ref().map_or_else(|| to.to_owned(), |s| s.path.join("tblspc").join(t.oid.to_string()))
+    };
     if is_pitr {
         out.info(format!("Doing PITR. Recovery target {}", described.join(", ")));
     }
@@ -236,32 +273,32 @@ pub fn run(
     // 1. Base backup and tablespaces.
     out.info("Copying the base backup.");
     let backup_dir = server.layout.backup_dir(id);
-    copy_pgdata(&backup_dir.join("data"), &dest)
+    copy_pgdata(&backup_dir.join("data"), &root)
         .map_err(|e| CmdError::Error(format!("Failure copying base backup: {e}")))?;
     for (t, to) in &tablespaces {
         let oid = t.oid.to_string();
-        copy_tree(&backup_dir.join(&oid), to)
+        copy_tree(&backup_dir.join(&oid), &write_to(t, to))
             .map_err(|e| CmdError::Error(format!("Failure copying base backup: {e}")))?;
-        let link = dest.join("pg_tblspc").join(&oid);
+        let link = root.join("pg_tblspc").join(&oid);
         if fs::symlink_metadata(&link).is_ok() {
             fs::remove_file(&link)?;
         }
-        fs::create_dir_all(dest.join("pg_tblspc"))?;
+        fs::create_dir_all(root.join("pg_tblspc"))?;
         symlink(to, &link)?;
         out.info(format!("\t{oid}, {}, {}", t.name, to.display()));
     }
-    fs::copy(BackupInfo::locate(&server.layout, id), dest.join(".barman-recover.info"))
+    fs::copy(BackupInfo::locate(&server.layout, id), root.join(".barman-recover.info"))
         .map_err(|e| CmdError::Error(format!("copy of recovery metadata file failed: {e}")))?;
-    let manifest = dest.join("backup_manifest");
+    let manifest = root.join("backup_manifest");
     if manifest.exists() {
-        fs::rename(&manifest, dest.join(format!("backup_manifest.{id}")))?;
+        fs::rename(&manifest, root.join(format!("backup_manifest.{id}")))?;
     }
 
     // 2. WAL.
     let wal_dest = dest.join("barman_wal");
     if !get_wal {
         out.info("Copying required WAL segments.");
-        let into = if is_pitr { wal_dest.clone() } else { dest.join("pg_wal") };
+        let into = if is_pitr { root.join("barman_wal") } else { root.join("pg_wal") };
         fs::create_dir_all(into.join("archive_status"))?;
         let calculated_tli = match target_tli {
             Some(t) => t,
@@ -288,12 +325,34 @@ pub fn run(
     let mut lines: Vec<String> = Vec::new();
     if is_pitr || get_wal || opts.standby_mode {
         out.info("Generating recovery configuration");
-        if get_wal {
+        if let Some(custom) = opts.restore_command.as_ref().filter(|_| get_wal) {
+            let escaped = custom.replace('\'', "''");
+            lines.push(format!("restore_command = '{escaped}'"));
+            out.info(format!("Custom restore command override: restore_command = '{escaped}'"));
+        } else if get_wal {
             let user = &ctx.config().global().barman_user;
             let partial = if opts.standby_mode { "" } else { "-P" };
-            lines.push(format!("# The 'barman get-wal' command must run as '{user}' user"));
-            lines.push(format!("restore_command = 'barman get-wal {partial} {server_name} %f > %p'"));
+            if remote.is_some() {
+                let port = opts.recovery_option_port.as_ref().map(|p| format!("--port {p}")).unwrap_or_default();
+                let fqdn = remote::getfqdn();
+                let mut cmd = format!(
+                    "restore_command = 'barman-wal-restore {partial} -U {user} {port} {fqdn} {server_name} %f %p'"
+                );
+                let jobs = opts.jobs.unwrap_or(cfg.parallel_jobs);
+                if jobs > 1 {
+                    cmd.pop();
+                    cmd.push_str(&format!(" -p {jobs}'"));
+                }
+                lines.push("# The 'barman-wal-restore' command is provided in the 'barman-cli' package".into());
+                lines.push(cmd.split_whitespace().collect::<Vec<_>>().join(" "));
+            } else {
+                lines.push(format!("# The 'barman get-wal' command must run as '{user}' user"));
+                lines.push(format!("restore_command = 'barman get-wal {partial} {server_name} %f > %p'"));
+            }
         } else if !opts.standby_mode {
+            if opts.restore_command.is_some() {
+                out.warning("The provided custom restore command was ignored as it only works with get-wal mode.");
+            }
             let w = wal_dest.display();
             lines.push(format!("restore_command = 'cp {w}/%f %p'"));
             lines.push(format!("recovery_end_command = 'rm -fr {w}'"));
@@ -324,16 +383,16 @@ pub fn run(
             lines.push(format!("recovery_target_action = '{a}'"));
         }
         let signal = if opts.standby_mode { "standby.signal" } else { "recovery.signal" };
-        File::create(dest.join(signal))?;
+        File::create(root.join(signal))?;
     }
 
     // Barman always creates the archive_status directory of the WAL destination.
-    let wal_dir = if is_pitr { wal_dest.clone() } else { dest.join("pg_wal") };
+    let wal_dir = if is_pitr { root.join("barman_wal") } else { root.join("pg_wal") };
     fs::create_dir_all(wal_dir.join("archive_status"))?;
 
     // 6. Safety pass.
     out.info("Identify dangerous settings in destination directory.");
-    let auto_conf = dest.join("postgresql.auto.conf");
+    let auto_conf = root.join("postgresql.auto.conf");
     if !lines.is_empty() && !auto_conf.exists() {
         File::create(&auto_conf)?;
         fs::set_permissions(&auto_conf, fs::Permissions::from_mode(0o600))?;
@@ -341,13 +400,28 @@ pub fn run(
     let mut changes = Vec::new();
     let mut warnings = Vec::new();
     for file in ["postgresql.conf", "postgresql.auto.conf"] {
-        let path = dest.join(file);
+        let path = root.join(file);
         if !path.exists() {
             continue;
         }
         let append = if file == "postgresql.auto.conf" { &lines[..] } else { &[] };
         changes.extend(mangle(&path, append)?);
         warnings.extend(detect_issues(&path)?);
+    }
+
+    // A remote destination: ship the staged result.
+    if let (Some(ssh), Some(staging)) = (remote, &staging) {
+        // PGDATA first: its `--delete` must not remove a tablespace placed inside it.
+        let mut items = vec![(root.clone(), dest.clone())];
+        for (t, to) in &tablespaces {
+            items.push((write_to(t, to), to.clone()));
+        }
+        for (from, to) in &items {
+            remote::mkdir(ssh, to)?;
+            remote::rsync(ssh, from, to)
+                .map_err(|e| CmdError::Error(format!("Failure copying base backup: data transfer failure: {e}")))?;
+        }
+        staging.remove();
     }
 
     // Results.
@@ -415,23 +489,166 @@ fn tablespace_rules(rules: &[String], info: &BackupInfo) -> Result<Vec<(String, 
     Ok(out)
 }
 
+/// Barman's refusal of a non-empty destination (`tablespace`: for that tablespace's).
+fn not_empty(dir: &Path, tablespace: Option<&str>) -> CmdError {
+    let dir = dir.display();
+    CmdError::Error(match tablespace {
+        None => format!(
+            "The restore operation cannot proceed because the destination folder '{dir}' is not empty. \
+             To prevent accidental data loss, the destination must be empty. \
+             Please choose a different location or manually empty the folder."
+        ),
+        Some(name) => format!(
+            "The restore operation cannot proceed. The destination path '{dir}' for the tablespace '{name}' \
+             is not empty. To prevent accidental data loss, the tablespace destination must be empty. \
+             Please choose a different location or manually empty the folder."
+        ),
+    })
+}
+
 /// The destination must be missing or an empty directory.
-fn ensure_empty(dir: &Path) -> Result<(), CmdError> {
+fn ensure_empty(dir: &Path, tablespace: Option<&str>) -> Result<(), CmdError> {
     match fs::read_dir(dir) {
         Ok(mut rd) => {
             if rd.next().is_some() {
-                return Err(CmdError::Error(format!(
-                    "Destination directory '{}' is not empty (delta restore is not supported)",
-                    dir.display()
-                )));
+                return Err(not_empty(dir, tablespace));
             }
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
-            Err(CmdError::Error(format!("Destination '{}' is not a directory", dir.display())))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(not_empty(dir, tablespace)),
         Err(e) => Err(CmdError::Error(format!("Cannot access destination directory '{}': {e}", dir.display()))),
+    }
+}
+
+/// The remote side of a `--remote-ssh-command` recovery.
+mod remote {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output, Stdio};
+
+    use barman_common::config::OptionValue;
+
+    use crate::context::Context;
+    use crate::CmdError;
+
+    /// Single-quotes `s` for a POSIX shell.
+    fn quote(s: &str) -> String {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+
+    /// Runs `<ssh> <remote>` through the local shell, as Barman's `Command(shell=True)`.
+    fn ssh(ssh: &str, remote: &str) -> Result<Output, CmdError> {
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{ssh} {}", quote(remote)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| CmdError::Error(format!("Unable to execute {ssh}: {e}")))
+    }
+
+    fn stderr(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stderr).trim().to_owned()
+    }
+
+    /// `<ssh> true`, as Barman's `UnixRemoteCommand` does first.
+    pub fn check_connection(command: &str) -> Result<(), CmdError> {
+        match ssh(command, "true") {
+            Ok(o) if o.status.success() => Ok(()),
+            _ => Err(CmdError::Error(format!("Unable to connect to the target host using the command '{command}'"))),
+        }
+    }
+
+    /// Barman's `list_dir_content` check (`ls`; hidden files count here too, since the
+    /// copy runs with `--delete`).
+    pub fn ensure_empty(command: &str, dir: &Path, tablespace: Option<&str>) -> Result<(), CmdError> {
+        let o = ssh(command, &format!("ls -A {}", quote(&dir.to_string_lossy())))?;
+        if o.stdout.iter().any(|b| !b.is_ascii_whitespace()) {
+            return Err(super::not_empty(dir, tablespace));
+        }
+        Ok(())
+    }
+
+    /// `mkdir -p DIR` on the remote host.
+    pub fn mkdir(command: &str, dir: &Path) -> Result<(), CmdError> {
+        let o = ssh(command, &format!("mkdir -p {}", quote(&dir.to_string_lossy())))?;
+        if !o.status.success() {
+            return Err(CmdError::Error(format!(
+                "unable to initialise destination directory '{}': {}",
+                dir.display(),
+                stderr(&o)
+            )));
+        }
+        Ok(())
+    }
+
+    /// `rsync -a --delete -e '<ssh>' FROM/ :TO/`.
+    pub fn rsync(command: &str, from: &Path, to: &Path) -> Result<(), String> {
+        let o = Command::new("rsync")
+            .args(["-a", "--delete", "-e", command])
+            .arg(format!("{}/", from.display()))
+            .arg(format!(":{}/", to.display()))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("rsync: {e}"))?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(format!("rsync exited with {}: {}", o.status, stderr(&o)))
+        }
+    }
+
+    /// Python's `socket.getfqdn()`: the host name, resolved and then reverse-resolved;
+    /// the first of those names with a dot, else the reverse name.
+    pub fn getfqdn() -> String {
+        let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned();
+        let getent = |key: &str| -> Option<Vec<String>> {
+            let o = Command::new("getent").args(["hosts", key]).stdin(Stdio::null()).output().ok()?;
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let words: Vec<String> = text.lines().next()?.split_whitespace().map(str::to_owned).collect();
+            (o.status.success() && words.len() > 1).then_some(words)
+        };
+        let Some(addr) = getent(&host).and_then(|w| w.first().cloned()) else { return host };
+        let Some(names) = getent(&addr) else { return host };
+        let names = &names[1..];
+        names.iter().find(|n| n.contains('.')).or(names.first()).cloned().unwrap_or(host)
+    }
+
+    /// The local staging copy of a remote destination (`data/`, `tblspc/<oid>/`), removed
+    /// when dropped.
+    pub struct Staging {
+        pub path: PathBuf,
+    }
+
+    impl Staging {
+        /// `<recovery_staging_path or barman_home>/.barman-recover-<server>-<pid>`.
+        pub fn create(ctx: &Context, server: &str) -> Result<Self, CmdError> {
+            let base = ctx
+                .config()
+                .server(server)
+                .and_then(|c| c.value("recovery_staging_path"))
+                .and_then(OptionValue::as_str)
+                .map_or_else(|| ctx.config().global().barman_home.clone(), PathBuf::from);
+            let path = base.join(format!(".barman-recover-{server}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path)
+                .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o700)))
+                .map_err(|e| {
+                    CmdError::Error(format!("unable to create the staging directory '{}': {e}", path.display()))
+                })?;
+            Ok(Self { path })
+        }
+
+        pub fn remove(&self) {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+
+    impl Drop for Staging {
+        fn drop(&mut self) {
+            self.remove();
+        }
     }
 }
 

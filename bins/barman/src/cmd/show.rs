@@ -6,6 +6,8 @@ use barman_common::catalogue::{
 };
 use barman_common::wal::{parse_history, Lsn, TimelineId, WalFileName};
 
+use serde_json::{json, Map, Value};
+
 use crate::cmd::list::retention_report;
 use crate::context::Context;
 use crate::output::Output;
@@ -70,7 +72,17 @@ pub fn show_backup(ctx: &Context, server_name: &str, backup: &str, out: &mut Out
     let server = ctx.server(server_name)?;
     let cfg = ctx.config().server(server_name).expect("server() checked it exists");
     let catalogue = Catalogue::load(&server.layout)?;
+    // A name shared by several backups: Barman's own message, not "Unknown backup".
+    if let Err(e @ barman_common::catalogue::CatalogueError::AmbiguousName { .. }) = catalogue.resolve(backup) {
+        return Err(CmdError::Error(e.to_string()));
+    }
     let (id, info) = crate::cmd::resolve_backup(&catalogue, backup, server_name)?;
+    if out.is_json() {
+        let key = info.server_name.clone().unwrap_or_else(|| server_name.to_owned());
+        let value = show_backup_json(cfg, &catalogue, &server.layout, id, info)?;
+        out.result(key, value);
+        return Ok(());
+    }
     let mut lines = vec![format!("Backup {id}:")];
     general(&mut lines, info);
     if info.status.is_available() {
@@ -257,3 +269,191 @@ fn catalog(lines: &mut Vec<String>, catalogue: &Catalogue, id: &BackupId, rstatu
         nested(lines, "Children Backup(s)", list.join(","));
     }
 }
+
+/// Python's `int(x)` of a float, as a JSON number.
+fn py_int(x: f64) -> Value {
+    Value::from(x.trunc() as i64)
+}
+
+fn float(x: f64) -> Value {
+    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+fn opt_json<T: std::fmt::Display>(v: Option<&T>) -> Value {
+    v.map_or(Value::Null, |v| Value::String(v.to_string()))
+}
+
+/// `JsonOutputWriter.result_show_backup` of `Server.get_backup_ext_info`.
+fn show_backup_json(
+    cfg: &barman_common::config::ServerConfig,
+    catalogue: &Catalogue,
+    layout: &ServerLayout,
+    id: &BackupId,
+    info: &BackupInfo,
+) -> Result<Value, CmdError> {
+    let mut o = Map::new();
+    o.insert("backup_id".into(), json!(id.as_str()));
+    o.insert("status".into(), json!(info.status.as_str()));
+    if let Some(n) = info.backup_name.as_ref().filter(|n| !n.is_empty()) {
+        o.insert("backup_name".into(), json!(n));
+    }
+    if let Some(s) = info.systemid.as_ref().filter(|s| !s.is_empty()) {
+        o.insert("system_id".into(), json!(s));
+    }
+    let available = info.status.is_available();
+    let btype = info.backup_type().as_str();
+    if available {
+        o.insert("backup_type".into(), json!(btype));
+    }
+    o.insert(
+        "server_information".into(),
+        json!({"data_checksums": info.data_checksums, "summarize_wal": info.summarize_wal}),
+    );
+    if !available {
+        if let Some(e) = info.error.as_ref().filter(|e| !e.is_empty()) {
+            o.insert("error".into(), json!(e));
+        }
+        return Ok(Value::Object(o));
+    }
+    if let Some(size) = info.cluster_size.filter(|s| *s > 0) {
+        o.insert("cluster_size".into(), json!(pretty_size(size as f64)));
+        o.insert("cluster_size_bytes".into(), json!(size));
+    }
+    o.insert("postgresql_version".into(), info.version.map_or(Value::Null, Value::from));
+    o.insert("pgdata_directory".into(), json!(info.pgdata));
+    let ts: Vec<Value> = info
+        .tablespaces
+        .iter()
+        .flatten()
+        .map(|t| json!({"name": t.name, "location": t.location, "oid": t.oid}))
+        .collect();
+    o.insert("tablespaces".into(), Value::Array(ts));
+
+    let entries: Vec<_> = XlogDb::open(layout)?.entries()?.into_iter().map(|(_, e)| e).collect();
+    let next = catalogue.next(id, &BackupStatus::AVAILABLE);
+    let wi = wal_info(info, next.map(|(_, i)| i), &entries);
+    let complete = wi.first.is_some() && wi.last.is_some();
+    let seg = info.xlog_segment_size.map_or(16_777_216.0, |s| f64::from(s.bytes()));
+    let ratio = |size: u64, num: u64| {
+        if complete && num > 0 {
+            1.0 - size as f64 / (num as f64 * seg)
+        } else {
+            0.0
+        }
+    };
+    let dedup = info.deduplicated_size.unwrap_or(0);
+    let mut b = Map::new();
+    b.insert("backup_method".into(), json!(info.mode));
+    b.insert("encryption".into(), json!(info.encryption));
+    b.insert("compression".into(), json!(info.compression));
+    b.insert("backup_size".into(), json!(pretty_size(dedup as f64)));
+    b.insert("backup_size_bytes".into(), json!(dedup));
+    b.insert("backup_size_with_wals".into(), json!(pretty_size((dedup + wi.wal_size) as f64)));
+    b.insert("backup_size_with_wals_bytes".into(), json!(dedup + wi.wal_size));
+    b.insert("wal_size".into(), json!(pretty_size(wi.wal_size as f64)));
+    b.insert("wal_size_bytes".into(), json!(wi.wal_size));
+    b.insert("timeline".into(), info.timeline.map_or(Value::Null, |t| Value::from(t.get())));
+    b.insert("begin_wal".into(), opt_json(info.begin_wal.as_ref()));
+    b.insert("end_wal".into(), opt_json(info.end_wal.as_ref()));
+    b.insert("wal_num".into(), json!(wi.wal_num));
+    for (key, t) in [("begin_time", info.begin_time.as_ref()), ("end_time", info.end_time.as_ref())] {
+        b.insert(format!("{key}_timestamp"), t.map_or(Value::Null, |t| json!(t.timestamp().to_string())));
+        b.insert(key.into(), t.map_or(Value::Null, |t| json!(format_py_datetime(t))));
+    }
+    b.insert("begin_offset".into(), json!(info.begin_offset));
+    b.insert("end_offset".into(), json!(info.end_offset));
+    b.insert("begin_lsn".into(), opt_json(info.begin_xlog.as_ref()));
+    b.insert("end_lsn".into(), opt_json(info.end_xlog.as_ref()));
+    if matches!(btype, "rsync" | "incremental") {
+        let size = if btype == "rsync" { info.size } else { info.cluster_size };
+        let dratio = match size {
+            Some(s) if s > 0 && dedup > 0 => 1.0 - dedup as f64 / s as f64,
+            _ => 0.0,
+        };
+        let est = info.cluster_size.filter(|s| *s > 0).or(info.size).unwrap_or(0) as f64 * dratio;
+        b.insert("resources_saved".into(), json!(pretty_size(est)));
+        b.insert("resources_saved_bytes".into(), py_int(est));
+        b.insert("resources_saved_percentage".into(), json!(percent(dratio)));
+    }
+    let wal_ratio = ratio(wi.wal_size, wi.wal_num);
+    if wal_ratio > 0.0 {
+        b.insert("wal_compression_ratio".into(), json!(percent(wal_ratio)));
+    }
+    let stats = barman_common::catalogue::sync::backup_to_json(id, info);
+    let stat = |k: &str| stats.get("copy_stats").and_then(|c| c.get(k)).cloned();
+    let cp = info.copy_stat("copy_time").unwrap_or(0.0);
+    if cp > 0.0 {
+        b.insert("copy_time".into(), json!(human_seconds(cp)));
+        b.insert("copy_time_seconds".into(), stat("copy_time").unwrap_or(Value::Null));
+        let analysis = info.copy_stat("analysis_time").unwrap_or(0.0);
+        if analysis >= 1.0 {
+            b.insert("analysis_time".into(), json!(human_seconds(analysis)));
+            b.insert("analysis_time_seconds".into(), stat("analysis_time").unwrap_or(Value::Null));
+        }
+        let throughput = dedup as f64 / cp;
+        b.insert("throughput".into(), json!(format!("{}/s", pretty_size(throughput))));
+        b.insert("throughput_bytes".into(), py_int(throughput));
+        let workers = stat("number_of_workers").filter(|w| dedup > 0 && w.as_f64().is_some_and(|n| n > 1.0));
+        b.insert("number_of_workers".into(), workers.unwrap_or_else(|| json!(1)));
+    }
+    o.insert("base_backup_information".into(), Value::Object(b));
+
+    let report = retention_report(cfg, catalogue, layout)?;
+    let rstatus = report.and_then(|r| r.get(id).map(|s| s.as_str().to_owned()));
+    let prev = catalogue.previous(id, &BackupStatus::AVAILABLE).map(|(p, _)| p.to_string());
+    let mut c = Map::new();
+    c.insert("retention_policy".into(), json!(rstatus.unwrap_or_else(|| "not enforced".into())));
+    c.insert("previous_backup".into(), json!(prev.unwrap_or_else(|| "- (this is the oldest base backup)".into())));
+    let next_id = next.map(|(n, _)| n.to_string());
+    c.insert("next_backup".into(), json!(next_id.unwrap_or_else(|| "- (this is the latest base backup)".into())));
+    if btype == "incremental" {
+        let mut chain = 1;
+        let mut root = id.clone();
+        let mut cur = info.parent_backup_id.clone();
+        while let Some(p) = cur {
+            chain += 1;
+            root = p.clone();
+            cur = catalogue.get(p.as_str()).and_then(|(_, i)| i.parent_backup_id.clone());
+        }
+        c.insert("root_backup_id".into(), json!(root.as_str()));
+        c.insert("parent_backup_id".into(), opt_json(info.parent_backup_id.as_ref()));
+        c.insert("chain_size".into(), json!(chain));
+    }
+    if info.mode.as_deref() == Some("postgres") {
+        let kids = info.children_backup_ids.as_ref().filter(|k| !k.is_empty());
+        let kids = kids.map(|k| k.iter().map(|i| json!(i.as_str())).collect::<Vec<_>>());
+        c.insert("children_backup_ids".into(), kids.map_or(Value::Null, Value::Array));
+    }
+    o.insert("catalog_information".into(), Value::Object(c));
+
+    let children = info.timeline.map(|t| children_timelines(layout, t, info.end_xlog)).unwrap_or_default();
+    let mut w = Map::new();
+    w.insert("no_of_files".into(), json!(wi.until_next_num));
+    w.insert("disk_usage".into(), json!(pretty_size(wi.until_next_size as f64)));
+    w.insert("disk_usage_bytes".into(), json!(wi.until_next_size));
+    w.insert("wal_rate".into(), json!(0));
+    w.insert("wal_rate_per_second".into(), json!(0));
+    w.insert("compression_ratio".into(), json!(0));
+    w.insert("last_available".into(), json!(wi.last.as_ref().map(|(n, _)| n)));
+    let per_second = if complete { wi.per_second() } else { 0.0 };
+    if per_second > 0.0 {
+        w.insert("wal_rate".into(), json!(format!("{:.2}/hour", per_second * 3600.0)));
+        w.insert("wal_rate_per_second".into(), float(per_second));
+    }
+    let next_ratio = ratio(wi.until_next_size, wi.until_next_num);
+    if next_ratio > 0.0 {
+        w.insert("compression_ratio".into(), json!(percent(next_ratio)));
+    }
+    w.insert("timelines".into(), Value::Array(children.iter().map(|t| json!(t.to_string())).collect()));
+    if !children.is_empty() {
+        w.insert("_WARNING".into(), json!(TIMELINES_WARNING));
+    }
+    o.insert("wal_information".into(), Value::Object(w));
+    if let Some(snap) = stats.get("snapshots_info").filter(|s| !s.is_null()) {
+        o.insert("snapshots_info".into(), snap.clone());
+    }
+    Ok(Value::Object(o))
+}
+
+/// Barman's JSON warning, with the indentation its source's line continuations leave in it.
+const TIMELINES_WARNING: &str = "WAL information is inaccurate                     due to multiple timelines interacting with                     this backup";
