@@ -134,3 +134,11 @@ impl BackupHost {
 pub fn insert_rows(pg: &crate::PgCluster, from: u32, to: u32) -> Result<()> {
     pg.psql(&format!("insert into t select g, md5(g::text) from generate_series({from}, {to}) g")).map(drop)
 }
+
+/// Closes `pg`'s current WAL segment, waits until it is archived, and runs `host`'s
+/// archiver for `server`, so the segment is in its catalogue.
+pub fn archive_now(pg: &crate::PgCluster, host: &BackupHost, server: &str) -> Result<()> {
+    let last = pg.switch_wal()?;
+    pg.wait_for_archived(&last, std::time::Duration::from_mins(1))?;
+    host.home.run(&["archive-wal", server]).map(drop)
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{Catalogue, ServerLayout};
-use barman_integration::hosts::{ensure_same_tree, insert_rows, BackupHost};
+use barman_integration::hosts::{archive_now, ensure_same_tree, insert_rows, BackupHost};
 use barman_integration::netns::{Link, NetNs};
 use barman_integration::scratch::chown_recursive;
 use barman_integration::{
@@ -86,13 +86,6 @@ fn xlog_lines(dir: &Path) -> Result<BTreeSet<String>> {
     Ok(fs::read_to_string(path)?.lines().map(str::to_owned).collect())
 }
 
-/// Archives the current WAL on A (switch, wait, archiver).
-fn archive_now(s: &Sites) -> Result<()> {
-    let last = s.pg.switch_wal()?;
-    s.pg.wait_for_archived(&last, Duration::from_mins(1))?;
-    s.a.home.run(&["archive-wal", "pg"]).map(drop)
-}
-
 #[test]
 fn passive_host_follows_primary_and_recovers_alone() -> Result<()> {
     skip_unless!(NetNs::require());
@@ -113,7 +106,7 @@ fn passive_host_follows_primary_and_recovers_alone() -> Result<()> {
     let target = s.pg.psql("select clock_timestamp()::text")?;
     s.pg.psql("select pg_sleep(0.3)")?;
     insert_rows(&s.pg, 301, 400)?;
-    archive_now(&s)?;
+    archive_now(&s.pg, &s.a, "pg")?;
 
     // A keep on the primary travels with the backup (Barman leaves it behind).
     let first_id = s.a.home.done_backups("pg")?.first().cloned().context("no backup on A")?;

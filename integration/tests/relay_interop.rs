@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{Catalogue, ServerLayout};
-use barman_integration::hosts::{ensure_same_tree, insert_rows, BackupHost};
+use barman_integration::hosts::{archive_now, ensure_same_tree, insert_rows, BackupHost};
 use barman_integration::scratch::chown_recursive;
 use barman_integration::{
     cargo_bin, skip_unless, wait_until, BarmanServerOptions, OsUser, PgCluster, PgOptions, RealBarman, Scratch, Sshd,
@@ -42,17 +42,10 @@ fn sites(name: &str, a_bin: &Path, b_bin: &Path) -> Result<Sites> {
     Ok(Sites { pg, a, b, scratch })
 }
 
-/// Closes the current segment, waits until PostgreSQL archived it and A indexed it.
-fn archive_now(s: &Sites) -> Result<()> {
-    let last = s.pg.switch_wal()?;
-    s.pg.wait_for_archived(&last, Duration::from_mins(1))?;
-    s.a.home.run(&["archive-wal", "pg"]).map(drop)
-}
-
 /// Data, a tablespace, two backups on A; returns the recovery target time (rows 1..=300
 /// are before it, 301..=400 after).
 fn history(s: &Sites, tablespace: bool) -> Result<String> {
-    archive_now(s)?;
+    archive_now(&s.pg, &s.a, "pg")?;
     if tablespace {
         let ts_dir = s.scratch.mkdir_owned_mode("ts1", "postgres", 0o700)?;
         s.pg.psql(&format!("create tablespace ts1 location '{}'", ts_dir.display()))?;
@@ -69,7 +62,7 @@ fn history(s: &Sites, tablespace: bool) -> Result<String> {
     let target = s.pg.psql("select clock_timestamp()::text")?;
     s.pg.psql("select pg_sleep(0.3)")?;
     insert_rows(&s.pg, 301, 400)?;
-    archive_now(s)?;
+    archive_now(&s.pg, &s.a, "pg")?;
     Ok(target)
 }
 
@@ -190,8 +183,8 @@ fn our_passive_follows_real_barman_primary() -> Result<()> {
     // More WAL: the incremental call (sync-wals.info's name and position sent to the real
     // primary) must bring exactly the new files, without a self-recovery.
     insert_rows(&s.pg, 401, 450)?;
-    archive_now(&s)?;
-    archive_now(&s)?;
+    archive_now(&s.pg, &s.a, "pg")?;
+    archive_now(&s.pg, &s.a, "pg")?;
     let inc = s.b.relay(&["pg"])?;
     inc.success()?;
     ensure!(!format!("{inc}").contains("out of sync"), "incremental relay fell back:\n{inc}");
@@ -213,7 +206,7 @@ fn our_passive_follows_real_barman_primary() -> Result<()> {
         ensure!(show.contains("Tablespaces") && show.contains("ts1"), "real show-backup {id} on B:\n{show}");
     }
     insert_rows(&s.pg, 451, 460)?;
-    archive_now(&s)?;
+    archive_now(&s.pg, &s.a, "pg")?;
     on_b_with(&s, &barman, &["sync-info", "--primary", "pg"])?;
     on_b_with(&s, &barman, &["sync-wals", "pg"])?;
     same_wals(&s, &from)?;
@@ -221,7 +214,7 @@ fn our_passive_follows_real_barman_primary() -> Result<()> {
     ensure!(after > lines, "real sync-wals on B copied nothing ({after} lines)");
     // And we take it back from real Barman's state files.
     insert_rows(&s.pg, 461, 470)?;
-    archive_now(&s)?;
+    archive_now(&s.pg, &s.a, "pg")?;
     s.b.relay(&["pg"])?.success()?;
     same_wals(&s, &from)?;
     let after = same_xlog(&s, &from)?;
@@ -293,8 +286,8 @@ fn real_barman_passive_follows_our_primary() -> Result<()> {
     // More WAL on A: real Barman's incremental sync-info (name and position from its
     // sync-wals.info) against our primary must bring exactly the new lines, no self-recovery.
     insert_rows(&s.pg, 401, 450)?;
-    archive_now(&s)?;
-    archive_now(&s)?;
+    archive_now(&s.pg, &s.a, "pg")?;
+    archive_now(&s.pg, &s.a, "pg")?;
     let want = xlog_lines(&s.a, &from)?.len();
     wait_until(Duration::from_secs(30), "real B to copy the new WAL", || {
         s.b.home.run(&["cron"])?;

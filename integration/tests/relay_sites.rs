@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{BackupId, BackupInfo, Catalogue, ServerLayout};
 use barman_common::wal::WalSegSize;
-use barman_integration::hosts::{insert_rows, BackupHost};
+use barman_integration::hosts::{archive_now, insert_rows, BackupHost};
 use barman_integration::netns::{Link, NetNs};
 use barman_integration::scratch::chown_recursive;
 use barman_integration::{
@@ -112,12 +112,6 @@ fn sites() -> Result<Sites> {
 }
 
 /// Switches WAL, waits for the cluster to archive it to the primary, runs the archiver there.
-fn archive_now(m: &Mirror<'_>) -> Result<()> {
-    let last = m.pg.switch_wal()?;
-    m.pg.wait_for_archived(&last, Duration::from_mins(1))?;
-    m.primary.home.run(&["archive-wal", m.server]).map(drop)
-}
-
 /// `barman-relay` processes (not zombies) inside `ns`.
 fn relays_running(ns: &NetNs) -> Result<usize> {
     Ok(ns
@@ -222,7 +216,7 @@ fn round(s: &Sites, round: u32, by_cron: &[&str], taken: &mut [Vec<String>; 2]) 
     let mirrors = s.mirrors();
     for m in &mirrors {
         insert_rows(m.pg, (round - 1) * ROWS_PER_ROUND + 1, round * ROWS_PER_ROUND)?;
-        archive_now(m)?;
+        archive_now(m.pg, m.primary, m.server)?;
     }
     for (i, m) in mirrors.iter().enumerate() {
         m.primary.home.run(&["backup", m.server, "--wait", "--immediate-checkpoint"])?;

@@ -80,7 +80,7 @@ pub fn sync(relay: &Relay<'_>, info: &PrimaryInfo, id: &BackupId) -> Result<Outc
             Some(b) if b.status == BackupStatus::Failed => {
                 relay.warn(format!("Backup {id} is absent on {name} server, purging local backup"));
                 let _lock = ServerLock::acquire(&layout.lock_directory, name, &LockKind::BackupId(id.clone()))?;
-                remove_backup(relay, id)?;
+                layout.remove_backup(id)?;
                 Ok(Outcome::Skipped("purged".into()))
             }
             Some(_) => Ok(Outcome::Skipped(format!("Backup {id} exists only on this node"))),
@@ -285,21 +285,5 @@ fn fill_wal_gap(relay: &Relay<'_>, info: &PrimaryInfo, record: &BackupInfo) -> R
         return Ok(());
     };
     wals::copy(relay, source, &entries)?;
-    Ok(())
-}
-
-/// Deletes a local backup's files and record (a FAILED copy the primary no longer has).
-fn remove_backup(relay: &Relay<'_>, id: &BackupId) -> Result<(), RelayError> {
-    let layout = &relay.server.layout;
-    let dir = layout.backup_dir(id);
-    if dir.exists() {
-        fs::remove_dir_all(&dir)?;
-    }
-    for p in [layout.backup_info_path(id), layout.legacy_backup_info_path(id)] {
-        if p.exists() {
-            fs::remove_file(p)?;
-        }
-    }
-    durable::fsync_dir(&layout.basebackups_directory)?;
     Ok(())
 }

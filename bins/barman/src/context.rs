@@ -29,6 +29,22 @@ impl Context {
         Ok(Context { config: loaded.config })
     }
 
+    /// The configuration of `name` for a command looping over servers: `None` after an
+    /// `ERROR:` line for an unknown server, or one per reason for a disabled one.
+    pub fn config_or_report(&self, name: &str, out: &mut Output) -> Option<&ServerConfig> {
+        let Some(cfg) = self.config.server(name) else {
+            out.error(format!("Unknown server '{name}'"));
+            return None;
+        };
+        if cfg.is_disabled() {
+            for reason in cfg.disabled_reasons() {
+                out.error(reason.clone());
+            }
+            return None;
+        }
+        Some(cfg)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &config::Config {
         &self.config

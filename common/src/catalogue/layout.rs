@@ -113,6 +113,26 @@ impl ServerLayout {
         self.basebackups_directory.join(id.as_str())
     }
 
+    /// Removes a backup's directory and its backup.info (both locations), then makes the
+    /// removals durable. Annotations are left to the caller.
+    pub fn remove_backup(&self, id: &BackupId) -> std::io::Result<()> {
+        let dir = self.backup_dir(id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        for p in [self.backup_info_path(id), self.legacy_backup_info_path(id)] {
+            if p.exists() {
+                std::fs::remove_file(p)?;
+            }
+        }
+        for d in [&self.basebackups_directory, &self.meta_dir()] {
+            if d.exists() {
+                crate::durable::fsync_dir(d)?;
+            }
+        }
+        Ok(())
+    }
+
     /// `meta/<id>-backup.info`, where backup.info is written (3.13.2+).
     pub fn backup_info_path(&self, id: &BackupId) -> PathBuf {
         self.meta_dir().join(format!("{id}-backup.info"))

@@ -421,7 +421,7 @@ fn tablespace_limits(c: &ServerConfig) -> Value {
 }
 
 /// Barman's `human_readable_timedelta` for a non-negative number of seconds.
-fn human_readable_timedelta(secs: i64) -> String {
+pub fn human_readable_timedelta(secs: i64) -> String {
     let total = secs.unsigned_abs();
     let (days, rem) = (total / 86_400, total % 86_400);
     let parts: Vec<String> = [(days, "day"), (rem / 3600, "hour"), ((rem / 60) % 60, "minute"), (rem % 60, "second")]

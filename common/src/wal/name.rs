@@ -252,6 +252,12 @@ impl WalFileName {
         self.segno(size).map(|s| s.start_lsn(size))
     }
 
+    /// The segment before this one on the same timeline (`None` for the very first).
+    pub fn previous_segment(&self, size: WalSegSize) -> Result<Option<WalFileName>, WalNameError> {
+        let segno = self.segno(size)?;
+        Ok(segno.0.checked_sub(1).map(|prev| WalFileName::segment(TimelineId(self.tli), SegNo(prev), size)))
+    }
+
     /// The following segment on the same timeline.
     pub fn next_segment(&self, size: WalSegSize) -> Result<WalFileName, WalNameError> {
         let segno = self.segno(size)?;

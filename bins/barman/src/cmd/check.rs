@@ -105,16 +105,11 @@ fn truthy(v: Option<&str>) -> Option<bool> {
 }
 
 /// The WAL file before `name` (Barman's `previous_segment_name`).
-fn previous_segment(name: &str, seg_size: u64) -> Option<String> {
-    if name.len() != 24 || seg_size == 0 {
-        return None;
-    }
-    let tli = u32::from_str_radix(&name[..8], 16).ok()?;
-    let log = u64::from_str_radix(&name[8..16], 16).ok()?;
-    let seg = u64::from_str_radix(&name[16..], 16).ok()?;
-    let per_log = 0x1_0000_0000 / seg_size;
-    let (log, seg) = if seg == 0 { (log.checked_sub(1)?, per_log - 1) } else { (log, seg - 1) };
-    Some(format!("{tli:08X}{log:08X}{seg:08X}"))
+pub fn previous_segment(name: &str, seg_size: u64) -> Option<String> {
+    let size = barman_common::wal::WalSegSize::new(seg_size).ok()?;
+    let wal: barman_common::wal::WalFileName =
+        name.parse().ok().filter(|w: &barman_common::wal::WalFileName| w.is_segment())?;
+    wal.previous_segment(size).ok().flatten().map(|w| w.to_string())
 }
 
 async fn query_one(conn: &mut ReplicationConnection, sql: &str) -> Option<Vec<Option<String>>> {

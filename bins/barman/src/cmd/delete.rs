@@ -159,16 +159,7 @@ pub fn delete_backup(
         }
     }
     clear_deletion_mark(layout, id)?;
-    let dir = layout.backup_dir(id);
-    if dir.exists() {
-        fs::remove_dir_all(&dir)?;
-    }
-    for p in [layout.backup_info_path(id), layout.legacy_backup_info_path(id)] {
-        if p.exists() {
-            fs::remove_file(p)?;
-        }
-    }
-    barman_common::durable::fsync_dir(&layout.meta_dir()).ok();
+    layout.remove_backup(id)?;
     out.info(format!(
         "Deleted backup {id} (start time: {}, elapsed time: {})",
         start.0.format("%a %b %e %H:%M:%S %Y"),

@@ -359,18 +359,10 @@ pub fn run(ctx: &Context, names: &[String], opts: &Options<'_>, out: &mut Output
         .map_err(|e| CmdError::Exception(e.to_string()))?;
     let mut failed = false;
     for name in &names {
-        let Some(cfg) = ctx.config().server(name) else {
-            out.error(format!("Unknown server '{name}'"));
+        let Some(cfg) = ctx.config_or_report(name, out) else {
             failed = true;
             continue;
         };
-        if cfg.is_disabled() {
-            for reason in cfg.disabled_reasons() {
-                out.error(reason);
-            }
-            failed = true;
-            continue;
-        }
         if out.is_json() {
             out.result(name.clone(), json!({}));
         }

@@ -33,18 +33,8 @@ fn percent(ratio: f64) -> String {
 
 /// Barman's `human_readable_timedelta` for a number of seconds.
 pub fn human_seconds(secs: f64) -> String {
-    let total = secs.abs().trunc() as u64;
-    let (days, rem) = (total / 86_400, total % 86_400);
-    let parts: Vec<String> = [(days, "day"), (rem / 3600, "hour"), ((rem / 60) % 60, "minute"), (rem % 60, "second")]
-        .into_iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| if n == 1 { format!("{n} {unit}") } else { format!("{n} {unit}s") })
-        .collect();
-    if secs.abs() < 1.0 {
-        "less than one second".to_owned()
-    } else {
-        parts.join(", ")
-    }
+    // Barman truncates to whole seconds and drops the sign ("ago" is for intervals only).
+    barman_common::catalogue::sync::human_readable_timedelta(secs.abs().trunc() as i64)
 }
 
 /// Child timelines of `tli` forked at or after `after`: `wals/<tli+1>.history`, … while they

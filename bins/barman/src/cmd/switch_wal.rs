@@ -48,18 +48,6 @@ async fn value(conn: &mut ReplicationConnection, sql: &str) -> Option<String> {
     first(conn, sql).await?.into_iter().next()?
 }
 
-/// The WAL file before `name` (Barman's `previous_segment_name`).
-fn previous_segment(name: &str, seg_size: u64) -> Option<String> {
-    if name.len() != 24 || seg_size == 0 {
-        return None;
-    }
-    let tli = u32::from_str_radix(&name[..8], 16).ok()?;
-    let log = u64::from_str_radix(&name[8..16], 16).ok()?;
-    let seg = u64::from_str_radix(&name[16..], 16).ok()?;
-    let (log, seg) = if seg == 0 { (log.checked_sub(1)?, 0x1_0000_0000 / seg_size - 1) } else { (log, seg - 1) };
-    Some(format!("{tli:08X}{log:08X}{seg:08X}"))
-}
-
 async fn switch(cfg: &ServerConfig, force: bool) -> Switch {
     let Some(info) = cfg.conninfo.as_deref().and_then(|c| ConnInfo::parse(c).ok()) else { return Switch::Failed };
     let Ok(mut conn) = ReplicationConnection::connect_database(&info).await else { return Switch::Failed };
@@ -105,7 +93,7 @@ async fn switch_on(conn: &mut ReplicationConnection, force: bool) -> Switch {
             .await
             .and_then(|s| s.parse().ok())
             .unwrap_or(16 << 20);
-        return Switch::Closed(previous_segment(&pre_name, seg).unwrap_or(pre_name));
+        return Switch::Closed(crate::cmd::check::previous_segment(&pre_name, seg).unwrap_or(pre_name));
     }
     Switch::Closed(pre_name)
 }
@@ -175,18 +163,10 @@ pub fn run(ctx: &Context, names: &[String], opts: &Options, out: &mut Output) ->
         .build()
         .map_err(|e| CmdError::Exception(e.to_string()))?;
     for name in &names {
-        let Some(cfg) = ctx.config().server(name) else {
-            out.error(format!("Unknown server '{name}'"));
+        let Some(cfg) = ctx.config_or_report(name, out) else {
             failed = true;
             continue;
         };
-        if cfg.is_disabled() {
-            for reason in cfg.disabled_reasons() {
-                out.error(reason);
-            }
-            failed = true;
-            continue;
-        }
         if cfg.is_passive() {
             out.error(format!("switch-wal is not supported on passive server '{name}'"));
             failed = true;
