@@ -9,6 +9,7 @@ pub mod context;
 pub mod hooks;
 pub mod log;
 pub mod output;
+pub mod progress;
 pub mod server;
 pub mod walinfo;
 

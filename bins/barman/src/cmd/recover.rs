@@ -23,6 +23,7 @@ use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
 
 use crate::context::Context;
 use crate::output::Output;
+use crate::progress::Progress;
 use crate::server::Server;
 use crate::CmdError;
 
@@ -273,11 +274,12 @@ pub fn run(
     // 1. Base backup and tablespaces.
     out.info("Copying the base backup.");
     let backup_dir = server.layout.backup_dir(id);
-    copy_pgdata(&backup_dir.join("data"), &root)
+    let mut progress = Progress::new("base backup", info.size.unwrap_or(0));
+    copy_pgdata(&backup_dir.join("data"), &root, &mut progress)
         .map_err(|e| CmdError::Error(format!("Failure copying base backup: {e}")))?;
     for (t, to) in &tablespaces {
         let oid = t.oid.to_string();
-        copy_tree(&backup_dir.join(&oid), &write_to(t, to))
+        copy_tree(&backup_dir.join(&oid), &write_to(t, to), &mut progress)
             .map_err(|e| CmdError::Error(format!("Failure copying base backup: {e}")))?;
         let link = root.join("pg_tblspc").join(&oid);
         if fs::symlink_metadata(&link).is_ok() {
@@ -287,6 +289,7 @@ pub fn run(
         symlink(to, &link)?;
         out.info(format!("\t{oid}, {}, {}", t.name, to.display()));
     }
+    progress.finish();
     fs::copy(BackupInfo::locate(&server.layout, id), root.join(".barman-recover.info"))
         .map_err(|e| CmdError::Error(format!("copy of recovery metadata file failed: {e}")))?;
     let manifest = root.join("backup_manifest");
@@ -308,9 +311,13 @@ pub fn run(
             TimelineId::new(calculated_tli).map(|tli| WalFileName::containing(tli, lsn, seg_size).to_string())
         });
         let wanted = required_wals(info, calculated_tli, opts.target_immediate, target_wal.as_deref(), &entries);
+        let mut progress = Progress::new("WAL", wanted.len() as u64 * u64::from(seg_size.bytes()));
         for name in &wanted {
-            copy_wal(&server, name, &into).map_err(|e| CmdError::Error(format!("Failure copying WAL files: {e}")))?;
+            let n = copy_wal(&server, name, &into)
+                .map_err(|e| CmdError::Error(format!("Failure copying WAL files: {e}")))?;
+            progress.add(n);
         }
+        progress.finish();
         if !is_pitr {
             out.info("Generating archive status files");
             let status = into.join("archive_status");
@@ -781,8 +788,8 @@ fn required_wals(
     out
 }
 
-/// Copies one archived WAL file, decompressed, into `dir`.
-fn copy_wal(server: &Server, name: &WalFileName, dir: &Path) -> io::Result<()> {
+/// Copies one archived WAL file, decompressed, into `dir`; returns its size.
+fn copy_wal(server: &Server, name: &WalFileName, dir: &Path) -> io::Result<u64> {
     let Some(path) = crate::cmd::get_wal::locate(server, name, false) else {
         return Err(io::Error::new(io::ErrorKind::NotFound, format!("WAL file '{name}' not found")));
     };
@@ -793,15 +800,16 @@ fn copy_wal(server: &Server, name: &WalFileName, dir: &Path) -> io::Result<()> {
     };
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-    io::copy(&mut plain, &mut w)?;
+    let n = io::copy(&mut plain, &mut w)?;
     w.flush()?;
     drop(w);
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-    fs::rename(&tmp, dir.join(name.as_str()))
+    fs::rename(&tmp, dir.join(name.as_str()))?;
+    Ok(n)
 }
 
 /// Copies PGDATA with Barman's excludes.
-fn copy_pgdata(src: &Path, dest: &Path) -> io::Result<()> {
+fn copy_pgdata(src: &Path, dest: &Path, progress: &mut Progress) -> io::Result<()> {
     fs::create_dir_all(dest)?;
     fs::set_permissions(dest, fs::metadata(src)?.permissions())?;
     for entry in fs::read_dir(src)? {
@@ -823,7 +831,7 @@ fn copy_pgdata(src: &Path, dest: &Path) -> io::Result<()> {
             }
             continue;
         }
-        copy_entry(&from, &to)?;
+        copy_entry(&from, &to, progress)?;
     }
     if !dest.join("pg_wal").exists() {
         fs::create_dir_all(dest.join("pg_wal"))?;
@@ -833,24 +841,24 @@ fn copy_pgdata(src: &Path, dest: &Path) -> io::Result<()> {
 }
 
 /// `cp -a`-like copy of a directory's content into `dest` (created if missing).
-fn copy_tree(src: &Path, dest: &Path) -> io::Result<()> {
+fn copy_tree(src: &Path, dest: &Path, progress: &mut Progress) -> io::Result<()> {
     fs::create_dir_all(dest)?;
     fs::set_permissions(dest, fs::metadata(src)?.permissions())?;
     for entry in fs::read_dir(src)? {
         let entry = entry?;
-        copy_entry(&entry.path(), &dest.join(entry.file_name()))?;
+        copy_entry(&entry.path(), &dest.join(entry.file_name()), progress)?;
     }
     Ok(())
 }
 
-fn copy_entry(from: &Path, to: &Path) -> io::Result<()> {
+fn copy_entry(from: &Path, to: &Path, progress: &mut Progress) -> io::Result<()> {
     let md = fs::symlink_metadata(from)?;
     if md.file_type().is_symlink() {
         symlink(fs::read_link(from)?, to)
     } else if md.is_dir() {
-        copy_tree(from, to)
+        copy_tree(from, to, progress)
     } else {
-        fs::copy(from, to)?;
+        progress.add(fs::copy(from, to)?);
         fs::set_permissions(to, md.permissions())?;
         if let Ok(mtime) = md.modified() {
             let _ = File::options().write(true).open(to).and_then(|f| f.set_modified(mtime));
