@@ -321,7 +321,7 @@ copy_ours() { # run
     if [ -n "$tstart" ] && [ -n "$tver" ] && [ -n "$tdone" ]; then
         row "ours: barman-relay --backups" "run $1 phases s" \
             "$(secs "$t0" "$tstart") + $(secs "$tstart" "$tver") + $(secs "$tver" "$tdone") + $(secs "$tdone" "$t1")" \
-            "start+sync-info / rsync+manifest check / fsync each file + keep-annotation rsync + backup WAL rsync (16 MiB; Barman's sync-backup copies neither) + check-backup / exit"
+            "start+sync-info / rsync+manifest check / syncfs + backup WAL rsync (16 MiB; Barman's sync-backup copies no WAL; the keep annotation rides in the main rsync) + check-backup / exit"
     fi
     cut -d' ' -f2- "$S/copy.ours.$1.out" | grep 'backup_manifest\|copied:' | sed 's/^/    ours: /' >&2
 }
@@ -370,7 +370,7 @@ for root, dirs, files in os.walk(sys.argv[1]):
         os.fsync(fd)
         os.close(fd)' "$d"
     t1=$(now)
-    row "fsync of every file and dir of that copy" "run $1 wall s" "$(secs "$t0" "$t1")" "fsync cost estimate (the relay fsyncs each file; Barman none)"
+    row "fsync of every file and dir of that copy" "run $1 wall s" "$(secs "$t0" "$t1")" "per-file fsync cost, for reference (the relay makes the copy durable with one syncfs; Barman not at all)"
     rm -rf "$d"
 }
 t0=$(now)
