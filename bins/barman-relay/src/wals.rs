@@ -146,6 +146,15 @@ pub fn copy(relay: &Relay<'_>, info: &PrimaryInfo, entries: &[&XlogDbEntry]) -> 
         .ok_or_else(|| RelayError::Sync("the primary did not report its wals_directory".into()))?;
     let list: String = entries.iter().flat_map(|e| [relative(&e.name), "\n".to_owned()]).collect();
     durable::create_dir_all(&layout.wals_directory)?;
+    // A file not yet in xlog.db was never made durable by us (an earlier pass may have died
+    // between rsync's rename and our fsync): it is fetched again, not trusted because its
+    // size and mtime look right to rsync's quick check.
+    for e in entries {
+        match fs::remove_file(layout.wal_path(&e.name)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err.into()),
+            _ => {}
+        }
+    }
     let mut cmd = relay.rsync.command();
     cmd.args(["--recursive", "--perms", "--times", "--ignore-missing-args", "--files-from=-"])
         .arg(Rsync::remote_dir(remote))
