@@ -252,7 +252,7 @@ pub fn remote_status(cfg: &ServerConfig, limit: Duration) -> Remote {
     if !cfg.active || cfg.is_passive() {
         return remote;
     }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return remote };
+    let Ok(rt) = crate::cmd::sql_runtime() else { return remote };
     rt.block_on(async {
         if tokio::time::timeout(limit, postgres_status(cfg, &mut remote)).await.is_err() {
             remote.timed_out = true;
@@ -812,10 +812,7 @@ pub fn run(
     check_timeout: Option<u64>,
     out: &mut Output,
 ) -> Result<(), CmdError> {
-    let names = crate::cmd::list::expand_servers(ctx, names);
-    let mut names: Vec<String> = names;
-    names.sort();
-    names.dedup();
+    let names = crate::cmd::sorted_servers(ctx, names);
     let mut all: Vec<(String, bool, Vec<Check>)> = Vec::new();
     let mut failed_active = false;
     let mut unknown = false;

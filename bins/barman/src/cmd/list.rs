@@ -77,9 +77,7 @@ fn next_available<'a>(catalogue: &'a Catalogue, id: &BackupId) -> Option<&'a Bac
 pub fn list_backups(ctx: &Context, names: &[String], minimal: bool, out: &mut Output) -> Result<(), CmdError> {
     // Barman lists inactive and disabled servers too; an unknown one is an error that does not
     // stop the others.
-    let mut names = expand_servers(ctx, names);
-    names.sort();
-    names.dedup();
+    let names = crate::cmd::sorted_servers(ctx, names);
     let mut unknown = false;
     for name in names {
         let Some(cfg) = ctx.config().server(&name) else {

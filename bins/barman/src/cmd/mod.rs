@@ -31,6 +31,19 @@ use crate::context::Context;
 use crate::output::Output;
 use crate::CmdError;
 
+/// The single-threaded runtime the commands use for their SQL connections.
+pub fn sql_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+/// The names a server argument list means (`all` = every server), sorted, each once.
+pub fn sorted_servers(ctx: &Context, names: &[String]) -> Vec<String> {
+    let mut names = list::expand_servers(ctx, names);
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The backup a user named (id, name or shortcut), or Barman's `Unknown backup` error.
 pub fn resolve_backup<'a>(
     catalogue: &'a barman_common::catalogue::Catalogue,

@@ -353,10 +353,7 @@ pub fn run(ctx: &Context, names: &[String], opts: &Options<'_>, out: &mut Output
         "wal-streamer" => "WAL streamers",
         _ => "streaming clients",
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CmdError::Exception(e.to_string()))?;
+    let rt = crate::cmd::sql_runtime().map_err(|e| CmdError::Exception(e.to_string()))?;
     let mut failed = false;
     for name in &names {
         let Some(cfg) = ctx.config_or_report(name, out) else {

@@ -336,11 +336,11 @@ fn pg_basebackup(cfg: &ServerConfig, server_version: u32, m: &mut Map<String, Va
         return;
     };
     let out = std::process::Command::new(&bin).arg("--version").output().ok();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    let printed = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
     // Barman drops parenthesised parts and takes the second word.
     let mut cleaned = String::new();
     let mut depth = 0;
-    for ch in text.chars() {
+    for ch in printed.chars() {
         match ch {
             '(' => depth += 1,
             ')' if depth > 0 => depth -= 1,
@@ -351,7 +351,7 @@ fn pg_basebackup(cfg: &ServerConfig, server_version: u32, m: &mut Map<String, Va
     let version = cleaned.split_whitespace().nth(1).map(str::to_owned);
     m.insert("pg_basebackup_installed".into(), Value::Bool(true));
     m.insert("pg_basebackup_path".into(), Value::String(bin.display().to_string()));
-    m.insert("pg_basebackup_version".into(), text_value(version.clone()));
+    m.insert("pg_basebackup_version".into(), text(version.clone()));
     m.insert("pg_basebackup_bwlimit".into(), Value::Bool(true));
     m.insert("pg_basebackup_tbls_mapping".into(), Value::Bool(true));
     let major = version.as_deref().and_then(|v| v.split('.').next()?.parse::<u32>().ok());
@@ -360,15 +360,9 @@ fn pg_basebackup(cfg: &ServerConfig, server_version: u32, m: &mut Map<String, Va
     }
 }
 
-fn text_value(v: Option<String>) -> Value {
-    text(v)
-}
-
 /// `show-servers SERVER...|all`.
 pub fn run(ctx: &Context, names: &[String], out: &mut Output) -> Result<(), CmdError> {
-    let mut names = crate::cmd::list::expand_servers(ctx, names);
-    names.sort();
-    names.dedup();
+    let names = crate::cmd::sorted_servers(ctx, names);
     let mut unknown = false;
     for name in &names {
         let Some(cfg) = ctx.config().server(name) else {
@@ -388,7 +382,7 @@ pub fn run(ctx: &Context, names: &[String], out: &mut Output) -> Result<(), CmdE
         if !cfg.is_passive() {
             let timeout = Duration::from_secs(u64::try_from(cfg.check_timeout).ok().filter(|t| *t > 0).unwrap_or(30));
             remote_map(cfg, &remote_status(cfg, timeout), &mut m);
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = crate::cmd::sql_runtime() {
                 let _ = rt.block_on(async { tokio::time::timeout(timeout, more_remote(cfg, &mut m)).await });
             }
         }

@@ -136,9 +136,7 @@ fn passive_lag_rows(layout: &barman_common::catalogue::ServerLayout) -> Vec<(&'s
 
 /// `status SERVER...|all`.
 pub fn run(ctx: &Context, names: &[String], out: &mut Output) -> Result<(), CmdError> {
-    let mut names = crate::cmd::list::expand_servers(ctx, names);
-    names.sort();
-    names.dedup();
+    let names = crate::cmd::sorted_servers(ctx, names);
     let mut unknown = false;
     for name in &names {
         let Some(cfg) = ctx.config().server(name) else {

@@ -158,10 +158,7 @@ pub fn run(ctx: &Context, names: &[String], opts: &Options, out: &mut Output) ->
     names.sort();
     names.dedup();
     let mut failed = false;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CmdError::Exception(e.to_string()))?;
+    let rt = crate::cmd::sql_runtime().map_err(|e| CmdError::Exception(e.to_string()))?;
     for name in &names {
         let Some(cfg) = ctx.config_or_report(name, out) else {
             failed = true;
