@@ -17,5 +17,6 @@ pub mod manifest;
 #[cfg(feature = "pg")]
 pub mod pg;
 pub mod remote;
+pub mod tar;
 pub mod wal;
 pub mod wire;

@@ -14,7 +14,7 @@ use barman_common::durable;
 use barman_common::pg::{BaseBackupEvent, BaseBackupStart, BaseBackupStream, PgError};
 use barman_common::wal::{Lsn, TimelineId};
 
-use crate::untar::Extractor;
+use barman_common::tar::Extractor;
 
 /// Why the copy stopped.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,6 @@
 pub mod cli;
 pub mod copy;
 pub mod metadata;
-mod untar;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! A streaming extractor for the ustar archives a PG15+ server sends in `BASE_BACKUP`
+//! A streaming extractor for the ustar archives PostgreSQL writes: the ones a PG15+ server sends in `BASE_BACKUP`
 //! (spec `protocol.md` 5.4): fed chunk by chunk as the CopyData messages arrive, it creates
 //! directories, files (with the archive's mode) and symlinks under one destination. Names
 //! that would escape the destination are refused. `pg_tblspc/<oid>` symlinks are rewritten
