@@ -144,41 +144,89 @@ pub fn decoder<'a, R: Read + 'a>(codec: Codec, input: R) -> io::Result<Box<dyn R
     })
 }
 
-/// Compresses all of `input` into `output` with `codec` at `level`; returns the number of
-/// uncompressed bytes read. The output is complete (trailers written) when this returns.
-pub fn compress<R: Read, W: Write>(codec: Codec, level: Level, mut input: R, output: W) -> io::Result<u64> {
-    let lvl = codec.level_value(level);
-    match codec {
-        Codec::Gzip => finish_copy(
-            &mut input,
-            flate2::write::GzEncoder::new(output, flate2::Compression::new(lvl as u32)),
-            flate2::write::GzEncoder::finish,
-        ),
-        Codec::Bzip2 => finish_copy(
-            &mut input,
-            bzip2::write::BzEncoder::new(output, bzip2::Compression::new(lvl as u32)),
-            bzip2::write::BzEncoder::finish,
-        ),
-        Codec::Xz => {
-            finish_copy(&mut input, xz2::write::XzEncoder::new(output, lvl as u32), xz2::write::XzEncoder::finish)
+/// A streaming compressor writing `codec` frames into `W`; [`Encoder::finish`] writes the
+/// trailer and returns the output.
+#[allow(clippy::large_enum_variant)] // one per stream, never in collections
+pub enum Encoder<W: Write> {
+    /// gzip.
+    Gzip(flate2::write::GzEncoder<W>),
+    /// bzip2.
+    Bzip2(bzip2::write::BzEncoder<W>),
+    /// xz.
+    Xz(xz2::write::XzEncoder<W>),
+    /// Zstandard.
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    /// LZ4 frame (lz4_flex has a single, fast level).
+    Lz4(lz4_flex::frame::FrameEncoder<W>),
+    /// Snappy framing format.
+    Snappy(snap::write::FrameEncoder<W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// An encoder for `codec` at `level`; `workers` > 0 asks zstd for that many compression
+    /// threads (ignored by the other codecs).
+    pub fn new(codec: Codec, level: Level, output: W, workers: u32) -> io::Result<Encoder<W>> {
+        let lvl = codec.level_value(level);
+        Ok(match codec {
+            Codec::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(output, flate2::Compression::new(lvl as u32))),
+            Codec::Bzip2 => Encoder::Bzip2(bzip2::write::BzEncoder::new(output, bzip2::Compression::new(lvl as u32))),
+            Codec::Xz => Encoder::Xz(xz2::write::XzEncoder::new(output, lvl as u32)),
+            Codec::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(output, lvl)?;
+                if workers > 0 {
+                    enc.multithread(workers)?;
+                }
+                Encoder::Zstd(enc)
+            }
+            Codec::Lz4 => Encoder::Lz4(lz4_flex::frame::FrameEncoder::new(output)),
+            Codec::Snappy => Encoder::Snappy(snap::write::FrameEncoder::new(output)),
+        })
+    }
+
+    /// Writes the trailer; returns the output (not flushed to disk).
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Bzip2(e) => e.finish(),
+            Encoder::Xz(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::Lz4(e) => e.finish().map_err(io::Error::other),
+            Encoder::Snappy(e) => e.into_inner().map_err(snap::write::IntoInnerError::into_error),
         }
-        Codec::Zstd => finish_copy(&mut input, zstd::stream::write::Encoder::new(output, lvl)?, zstd::Encoder::finish),
-        Codec::Lz4 => finish_copy(&mut input, lz4_flex::frame::FrameEncoder::new(output), |e| {
-            e.finish().map_err(io::Error::other)
-        }),
-        Codec::Snappy => finish_copy(&mut input, snap::write::FrameEncoder::new(output), |e| {
-            e.into_inner().map_err(snap::write::IntoInnerError::into_error)
-        }),
+    }
+
+    fn inner(&mut self) -> &mut dyn Write {
+        match self {
+            Encoder::Gzip(e) => e,
+            Encoder::Bzip2(e) => e,
+            Encoder::Xz(e) => e,
+            Encoder::Zstd(e) => e,
+            Encoder::Lz4(e) => e,
+            Encoder::Snappy(e) => e,
+        }
     }
 }
 
-fn finish_copy<R: Read, E: Write, W>(
-    input: &mut R,
-    mut enc: E,
-    finish: impl FnOnce(E) -> io::Result<W>,
-) -> io::Result<u64> {
-    let n = io::copy(input, &mut enc)?;
-    finish(enc)?;
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner().write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner().write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner().flush()
+    }
+}
+
+/// Compresses all of `input` into `output` with `codec` at `level`; returns the number of
+/// uncompressed bytes read. The output is complete (trailers written) when this returns.
+pub fn compress<R: Read, W: Write>(codec: Codec, level: Level, mut input: R, output: W) -> io::Result<u64> {
+    let mut enc = Encoder::new(codec, level, output, 0)?;
+    let n = io::copy(&mut input, &mut enc)?;
+    enc.finish()?;
     Ok(n)
 }
 

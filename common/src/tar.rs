@@ -220,6 +220,40 @@ impl Extractor {
     }
 }
 
+impl Write for Extractor {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.feed(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The content of the regular file `name` in the tar stream `input`, reading no further
+/// than that entry; `None` if the archive ends first. Entries larger than `limit` bytes are
+/// refused (`backup_label` is the first entry of a `base.tar` and a few hundred bytes).
+pub fn read_member<R: io::Read>(mut input: R, name: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut block = [0u8; BLOCK];
+    loop {
+        if let Err(e) = input.read_exact(&mut block) {
+            return if e.kind() == io::ErrorKind::UnexpectedEof { Ok(None) } else { Err(e) };
+        }
+        let Some(header) = Header::parse(&block)? else { return Ok(None) };
+        let padded = header.size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        if header.name.trim_end_matches('/') == name && matches!(header.kind, b'0' | 0) {
+            if header.size > limit {
+                return Err(bad(format!("{name} in archive is {} bytes (limit {limit})", header.size)));
+            }
+            let mut data = vec![0u8; header.size as usize];
+            input.read_exact(&mut data)?;
+            return Ok(Some(data));
+        }
+        io::copy(&mut io::Read::take(&mut input, padded), &mut io::sink())?;
+    }
+}
+
 /// Directory modes as PostgreSQL accepts them: owner rwx, optionally group r-x.
 fn dir_mode(mode: u32) -> u32 {
     if mode & 0o050 == 0o050 {
@@ -300,6 +334,18 @@ mod tests {
         corrupt[0] = b'g';
         let mut z = Extractor::new(&dir.path().join("z"), BTreeMap::new()).expect("new");
         assert!(z.feed(&corrupt).is_err());
+    }
+
+    #[test]
+    fn reads_one_member() {
+        let found = read_member(&archive()[..], "backup_label", 1024).expect("read");
+        assert_eq!(found.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(read_member(&archive()[..], "missing", 1024).expect("read"), None);
+        assert!(read_member(&archive()[..], "backup_label", 2).is_err());
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut w = Extractor::new(&dir.path().join("w"), BTreeMap::new()).expect("new");
+        w.write_all(&archive()).expect("write");
+        assert_eq!(w.finish().expect("finish"), 2);
     }
 
     #[test]

@@ -388,3 +388,223 @@ fn reuse_backup_link_shares_unchanged_files() -> Result<()> {
     ensure!(o.code() == Some(0), "pg_verifybackup on the linked backup: {}{}", o.stdout_str(), o.stderr_str());
     Ok(())
 }
+
+/// Appends `lines` to the `[pg]` section (the last one) of the config as first written.
+fn with_server_lines(barman: &BarmanHome, base: &str, lines: &[&str]) -> Result<()> {
+    let mut text = base.to_owned();
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    fs::write(barman.config_path(), text)?;
+    Ok(())
+}
+
+/// `tar -x` of a (compressed) archive into `dest` with the system's own decompressor: an
+/// oracle independent of our decoders.
+fn system_untar(archive: &Path, dest: &Path) -> Result<()> {
+    let name = archive.to_string_lossy();
+    let filter = [(".lz4", Some("lz4")), (".zst", Some("zstd")), (".gz", Some("gzip")), (".tar", None)]
+        .into_iter()
+        .find(|(suffix, _)| name.ends_with(suffix))
+        .with_context(|| format!("unknown archive {name}"))?
+        .1;
+    fs::create_dir_all(dest)?;
+    let mut tar = Command::new("tar");
+    if let Some(f) = filter {
+        tar.arg("-I").arg(f);
+    }
+    tar.arg("-xf").arg(archive).arg("-C").arg(dest);
+    barman_integration::run(&mut tar).map(drop)
+}
+
+/// `backup_compression` in Barman's shapes: lz4 tar compressed here, zstd tar compressed by
+/// the server, gzip tar, `none` tar, and gzip compressed by the server but stored plain.
+/// Each reaches DONE with Barman's layout and backup.info `compression`; the archives,
+/// unpacked by the system's tar/lz4/zstd/gzip, pass pg_verifybackup (tablespace included);
+/// real Barman 3.20.1 lists and shows every one.
+#[test]
+fn compressed_backups_in_barmans_formats() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    let real = skip_unless!(RealBarman::require());
+    let s = setup("backup compression")?;
+    let ts_dir = s.scratch.mkdir_owned_mode("ts1", "postgres", 0o700)?;
+    s.pg.psql(&format!("create tablespace ts1 location '{}'", ts_dir.display()))?;
+    s.pg.psql("create table spaced(id int, v text) tablespace ts1; insert into spaced select g, md5(g::text) from generate_series(1, 5000) g")?;
+    s.pg.pgbench_init(1)?;
+    let base_config = fs::read_to_string(s.barman.config_path())?;
+    let layout = layout(&s.barman);
+    let variants: [(&[&str], Option<&str>); 5] = [
+        (&["backup_compression = lz4"], Some(".tar.lz4")),
+        (
+            &["backup_compression = zstd", "backup_compression_location = server", "backup_compression_level = 5"],
+            Some(".tar.zst"),
+        ),
+        (&["backup_compression = gzip", "backup_compression_level = 1"], Some(".tar.gz")),
+        (&["backup_compression = none"], Some(".tar")),
+        (
+            &["backup_compression = gzip", "backup_compression_location = server", "backup_compression_format = plain"],
+            None,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (lines, ext) in variants {
+        with_server_lines(&s.barman, &base_config, lines)?;
+        let before = backup_ids(&layout);
+        let out = s.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
+        ensure!(out.contains("Backup completed"), "{lines:?}: {out}");
+        let id = backup_ids(&layout).into_iter().find(|i| !before.contains(i)).context("new backup")?;
+        let bi = info(&layout, &id)?;
+        ensure!(bi.status == BackupStatus::Done, "{lines:?}: {:?} {:?}", bi.status, bi.error);
+        ensure!(bi.backup_label.as_deref().is_some_and(|l| l.starts_with("START WAL LOCATION:")), "{lines:?} label");
+        let oid = bi.tablespaces.as_ref().and_then(|t| t.first()).context("tablespace")?.oid.to_string();
+        let backup_dir = layout.backup_dir(&BackupId::new(&id)?);
+        let data = backup_dir.join("data");
+        match ext {
+            Some(ext) => {
+                let method = lines[0].rsplit(' ').next().context("method")?;
+                ensure!(bi.compression.as_deref() == Some(method), "{lines:?}: compression {:?}", bi.compression);
+                let mut names: Vec<String> = fs::read_dir(&data)?
+                    .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+                    .collect::<Result<_>>()?;
+                names.sort();
+                let mut want = vec![format!("{oid}{ext}"), "backup_manifest".into(), format!("base{ext}")];
+                want.sort();
+                ensure!(names == want, "{lines:?}: data/ holds {names:?}");
+                ensure!(fs::read_dir(backup_dir.join(&oid))?.next().is_none(), "{lines:?}: <oid>/ not empty");
+                let unpacked = s.scratch.mkdir(format!("unpacked-{id}"))?;
+                let (rdata, rts) = (unpacked.join("data"), unpacked.join("ts"));
+                system_untar(&data.join(format!("base{ext}")), &rdata)?;
+                system_untar(&data.join(format!("{oid}{ext}")), &rts)?;
+                ensure!(rdata.join("tablespace_map").is_file(), "{lines:?}: no tablespace_map in base archive");
+                fs::create_dir_all(rdata.join("pg_tblspc"))?;
+                std::os::unix::fs::symlink(&rts, rdata.join("pg_tblspc").join(&oid))?;
+                fs::copy(data.join("backup_manifest"), rdata.join("backup_manifest"))?;
+                let v = verifybackup(&rdata)?;
+                ensure!(v.code() == Some(0), "{lines:?}: pg_verifybackup of the unpacked archives: {v:?}");
+            }
+            None => {
+                ensure!(bi.compression.is_none(), "plain backup recorded compression {:?}", bi.compression);
+                ensure!(data.join("PG_VERSION").is_file() && fs::read_link(data.join("pg_tblspc").join(&oid)).is_ok());
+                let v = verifybackup(&data)?;
+                ensure!(v.code() == Some(0), "{lines:?}: pg_verifybackup: {v:?}");
+            }
+        }
+        eprintln!("{lines:?}: {id} size {} bytes", bi.size.unwrap_or(0));
+        ids.push(id);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let real_barman = |args: &[&str]| -> Result<String> {
+        let mut cmd = Command::new(real.bin("barman"));
+        as_user(&mut cmd, s.barman.user());
+        cmd.env("PATH", format!("{}:{PG_BIN}:{SYSTEM_PATH}", real.bin_dir().display()));
+        cmd.arg("-c").arg(s.barman.config_path()).args(args);
+        let outcome = execute(&mut cmd, None, Duration::from_mins(2))?;
+        outcome.success().with_context(|| format!("real barman {args:?}"))?;
+        Ok(outcome.stdout_str())
+    };
+    let list = real_barman(&["list-backups", "pg"])?;
+    for id in &ids {
+        let line =
+            list.lines().find(|l| l.contains(id.as_str())).with_context(|| format!("{id} not listed:\n{list}"))?;
+        ensure!(line.contains("Size:") && !line.contains("FAILED"), "list line: {line}");
+        let shown = real_barman(&["show-backup", "pg", id])?;
+        ensure!(shown.contains("Status") && shown.contains("DONE"), "show-backup {id}: {shown}");
+    }
+    // A combination Barman refuses is refused the same way, before anything is written.
+    with_server_lines(&s.barman, &base_config, &["backup_compression = lz4", "backup_compression_format = plain"])?;
+    let mut direct = Command::new(cargo_bin("barman-backup")?);
+    as_user(&mut direct, s.barman.user());
+    direct.arg("-c").arg(s.barman.config_path()).arg("pg");
+    let refused = execute(&mut direct, None, DEFAULT_TIMEOUT)?;
+    refused.fails_with_code(3)?;
+    ensure!(
+        refused
+            .stderr_str()
+            .contains("backup_compression_format plain is not compatible with backup_compression_location None"),
+        "stderr: {}",
+        refused.stderr_str()
+    );
+    ensure!(backup_ids(&layout).len() == ids.len(), "the refused backup left a directory");
+    Ok(())
+}
+
+/// `basebackup_retry_times`: the walsender is killed during the first copy; the copy starts
+/// again after `basebackup_retry_sleep` and the backup ends DONE and verifies. The backup
+/// hook scripts run around it with Barman's variables, and a `pre_backup_retry_script`
+/// exiting 63 (ABORT_STOP) stops the next backup: FAILED, the post script sees it.
+#[test]
+fn retried_copy_and_backup_hooks() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    let s = setup("backup retry hooks")?;
+    s.pg.pgbench_init(1)?;
+    let hooks = s.scratch.mkdir_owned("hooks", "barman")?;
+    let record =
+        |phase: &str| format!("sh -c 'env | grep ^BARMAN_ | sort > {}/{phase}.$BARMAN_BACKUP_ID'", hooks.display());
+    let base_config = fs::read_to_string(s.barman.config_path())?;
+    let pre = format!("pre_backup_script = {}", record("pre"));
+    let post = format!("post_backup_script = {}", record("post"));
+    with_server_lines(
+        &s.barman,
+        &base_config,
+        &["basebackup_retry_times = 2", "basebackup_retry_sleep = 1", "bandwidth_limit = 4096", &pre, &post],
+    )?;
+    let mut cmd = Command::new(cargo_bin("barman-backup")?);
+    as_user(&mut cmd, s.barman.user());
+    cmd.arg("-c").arg(s.barman.config_path()).args(["--immediate-checkpoint", "--wait", "pg"]);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn()?;
+    let layout = layout(&s.barman);
+    barman_integration::wait_until(Duration::from_mins(1), "backup to start", || {
+        Ok(backup_ids(&layout)
+            .first()
+            .is_some_and(|id| info(&layout, id).is_ok_and(|i| i.status == BackupStatus::Started)))
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    s.pg.psql("select pg_terminate_backend(pid) from pg_stat_activity where backend_type = 'walsender'")?;
+    let output = child.wait_with_output()?;
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    ensure!(output.status.success(), "exit {:?}\nstdout {out}\nstderr {err}", output.status);
+    ensure!(format!("{out}{err}").contains("(attempt 1)"), "no retry reported:\n{out}\n{err}");
+    let id = backup_ids(&layout).pop().context("backup")?;
+    let bi = info(&layout, &id)?;
+    ensure!(bi.status == BackupStatus::Done, "{:?} {:?}", bi.status, bi.error);
+    let v = verifybackup(&layout.backup_dir(&BackupId::new(&id)?).join("data"))?;
+    ensure!(v.code() == Some(0), "pg_verifybackup after the retry: {v:?}");
+    let pre_env = fs::read_to_string(hooks.join(format!("pre.{id}")))?;
+    let post_env = fs::read_to_string(hooks.join(format!("post.{id}")))?;
+    for (env, phase, status) in [(&pre_env, "pre", "EMPTY"), (&post_env, "post", "DONE")] {
+        for want in [
+            format!("BARMAN_PHASE={phase}"),
+            format!("BARMAN_BACKUP_ID={id}"),
+            format!("BARMAN_STATUS={status}"),
+            "BARMAN_HOOK=backup_script".into(),
+            "BARMAN_SERVER=pg".into(),
+            "BARMAN_ERROR=".into(),
+            format!("BARMAN_BACKUP_DIR={}", layout.backup_dir(&BackupId::new(&id)?).display()),
+        ] {
+            ensure!(env.lines().any(|l| l == want), "{phase} hook env lacks {want}:\n{env}");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // ABORT_STOP from the pre retry script: FAILED before any copy; the post script sees it.
+    let stop = format!("pre_backup_retry_script = sh -c 'exit 63'");
+    with_server_lines(&s.barman, &base_config, &[&stop, &post])?;
+    let mut cmd = Command::new(cargo_bin("barman-backup")?);
+    as_user(&mut cmd, s.barman.user());
+    cmd.arg("-c").arg(s.barman.config_path()).arg("pg");
+    let stopped = execute(&mut cmd, None, DEFAULT_TIMEOUT)?;
+    stopped.fails_with_code(1)?;
+    let id2 = backup_ids(&layout).pop().context("second backup")?;
+    ensure!(id2 != id, "no second backup directory");
+    let bi2 = info(&layout, &id2)?;
+    ensure!(bi2.status == BackupStatus::Failed, "{:?}", bi2.status);
+    ensure!(bi2.error.as_deref().is_some_and(|e| e.contains("Abort 'pre_backup_retry_script'")), "{:?}", bi2.error);
+    let post2 = fs::read_to_string(hooks.join(format!("post.{id2}")))?;
+    ensure!(post2.lines().any(|l| l == "BARMAN_STATUS=FAILED"), "post env:\n{post2}");
+    ensure!(!layout.backup_dir(&BackupId::new(&id2)?).join("data").exists(), "data copied despite ABORT_STOP");
+    Ok(())
+}

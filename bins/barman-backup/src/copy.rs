@@ -1,18 +1,28 @@
-//! The copy itself: the BASE_BACKUP stream into `base/<id>/` in plain format, as
-//! `pg_basebackup -Fp --tablespace-mapping=<loc>=base/<id>/<oid>` lays it out for Barman
-//! (spec `catalogue.md` 7.2, `protocol.md` 5.5): `base.tar` into `data/`, `<oid>.tar` into
-//! `<oid>/`, `data/pg_tblspc/<oid>` a symlink to the absolute `base/<id>/<oid>`, and the
-//! manifest as `data/backup_manifest.tmp` until [`publish_manifest`] after the fsync.
+//! The copy itself: the BASE_BACKUP stream into `base/<id>/` (spec `catalogue.md` 7.2,
+//! `protocol.md` 5.5), as pg_basebackup lays it out for Barman:
+//!
+//! * plain (`-Fp --tablespace-mapping=<loc>=base/<id>/<oid>`): `base.tar` extracted into
+//!   `data/`, `<oid>.tar` into `<oid>/`, `data/pg_tblspc/<oid>` a symlink to the absolute
+//!   `base/<id>/<oid>`; server-compressed archives are decompressed first;
+//! * tar (`-Ft`): `data/base.tar[.gz|.lz4|.zst]` and `data/<oid>.tar[...]`, compressed here
+//!   or as the server compressed them, and an empty `<oid>/`.
+//!
+//! The manifest is `data/backup_manifest.tmp` until [`publish_manifest`] after the fsync.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use barman_common::durable;
 use barman_common::pg::{BaseBackupEvent, BaseBackupStart, BaseBackupStream, PgError};
 use barman_common::wal::{Lsn, TimelineId};
+use barman_common::{compress, durable};
+use bytes::{Buf, Bytes};
+
+use crate::storage::{Format, Storage};
 
 use barman_common::tar::Extractor;
 
@@ -61,7 +71,7 @@ fn archive_dest(backup_dir: &Path, name: &str) -> Result<PathBuf, CopyError> {
     }
     match name.strip_suffix(".tar").and_then(|oid| oid.parse::<u32>().ok()) {
         Some(oid) => Ok(backup_dir.join(oid.to_string())),
-        None => Err(CopyError::Unexpected(format!("unexpected archive \"{name}\" (server-side compression?)"))),
+        None => Err(CopyError::Unexpected(format!("unexpected archive \"{name}\""))),
     }
 }
 
@@ -92,12 +102,28 @@ impl Progress {
     }
 }
 
-/// Receives the whole stream into `backup_dir` (absolute). Tablespace `<oid>` symlinks in
-/// base.tar are pointed at `backup_dir/<oid>`.
+/// What the network side hands to the writer thread.
+#[derive(Debug)]
+enum Msg {
+    /// A new archive (its name as sent).
+    Archive(String),
+    /// Archive or manifest bytes.
+    Data(Bytes),
+    /// The manifest follows.
+    Manifest,
+}
+
+/// Chunks in flight between the network and the writer (each at most 32 KiB uncompressed).
+const QUEUE: usize = 128;
+
+/// Receives the whole stream into `backup_dir` (absolute), stored as `storage` says. The
+/// network side runs here; decompression, compression and file writes run on a writer
+/// thread, so receiving and writing overlap.
 pub async fn receive(
     stream: &mut BaseBackupStream<'_>,
     start: &BaseBackupStart,
     backup_dir: &Path,
+    storage: &Storage,
     show_progress: bool,
 ) -> Result<Copied, CopyError> {
     let links: BTreeMap<String, PathBuf> = start
@@ -106,43 +132,229 @@ pub async fn receive(
         .filter_map(|t| t.oid)
         .map(|oid| (format!("pg_tblspc/{oid}"), backup_dir.join(oid.to_string())))
         .collect();
+    let writer = Writer { dir: backup_dir.to_path_buf(), storage: storage.clone(), links };
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let worker = std::thread::Builder::new().name("backup-writer".into()).spawn(move || writer.run(&rx))?;
     let mut progress = Progress::new(start, show_progress);
-    let mut current: Option<Extractor> = None;
-    let mut manifest: Option<File> = None;
-    let (mut bytes, mut files) = (0u64, 0u64);
+    let streamed = pump(stream, &tx, &mut progress).await;
+    drop(tx);
+    let written = worker.join().map_err(|_| CopyError::Unexpected("the backup writer thread panicked".into()))?;
+    let Some((end_lsn, end_timeline, bytes)) = streamed? else {
+        // The writer stopped first: its error is the cause.
+        written?;
+        return Err(CopyError::Unexpected("the backup writer stopped early".into()));
+    };
+    let written = written?;
+    Ok(Copied { end_lsn, end_timeline, bytes, files: written.files, manifest: written.manifest })
+}
+
+/// Forwards the stream to the writer; `None` when the writer has gone away.
+async fn pump(
+    stream: &mut BaseBackupStream<'_>,
+    tx: &mpsc::SyncSender<Msg>,
+    progress: &mut Progress,
+) -> Result<Option<(Lsn, TimelineId, u64)>, CopyError> {
+    let mut bytes = 0u64;
     loop {
-        match stream.next().await? {
-            BaseBackupEvent::Archive { name, .. } => {
-                files += finish(current.take())?;
-                current = Some(Extractor::new(&archive_dest(backup_dir, &name)?, links.clone())?);
-            }
+        let msg = match stream.next().await? {
+            BaseBackupEvent::Archive { name, .. } => Msg::Archive(name),
             BaseBackupEvent::Data(chunk) => {
                 bytes += chunk.len() as u64;
-                match (&mut manifest, &mut current) {
-                    (Some(m), _) => m.write_all(&chunk)?,
-                    (None, Some(x)) => x.feed(&chunk)?,
-                    (None, None) => return Err(CopyError::Unexpected("archive data before any archive".into())),
-                }
+                Msg::Data(chunk)
             }
-            BaseBackupEvent::Progress(_) => progress.update(bytes, false),
-            BaseBackupEvent::ManifestStart => {
-                files += finish(current.take())?;
-                manifest = Some(File::create(manifest_tmp(backup_dir))?);
+            BaseBackupEvent::Progress(_) => {
+                progress.update(bytes, false);
+                continue;
             }
+            BaseBackupEvent::ManifestStart => Msg::Manifest,
             BaseBackupEvent::End { end_lsn, timeline } => {
-                files += finish(current.take())?;
-                if let Some(m) = manifest.as_mut() {
-                    m.sync_all()?;
-                }
                 progress.update(bytes, true);
-                return Ok(Copied { end_lsn, end_timeline: timeline, bytes, files, manifest: manifest.is_some() });
+                return Ok(Some((end_lsn, timeline, bytes)));
             }
+        };
+        if tx.send(msg).is_err() {
+            return Ok(None);
         }
     }
 }
 
-fn finish(extractor: Option<Extractor>) -> io::Result<u64> {
-    extractor.map_or(Ok(0), Extractor::finish)
+/// The data of one archive (or of the manifest) as it arrives: ends at the next
+/// archive/manifest message or when the network side is done.
+struct Chunks<'a> {
+    rx: &'a mpsc::Receiver<Msg>,
+    buf: Bytes,
+    next: Option<Msg>,
+    done: bool,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(rx: &'a mpsc::Receiver<Msg>) -> Chunks<'a> {
+        Chunks { rx, buf: Bytes::new(), next: None, done: false }
+    }
+
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        if !self.buf.is_empty() {
+            return Some(std::mem::take(&mut self.buf));
+        }
+        while !self.done {
+            match self.rx.recv() {
+                Ok(Msg::Data(chunk)) if chunk.is_empty() => {}
+                Ok(Msg::Data(chunk)) => return Some(chunk),
+                Ok(other) => {
+                    self.next = Some(other);
+                    self.done = true;
+                }
+                Err(_) => self.done = true,
+            }
+        }
+        None
+    }
+
+    /// Skips what is left of this archive; returns the message that ended it.
+    fn finish(mut self) -> Option<Msg> {
+        while self.next_chunk().is_some() {}
+        self.next
+    }
+}
+
+impl Read for Chunks<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            match self.next_chunk() {
+                Some(chunk) => self.buf = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        Ok(n)
+    }
+}
+
+/// What the writer stored.
+struct Written {
+    files: u64,
+    manifest: bool,
+}
+
+/// The writer thread: stores each archive as the plan says.
+struct Writer {
+    dir: PathBuf,
+    storage: Storage,
+    links: BTreeMap<String, PathBuf>,
+}
+
+impl Writer {
+    fn run(self, rx: &mpsc::Receiver<Msg>) -> Result<Written, CopyError> {
+        let mut written = Written { files: 0, manifest: false };
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir(&self.dir))?;
+        let mut next = rx.recv().ok();
+        while let Some(msg) = next {
+            let mut chunks = Chunks::new(rx);
+            match msg {
+                Msg::Archive(name) => written.files += self.archive(&name, &mut chunks)?,
+                Msg::Manifest => {
+                    self.manifest(&mut chunks)?;
+                    written.manifest = true;
+                }
+                Msg::Data(_) => return Err(CopyError::Unexpected("archive data before any archive".into())),
+            }
+            next = chunks.finish();
+        }
+        Ok(written)
+    }
+
+    fn archive(&self, name: &str, chunks: &mut Chunks<'_>) -> Result<u64, CopyError> {
+        let suffix = self.storage.server_suffix();
+        let stem = name
+            .strip_suffix(suffix)
+            .filter(|s| Path::new(s).extension().is_some_and(|e| e == "tar"))
+            .ok_or_else(|| {
+                CopyError::Unexpected(format!(
+                    "unexpected archive \"{name}\" (expected a name ending in \".tar{suffix}\")"
+                ))
+            })?;
+        let dest = archive_dest(&self.dir, stem)?;
+        match self.storage.format {
+            Format::Plain => {
+                let mut extractor = Extractor::new(&dest, self.links.clone())?;
+                match self.storage.server {
+                    None => {
+                        while let Some(chunk) = chunks.next_chunk() {
+                            extractor.feed(&chunk)?;
+                        }
+                    }
+                    Some(codec) => {
+                        let mut decoded = compress::decoder(codec, chunks)?;
+                        copy_large(&mut decoded, &mut extractor)?;
+                    }
+                }
+                Ok(extractor.finish()?)
+            }
+            Format::Tar => {
+                if stem != "base.tar" {
+                    // Barman's layout keeps an empty base/<id>/<oid>/ beside the archives.
+                    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dest)?;
+                }
+                let path = data_dir(&self.dir).join(self.storage.stored_name(stem));
+                let file = io::BufWriter::with_capacity(1 << 20, File::create(&path)?);
+                let file = if let Some((codec, level)) = self.storage.client {
+                    let mut encoder = compress::Encoder::new(codec, level, file, self.storage.client_workers)?;
+                    while let Some(chunk) = chunks.next_chunk() {
+                        encoder.write_all(&chunk)?;
+                    }
+                    encoder.finish()?
+                } else {
+                    let mut file = file;
+                    while let Some(chunk) = chunks.next_chunk() {
+                        file.write_all(&chunk)?;
+                    }
+                    file
+                };
+                file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                Ok(1)
+            }
+        }
+    }
+
+    fn manifest(&self, chunks: &mut Chunks<'_>) -> Result<(), CopyError> {
+        let mut file = File::create(manifest_tmp(&self.dir))?;
+        while let Some(chunk) = chunks.next_chunk() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()?;
+        Ok(())
+    }
+}
+
+/// `io::copy` with a large buffer (decoders hand out big blocks; the extractor writes them
+/// straight to files).
+fn copy_large(from: &mut dyn Read, to: &mut Extractor) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.feed(&buf[..n])?;
+    }
+}
+
+/// `backup_label` of a tar-format backup, read from the start of `data/base.tar[.<ext>]`.
+pub fn tar_backup_label(backup_dir: &Path, storage: &Storage) -> io::Result<String> {
+    let path = data_dir(backup_dir).join(storage.stored_name("base.tar"));
+    let file = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let codec = storage.server.or(storage.client.map(|(c, _)| c));
+    let reader: Box<dyn Read> = match codec {
+        Some(codec) => compress::decoder(codec, file)?,
+        None => Box::new(io::BufReader::new(file)),
+    };
+    let label = barman_common::tar::read_member(reader, "backup_label", 1 << 20)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{}: no backup_label", path.display())))?;
+    Ok(String::from_utf8_lossy(&label).into_owned())
 }
 
 /// Renames `backup_manifest.tmp` to `backup_manifest` (after everything else is durable,

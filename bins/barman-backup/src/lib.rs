@@ -13,23 +13,26 @@
 pub mod cli;
 pub mod copy;
 pub mod metadata;
+pub mod storage;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use barman::cmd::check_backup::{self, WalVerdict};
 use barman::context::Context;
+use barman::hooks::HookEnv;
 use barman::output::Output;
 use barman::server::Server;
 use barman_common::catalogue::{
     format_py_datetime, BackupId, BackupInfo, BackupStatus, Identity, LockKind, PyValue, ServerLayout,
 };
-use barman_common::config::ServerConfig;
+use barman_common::config::{HookEvent, ServerConfig};
 use barman_common::pg::{BaseBackupOptions, BaseBackupStart, ConnInfo, PgError, ReplicationConnection};
 use barman_common::wal::{Lsn, SegNo, TimelineId, WalFileName, WalSegSize};
 use chrono::{DateTime, FixedOffset};
 
 pub use cli::Options;
+use storage::{Format, Storage};
 
 /// How a run failed; each variant owns its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +70,14 @@ struct Settings {
     streaming: ConnInfo,
     fast_checkpoint: bool,
     max_rate_kbps: Option<u32>,
-    /// `reuse_backup = link` (or `--reuse-backup link`).
+    /// `reuse_backup = link` (or `--reuse-backup link`); plain backups only.
     reuse_link: bool,
+    /// Format and compression (`backup_compression*`).
+    storage: Storage,
+    /// `basebackup_retry_times`: copy attempts after the first.
+    retry_times: u32,
+    /// `basebackup_retry_sleep`.
+    retry_sleep: Duration,
 }
 
 impl Settings {
@@ -88,6 +97,7 @@ impl Settings {
         let streaming = parse("streaming_conninfo", cfg.streaming_conninfo.as_ref().or(cfg.conninfo.as_ref()))?;
         // pg_basebackup --max-rate accepts 32 kB/s .. 1 GB/s; Barman passes bandwidth_limit.
         let max_rate_kbps = cfg.bandwidth_limit.filter(|&kb| kb > 0).map(|kb| kb.clamp(32, 1_048_576) as u32);
+        let storage = Storage::from_config(cfg).map_err(|e| ToolError::Usage(format!("server {name}: {e}")))?;
         Ok(Settings {
             conninfo,
             streaming,
@@ -97,6 +107,9 @@ impl Settings {
                 Some(mode) => mode == "link",
                 None => cfg.reuse_backup == Some(barman_common::config::ReuseBackup::Link),
             },
+            storage,
+            retry_times: u32::try_from(cfg.basebackup_retry_times).unwrap_or(0),
+            retry_sleep: Duration::from_secs(u64::try_from(cfg.basebackup_retry_sleep).unwrap_or(0)),
         })
     }
 }
@@ -219,7 +232,7 @@ async fn backup(
     out: &mut Output,
 ) -> Result<(BackupId, BackupInfo), ToolError> {
     let layout = &server.layout;
-    let (mut sql, mut repl, system_id) = connect(layout, settings).await?;
+    let (sql, repl, system_id) = connect(layout, settings).await?;
     layout.ensure_dirs().map_err(|e| ToolError::Failed(e.to_string()))?;
     let started = Instant::now();
     let id = new_backup_id(layout);
@@ -229,6 +242,7 @@ async fn backup(
         backup_name: opts.name.clone(),
         systemid: Some(system_id.to_string()),
         mode: Some("postgres".into()),
+        compression: settings.storage.recorded_compression(),
         ..BackupInfo::default()
     };
     info.status = BackupStatus::Empty;
@@ -237,23 +251,95 @@ async fn backup(
     job.save().map_err(|e| job.fail(&e))?;
     out.info(format!("Starting backup using postgres method for server {} in {}", server.name, job.dir.display()));
 
+    let result = take(&mut job, server, (sql, repl, system_id), settings, opts, out, started).await;
+    // Barman runs the post-backup scripts whatever happened, with the final backup.info.
+    if server.hooks.any(HookEvent::Backup) {
+        let env = hook_env(&job);
+        server.hooks.post(HookEvent::Backup, &env, &env);
+    }
+    result.map(|()| (job.id, job.info))
+}
+
+/// `BARMAN_*` variables of the backup hooks for the backup as it stands.
+fn hook_env(job: &Job<'_>) -> HookEnv {
+    let previous = barman_common::catalogue::Catalogue::load(job.layout)
+        .ok()
+        .and_then(|c| c.available().rev().map(|(id, _)| id.clone()).find(|id| *id < job.id));
+    HookEnv::backup(job.layout, &job.id, &job.info, previous.as_ref(), None)
+}
+
+/// Everything between the pre and post hooks: metadata, copy (with retries), restore point,
+/// finalisation and the WAL check.
+async fn take(
+    job: &mut Job<'_>,
+    server: &Server,
+    (mut sql, mut repl, system_id): (ReplicationConnection, ReplicationConnection, u64),
+    settings: &Settings,
+    opts: &Options,
+    out: &mut Output,
+    started: Instant,
+) -> Result<(), ToolError> {
+    job.phase = "running the pre-backup scripts";
+    if server.hooks.any(HookEvent::Backup) {
+        server.hooks.pre(HookEvent::Backup, &hook_env(job)).map_err(|a| job.fail(&a.to_string()))?;
+    }
+
     job.phase = "initialising postgres backup_method";
     let facts = metadata::read(&mut sql).await.map_err(|e| job.fail(&e.to_string()))?;
     facts.fill(&mut job.info);
-    if let Err(e) = Identity::new(system_id, facts.version).write_if_missing(layout) {
+    if let Err(e) = Identity::new(system_id, facts.version).write_if_missing(job.layout) {
         return Err(job.fail(&e.to_string()));
+    }
+
+    let mut attempt = 0;
+    loop {
+        match copy_phase(job, &mut repl, settings, facts.segment_size, opts, out).await {
+            Ok(()) => break,
+            Err(message) if attempt < settings.retry_times => {
+                attempt += 1;
+                tracing::warn!("backup copy attempt {attempt} failed: {message}");
+                out.warning(format!("Failure executing a backup using BASE_BACKUP (attempt {attempt}): {message}"));
+                out.warning(format!(
+                    "The files copied so far will be removed and the backup process will restart in {} seconds",
+                    settings.retry_sleep.as_secs()
+                ));
+                repl.close().await;
+                clear_dir(&job.dir).map_err(|e| job.fail(&e.to_string()))?;
+                tokio::time::sleep(settings.retry_sleep).await;
+                job.phase = "reconnecting for a new attempt";
+                repl = match ReplicationConnection::connect(&settings.streaming).await {
+                    Ok(conn) => conn,
+                    Err(e) => return Err(job.fail(&e.to_string())),
+                };
+            }
+            Err(message) => {
+                repl.close().await;
+                sql.close().await;
+                return Err(job.fail(&message));
+            }
+        }
+    }
+    repl.close().await;
+    // Barman creates a restore point named after the backup (a primary only; failures are
+    // only logged, as the function needs privileges a backup user may lack).
+    let point = format!("barman_{}", job.id);
+    let in_recovery = sql
+        .simple_query("SELECT pg_is_in_recovery()")
+        .await
+        .ok()
+        .and_then(|rows| rows.into_iter().next().and_then(|r| r.into_iter().next()).flatten());
+    if in_recovery.as_deref() == Some("f") {
+        if let Err(e) = sql.simple_query(&format!("SELECT pg_create_restore_point('{point}')")).await {
+            tracing::warn!("Error issuing CREATE RESTORE POINT(): {e}");
+        }
     }
     sql.close().await;
 
-    let result = copy_phase(&mut job, &mut repl, settings, facts.segment_size, opts, out).await;
-    repl.close().await;
-    result?;
-
     job.phase = "finalising the backup";
-    if settings.reuse_link {
-        reuse_previous(&mut job, out).map_err(|e| job.fail(&e))?;
+    if settings.reuse_link && settings.storage.format == Format::Plain {
+        reuse_previous(job, out).map_err(|e| job.fail(&e))?;
     }
-    finalise(&mut job, started).map_err(|e| job.fail(&e))?;
+    finalise(job, &settings.storage, started).map_err(|e| job.fail(&e))?;
     out.info(format!("Backup size: {}", human_size(job.info.size.unwrap_or(0))));
     if let (Some(end), Some(wal), Some(off)) = (job.info.end_xlog, &job.info.end_wal, job.info.end_offset) {
         out.info(format!("Backup end at LSN: {end} ({wal}, {off:08X})"));
@@ -265,10 +351,24 @@ async fn backup(
     ));
 
     job.phase = "checking the WAL files";
-    wal_phase(&mut job, server, opts, out)?;
-    Ok((job.id, job.info))
+    wal_phase(job, server, opts, out)
 }
 
+/// Empties `dir` (a failed attempt's files) and keeps the directory.
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// One copy attempt: BASE_BACKUP and the stream into the backup directory. Errors are
+/// returned as text; the caller retries or marks the backup FAILED (in `job.phase`).
 async fn copy_phase(
     job: &mut Job<'_>,
     repl: &mut ReplicationConnection,
@@ -276,21 +376,22 @@ async fn copy_phase(
     segment_size: WalSegSize,
     opts: &Options,
     out: &mut Output,
-) -> Result<(), ToolError> {
+) -> Result<(), String> {
     job.phase = "issuing start backup command";
+    let storage = &settings.storage;
     let options = BaseBackupOptions {
         label: format!("barman-backup {}", job.id),
         fast_checkpoint: settings.fast_checkpoint,
         max_rate_kbps: settings.max_rate_kbps,
+        tablespace_map: storage.format == Format::Tar,
+        compression: storage.server_method().map(str::to_owned),
+        compression_detail: storage.server_detail.clone(),
         ..BaseBackupOptions::default()
     };
     job.info.begin_time = Some(now());
-    let (start, mut stream) = match repl.base_backup(&options).await {
-        Ok(started) => started,
-        Err(e) => return Err(job.fail(&e.to_string())),
-    };
+    let (start, mut stream) = repl.base_backup(&options).await.map_err(|e| e.to_string())?;
     record_start(&mut job.info, &start, segment_size);
-    job.save().map_err(|e| job.fail(&e))?;
+    job.save()?;
     if let (Some(wal), Some(off)) = (&job.info.begin_wal, job.info.begin_offset) {
         out.info(format!("Backup start at LSN: {} ({wal}, {off:08X})", start.start_lsn));
     }
@@ -298,10 +399,10 @@ async fn copy_phase(
 
     job.phase = "copying files";
     let copy_started = Instant::now();
-    let copied = copy::receive(&mut stream, &start, &job.dir, !opts.quiet && !opts.json).await;
-    let copied = copied.map_err(|e| job.fail(&e.to_string()))?;
+    let copied = copy::receive(&mut stream, &start, &job.dir, storage, !opts.quiet && !opts.json).await;
+    let copied = copied.map_err(|e| e.to_string())?;
     if !copied.manifest {
-        return Err(job.fail("the server sent no backup manifest"));
+        return Err("the server sent no backup manifest".into());
     }
     let copy_time = copy_started.elapsed();
     out.info(format!("Copy done (time: {})", human_duration(copy_time)));
@@ -346,9 +447,14 @@ fn reuse_previous(job: &mut Job<'_>, out: &mut Output) -> Result<(), String> {
 }
 
 /// fsync, sizes, manifest, backup_label, copy_stats; WAITING_FOR_WALS.
-fn finalise(job: &mut Job<'_>, started: Instant) -> Result<(), String> {
-    let label_path = copy::data_dir(&job.dir).join("backup_label");
-    let label = std::fs::read_to_string(&label_path).map_err(|e| format!("{}: {e}", label_path.display()))?;
+fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<(), String> {
+    let label = match storage.format {
+        Format::Plain => {
+            let label_path = copy::data_dir(&job.dir).join("backup_label");
+            std::fs::read_to_string(&label_path).map_err(|e| format!("{}: {e}", label_path.display()))?
+        }
+        Format::Tar => copy::tar_backup_label(&job.dir, storage).map_err(|e| e.to_string())?,
+    };
     job.info.backup_label = Some(label);
     let sizes = copy::fsync_and_measure(&job.dir).map_err(|e| e.to_string())?;
     copy::publish_manifest(&job.dir).map_err(|e| format!("backup_manifest: {e}"))?;

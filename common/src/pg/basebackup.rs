@@ -35,6 +35,11 @@ pub struct BaseBackupOptions {
     pub tablespace_map: bool,
     /// `MAX_RATE` in kB/s.
     pub max_rate_kbps: Option<u32>,
+    /// `COMPRESSION`: server-side compression (`gzip`, `lz4`, `zstd`); the archive names then
+    /// carry the method's suffix (`base.tar.gz`, `.lz4`, `.zst`).
+    pub compression: Option<String>,
+    /// `COMPRESSION_DETAIL`, e.g. `level=3,workers=2` (only with `compression`).
+    pub compression_detail: Option<String>,
 }
 
 impl Default for BaseBackupOptions {
@@ -48,6 +53,8 @@ impl Default for BaseBackupOptions {
             manifest_checksums: None,
             tablespace_map: false,
             max_rate_kbps: None,
+            compression: None,
+            compression_detail: None,
         }
     }
 }
@@ -76,6 +83,12 @@ impl BaseBackupOptions {
         }
         if let Some(rate) = self.max_rate_kbps {
             parts.push(format!("MAX_RATE {rate}"));
+        }
+        if let Some(method) = &self.compression {
+            parts.push(format!("COMPRESSION {}", quote_literal(method)));
+            if let Some(detail) = &self.compression_detail {
+                parts.push(format!("COMPRESSION_DETAIL {}", quote_literal(detail)));
+            }
         }
         format!("BASE_BACKUP ( {} )", parts.join(", "))
     }
@@ -296,6 +309,17 @@ mod tests {
         assert_eq!(
             opts.command(),
             "BASE_BACKUP ( LABEL 'it''s', PROGRESS, CHECKPOINT 'fast', MANIFEST 'yes', MAX_RATE 1024 )"
+        );
+        let compressed = BaseBackupOptions {
+            label: "b".into(),
+            progress: false,
+            compression: Some("zstd".into()),
+            compression_detail: Some("level=3,workers=2".into()),
+            ..BaseBackupOptions::default()
+        };
+        assert_eq!(
+            compressed.command(),
+            "BASE_BACKUP ( LABEL 'b', MANIFEST 'yes', COMPRESSION 'zstd', COMPRESSION_DETAIL 'level=3,workers=2' )"
         );
         let bare = BaseBackupOptions { progress: false, wait: false, manifest: false, ..BaseBackupOptions::default() };
         assert_eq!(bare.command(), "BASE_BACKUP ( LABEL 'base backup', WAIT false )");
