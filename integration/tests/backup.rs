@@ -107,6 +107,15 @@ fn backup_waits_for_wal_verifies_and_restores_with_tablespace() -> Result<()> {
     s.pg.psql(&format!("create tablespace ts1 location '{}'", ts_dir.display()))?;
     s.pg.psql("create table spaced(id int, v text) tablespace ts1; insert into spaced select g, md5(g::text) from generate_series(1, 20000) g")?;
     s.pg.pgbench_init(2)?;
+    // WAL archived before the first backup: Barman removes it once the backup is taken.
+    let early = s.pg.switch_wal()?;
+    s.pg.wait_for_archived(&early, Duration::from_mins(2))?;
+    s.barman.run(&["cron"])?;
+    let xlog_names = || -> Result<Vec<String>> {
+        let text = fs::read_to_string(s.barman.xlog_db("pg"))?;
+        Ok(text.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect())
+    };
+    ensure!(xlog_names()?.contains(&early), "{early} not archived before the backup");
     let t0 = Instant::now();
     let out = s.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint", "--name", "first"])?;
     let took = t0.elapsed();
@@ -117,6 +126,12 @@ fn backup_waits_for_wal_verifies_and_restores_with_tablespace() -> Result<()> {
     let id = &ids[0];
     let bi = info(&layout, id)?;
     ensure!(bi.status == BackupStatus::Done, "status {:?} error {:?}", bi.status, bi.error);
+    let begin_wal = bi.begin_wal.as_ref().context("begin_wal")?.to_string();
+    let left = xlog_names()?;
+    ensure!(
+        !left.contains(&early) && left.iter().all(|n| n.ends_with(".history") || *n >= begin_wal),
+        "WAL before the first backup ({begin_wal}) kept: {left:?}"
+    );
     ensure!(bi.backup_name.as_deref() == Some("first"));
     ensure!(bi.mode.as_deref() == Some("postgres"));
     ensure!(bi.systemid == Some(s.pg.system_identifier()?.to_string()));

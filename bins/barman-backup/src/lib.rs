@@ -78,6 +78,10 @@ struct Settings {
     retry_times: u32,
     /// `basebackup_retry_sleep`.
     retry_sleep: Duration,
+    /// `worm_mode`: WAL before a first backup is kept.
+    worm_mode: bool,
+    /// `wal_retention_window` (our extension).
+    wal_window: Option<chrono::TimeDelta>,
 }
 
 impl Settings {
@@ -110,6 +114,8 @@ impl Settings {
             storage,
             retry_times: u32::try_from(cfg.basebackup_retry_times).unwrap_or(0),
             retry_sleep: Duration::from_secs(u64::try_from(cfg.basebackup_retry_sleep).unwrap_or(0)),
+            worm_mode: cfg.worm_mode,
+            wal_window: cfg.wal_retention_window,
         })
     }
 }
@@ -351,7 +357,19 @@ async fn take(
     ));
 
     job.phase = "checking the WAL files";
-    wal_phase(job, server, opts, out)
+    wal_phase(job, server, opts, out)?;
+
+    // Barman's first backup: the WAL archived before it can never be used, so it goes.
+    let catalogue =
+        barman_common::catalogue::Catalogue::load(job.layout).map_err(|e| ToolError::Failed(e.to_string()))?;
+    if !settings.worm_mode && !catalogue.available().any(|(id, _)| *id < job.id) {
+        let removed = barman::cmd::delete::remove_wal_before_first_backup(server, &job.info, settings.wal_window, out)
+            .map_err(|e| ToolError::Failed(format!("removing the WAL files before the first backup: {e}")))?;
+        if !removed.is_empty() {
+            tracing::info!("removed {} WAL files older than the first backup {}", removed.len(), job.id);
+        }
+    }
+    Ok(())
 }
 
 /// Empties `dir` (a failed attempt's files) and keeps the directory.
@@ -467,15 +485,14 @@ fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<()
     job.save()
 }
 
-/// Checks the archive for the backup's WAL; with `--wait`, runs the archiver until DONE.
+/// One archiver pass and a check of the backup's WAL (as Barman's `backup` ends); with
+/// `--wait`, the archiver runs until the backup is DONE.
 fn wal_phase(job: &mut Job<'_>, server: &Server, opts: &Options, out: &mut Output) -> Result<(), ToolError> {
     let deadline =
         (opts.wait && opts.wait_timeout > 0).then(|| Instant::now() + Duration::from_secs(opts.wait_timeout));
     let mut announced = false;
     loop {
-        if opts.wait {
-            archive_once(server, out);
-        }
+        archive_once(server, out);
         let verdict = check_backup::check(job.layout, &job.id, &mut job.info).map_err(|e| job.fail(&e.to_string()))?;
         match verdict {
             Some(WalVerdict::Done) | None => return Ok(()),

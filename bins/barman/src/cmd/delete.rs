@@ -192,6 +192,20 @@ fn delete_data(layout: &ServerLayout, id: &BackupId, info: &BackupInfo) -> Resul
     Ok(())
 }
 
+/// Barman's `remove_wal_before_backup` after a server's first backup: the WAL archived
+/// before its begin_wal goes (history files stay, and so does WAL inside
+/// `wal_retention_window`). Returns the names removed.
+pub fn remove_wal_before_first_backup(
+    server: &Server,
+    first: &BackupInfo,
+    wal_window: Option<TimeDelta>,
+    out: &mut Output,
+) -> Result<Vec<String>, CmdError> {
+    let protect = BTreeSet::new();
+    let rules = WalRemoval { until: Some(first), protect: &protect, ranges: &[], window: wal_window };
+    remove_wal_before(server, &rules, Utc::now(), out)
+}
+
 /// Timelines of other archiving backups, except the one WAL is removed up to.
 fn timelines_to_protect(catalogue: &Catalogue, deleted: &BackupId, until: Option<&BackupInfo>) -> BTreeSet<u32> {
     let Some(until) = until else { return BTreeSet::new() };
