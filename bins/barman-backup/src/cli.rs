@@ -31,7 +31,7 @@ pub fn command() -> Command {
     let flag = |name: &'static str| Arg::new(name).long(name).action(ArgAction::SetTrue);
     Command::new("barman-backup")
         .version(concat!(env!("CARGO_PKG_VERSION"), " (Barman 3.20.1 compatible)"))
-        .about("Take a base backup of a Barman server with BASE_BACKUP (backup_method = postgres, plain format)")
+        .about("Take a base backup of a Barman server with BASE_BACKUP (backup_method = postgres; plain or compressed tar)")
         .after_help(
             "Exit status: 0 backup taken (DONE, or WAITING_FOR_WALS without --wait); 1 the backup failed \
              (marked FAILED); 2 could not connect to PostgreSQL; 3 bad input (usage, configuration, unknown \

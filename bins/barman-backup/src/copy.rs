@@ -357,6 +357,11 @@ pub fn tar_backup_label(backup_dir: &Path, storage: &Storage) -> io::Result<Stri
     Ok(String::from_utf8_lossy(&label).into_owned())
 }
 
+/// Whether a manifest arrived and waits for [`publish_manifest`] (PostgreSQL 12 sends none).
+pub fn manifest_pending(backup_dir: &Path) -> bool {
+    manifest_tmp(backup_dir).exists()
+}
+
 /// Renames `backup_manifest.tmp` to `backup_manifest` (after everything else is durable,
 /// as pg_basebackup does) and fsyncs the data directory.
 pub fn publish_manifest(backup_dir: &Path) -> io::Result<()> {

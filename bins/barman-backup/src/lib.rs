@@ -1,13 +1,18 @@
 //! `barman-backup`: takes a base backup of one Barman server with the replication
 //! protocol's `BASE_BACKUP` (what Barman's `backup_method = postgres` does with
-//! `pg_basebackup -Fp --wal-method=none`), into a catalogue Barman 3.20.1 reads.
+//! `pg_basebackup --wal-method=none`), into a catalogue Barman 3.20.1 reads: plain, or tar
+//! files compressed here or by the server as `backup_compression*` say ([`storage`]).
+//! PostgreSQL 15+ gets the option syntax; 12-14 the legacy one (13+ for the manifest).
 //!
 //! Under the server's `.<srv>-backup.lock`: identity.json on the first backup; backup.info
-//! saved EMPTY, then STARTED once the server reports the start position, the plain-format
-//! copy into `base/<id>/` (see [`copy`]), everything fsynced, then WAITING_FOR_WALS, and
-//! DONE once every WAL segment from begin_wal to end_wal is archived (at once, with
-//! `--wait` after running the archiver, or later by `barman cron`). Any failure after the
-//! backup directory exists marks it FAILED with `error=failure <phase> (<first line>)`.
+//! saved EMPTY, the pre-backup hook scripts, STARTED once the server reports the start
+//! position, the copy into `base/<id>/` (see [`copy`]; retried `basebackup_retry_times`
+//! times from scratch), a restore point `barman_<id>`, everything fsynced, then
+//! WAITING_FOR_WALS, and DONE once every WAL segment from begin_wal to end_wal is archived
+//! (after one archiver pass, with `--wait` after as many as needed, or later by
+//! `barman cron`); after a first backup the older WAL is removed. The post-backup scripts
+//! run whatever happened. Any failure after the backup directory exists marks it FAILED
+//! with `error=failure <phase> (<first line>)`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -169,10 +174,13 @@ async fn connect(
         .map_err(|e| connect_error("streaming_conninfo", &e))?;
     let identity = repl.identify_system().await.map_err(|e| connect_error("IDENTIFY_SYSTEM", &e))?;
     let version = repl.server_version_num().unwrap_or(0);
-    if version < 150_000 {
+    if version < 120_000 {
         return Err(ToolError::Failed(format!(
-            "PostgreSQL {version} is not supported: barman-backup needs PostgreSQL 15 or newer"
+            "PostgreSQL {version} is not supported: barman-backup needs PostgreSQL 12 or newer"
         )));
+    }
+    if version < 150_000 && settings.storage.server.is_some() {
+        return Err(ToolError::Usage("backup_compression_location = server requires PostgreSQL 15 or greater".into()));
     }
     let catalogue_err = |e: barman_common::catalogue::CatalogueError| ToolError::Failed(e.to_string());
     if let Some(known) = Identity::read(layout).map_err(catalogue_err)? {
@@ -299,7 +307,7 @@ async fn take(
 
     let mut attempt = 0;
     loop {
-        match copy_phase(job, &mut repl, settings, facts.segment_size, opts, out).await {
+        match copy_phase(job, &mut repl, settings, &facts, opts, out).await {
             Ok(()) => break,
             Err(message) if attempt < settings.retry_times => {
                 attempt += 1;
@@ -391,10 +399,11 @@ async fn copy_phase(
     job: &mut Job<'_>,
     repl: &mut ReplicationConnection,
     settings: &Settings,
-    segment_size: WalSegSize,
+    facts: &metadata::ServerFacts,
     opts: &Options,
     out: &mut Output,
 ) -> Result<(), String> {
+    let segment_size = facts.segment_size;
     job.phase = "issuing start backup command";
     let storage = &settings.storage;
     let options = BaseBackupOptions {
@@ -404,6 +413,8 @@ async fn copy_phase(
         tablespace_map: storage.format == Format::Tar,
         compression: storage.server_method().map(str::to_owned),
         compression_detail: storage.server_detail.clone(),
+        // Backup manifests exist from PostgreSQL 13 on.
+        manifest: facts.version >= 130_000,
         ..BaseBackupOptions::default()
     };
     job.info.begin_time = Some(now());
@@ -419,7 +430,7 @@ async fn copy_phase(
     let copy_started = Instant::now();
     let copied = copy::receive(&mut stream, &start, &job.dir, storage, !opts.quiet && !opts.json).await;
     let copied = copied.map_err(|e| e.to_string())?;
-    if !copied.manifest {
+    if !copied.manifest && facts.version >= 130_000 {
         return Err("the server sent no backup manifest".into());
     }
     let copy_time = copy_started.elapsed();
@@ -475,7 +486,9 @@ fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<()
     };
     job.info.backup_label = Some(label);
     let sizes = copy::fsync_and_measure(&job.dir).map_err(|e| e.to_string())?;
-    copy::publish_manifest(&job.dir).map_err(|e| format!("backup_manifest: {e}"))?;
+    if copy::manifest_pending(&job.dir) {
+        copy::publish_manifest(&job.dir).map_err(|e| format!("backup_manifest: {e}"))?;
+    }
     job.info.size = Some(sizes.size);
     job.info.deduplicated_size = Some(sizes.deduplicated);
     if let Some(stats) = job.info.copy_stats.as_mut() {

@@ -94,6 +94,40 @@ impl BaseBackupOptions {
     }
 }
 
+impl BaseBackupOptions {
+    /// The PG 12-14 form: `BASE_BACKUP LABEL 'x' PROGRESS FAST NOWAIT MAX_RATE n
+    /// TABLESPACE_MAP MANIFEST 'yes' ...` (spec `protocol.md` 5.1). `MANIFEST` needs PG13.
+    /// Server-side compression does not exist there: `None` when it is asked for.
+    pub fn legacy_command(&self) -> Option<String> {
+        if self.compression.is_some() {
+            return None;
+        }
+        let mut parts = vec![format!("BASE_BACKUP LABEL {}", quote_literal(&self.label))];
+        if self.progress {
+            parts.push("PROGRESS".into());
+        }
+        if self.fast_checkpoint {
+            parts.push("FAST".into());
+        }
+        if !self.wait {
+            parts.push("NOWAIT".into());
+        }
+        if let Some(rate) = self.max_rate_kbps {
+            parts.push(format!("MAX_RATE {rate}"));
+        }
+        if self.tablespace_map {
+            parts.push("TABLESPACE_MAP".into());
+        }
+        if self.manifest {
+            parts.push("MANIFEST 'yes'".into());
+            if let Some(alg) = &self.manifest_checksums {
+                parts.push(format!("MANIFEST_CHECKSUMS {}", quote_literal(alg)));
+            }
+        }
+        Some(parts.join(" "))
+    }
+}
+
 /// A single-quoted SQL literal.
 fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -214,7 +248,23 @@ pub struct BaseBackupStream<'a> {
     conn: &'a mut ReplicationConnection,
     in_manifest: bool,
     finished: bool,
+    /// PG 12-14: one COPY OUT per archive instead of the typed stream.
+    legacy: Option<Legacy>,
 }
+
+/// The state of a PG 12-14 stream (spec `protocol.md` 5.3): each tablespace arrives as its
+/// own COPY OUT of raw, unterminated tar bytes, in header order (base last), then the
+/// manifest (PG13+) as one more COPY OUT. It is presented as the PG15 event sequence.
+#[derive(Debug)]
+struct Legacy {
+    /// Archive names still to come (`<oid>.tar`, ..., `base.tar`).
+    names: std::collections::VecDeque<(String, String)>,
+    /// An event decided while reading ahead.
+    pending: Option<BaseBackupEvent>,
+}
+
+/// The end-of-archive blocks a PG15 server sends and older ones leave out.
+static TAR_TRAILER: [u8; 1024] = [0; 1024];
 
 impl BaseBackupStream<'_> {
     /// Whether the data now arriving is the manifest.
@@ -227,6 +277,9 @@ impl BaseBackupStream<'_> {
     pub async fn next(&mut self) -> Result<BaseBackupEvent, PgError> {
         if self.finished {
             return Err(PgError::protocol("BASE_BACKUP stream already finished"));
+        }
+        if self.legacy.is_some() {
+            return self.next_legacy().await;
         }
         loop {
             match self.conn.read_message().await? {
@@ -260,16 +313,100 @@ impl BaseBackupStream<'_> {
         let (end_lsn, timeline) = lsn_tli(&rows, "end")?;
         Ok(BaseBackupEvent::End { end_lsn, timeline })
     }
+
+    async fn server_failure(&mut self, error: crate::pg::ServerError) -> PgError {
+        let _ = self.conn.collect_result(Vec::new()).await;
+        self.finished = true;
+        PgError::Server(Box::new(error))
+    }
+
+    async fn next_legacy(&mut self) -> Result<BaseBackupEvent, PgError> {
+        if let Some(event) = self.legacy.as_mut().and_then(|l| l.pending.take()) {
+            return Ok(event);
+        }
+        loop {
+            match self.conn.read_message().await? {
+                Message::CopyData(body) => return Ok(BaseBackupEvent::Data(body.into_bytes())),
+                Message::CopyDone => {
+                    let was_manifest = self.in_manifest;
+                    let following = self.after_legacy_copy().await?;
+                    if was_manifest {
+                        return Ok(following);
+                    }
+                    if let Some(l) = self.legacy.as_mut() {
+                        l.pending = Some(following);
+                    }
+                    return Ok(BaseBackupEvent::Data(bytes::Bytes::from_static(&TAR_TRAILER)));
+                }
+                Message::ErrorResponse(body) => {
+                    let error = server_error(body.fields());
+                    return Err(self.server_failure(error).await);
+                }
+                Message::NoticeResponse(body) => log_notice(&server_error(body.fields())),
+                _ => {}
+            }
+        }
+    }
+
+    /// After one COPY OUT: the next archive, the manifest, or the end position.
+    async fn after_legacy_copy(&mut self) -> Result<BaseBackupEvent, PgError> {
+        loop {
+            match self.conn.read_message().await? {
+                Message::CopyOutResponse(_) => {
+                    let next = self.legacy.as_mut().and_then(|l| l.names.pop_front());
+                    return match next {
+                        Some((name, tablespace_path)) => Ok(BaseBackupEvent::Archive { name, tablespace_path }),
+                        None if self.in_manifest => Err(PgError::protocol("BASE_BACKUP: a COPY after the manifest")),
+                        None => {
+                            self.in_manifest = true;
+                            Ok(BaseBackupEvent::ManifestStart)
+                        }
+                    };
+                }
+                Message::RowDescription(_) => return self.finish().await,
+                Message::ErrorResponse(body) => {
+                    let error = server_error(body.fields());
+                    return Err(self.server_failure(error).await);
+                }
+                Message::NoticeResponse(body) => log_notice(&server_error(body.fields())),
+                Message::CommandComplete(_) => {}
+                other => {
+                    return Err(PgError::protocol(format!(
+                        "BASE_BACKUP: unexpected message after a COPY (tag {})",
+                        message_tag(&other)
+                    )))
+                }
+            }
+        }
+    }
+}
+
+fn message_tag(message: &Message) -> &'static str {
+    match message {
+        Message::DataRow(_) => "DataRow",
+        Message::ReadyForQuery(_) => "ReadyForQuery",
+        Message::CopyData(_) => "CopyData",
+        _ => "other",
+    }
 }
 
 impl ReplicationConnection {
     /// Sends `BASE_BACKUP` and reads the header result sets up to the COPY OUT stream
-    /// (the start checkpoint is done by then). PG15+ only: older servers reject the syntax.
+    /// (the start checkpoint is done by then). A PG 12-14 server gets the legacy syntax and
+    /// its per-archive COPY streams are presented as the PG15 events.
     pub async fn base_backup(
         &mut self,
         options: &BaseBackupOptions,
     ) -> Result<(BaseBackupStart, BaseBackupStream<'_>), PgError> {
-        self.send_query(&options.command()).await?;
+        let legacy = self.server_version_num().is_some_and(|v| v < 150_000);
+        let command = if legacy {
+            options.legacy_command().ok_or_else(|| {
+                PgError::protocol("server-side backup compression needs PostgreSQL 15 or newer".to_owned())
+            })?
+        } else {
+            options.command()
+        };
+        self.send_query(&command).await?;
         let mut sets: Vec<Vec<Row>> = Vec::new();
         loop {
             match self.read_message().await? {
@@ -290,7 +427,21 @@ impl ReplicationConnection {
             }
         }
         let start = BaseBackupStart::from_sets(&sets)?;
-        Ok((start, BaseBackupStream { conn: self, in_manifest: false, finished: false }))
+        let legacy = legacy.then(|| {
+            let mut names: std::collections::VecDeque<(String, String)> = start
+                .tablespaces
+                .iter()
+                .map(|t| {
+                    let name = t.oid.map_or_else(|| "base.tar".to_owned(), |oid| format!("{oid}.tar"));
+                    (name, t.location.clone().unwrap_or_default())
+                })
+                .collect();
+            // The first COPY OUT has begun already.
+            let first =
+                names.pop_front().map(|(name, tablespace_path)| BaseBackupEvent::Archive { name, tablespace_path });
+            Legacy { names, pending: first }
+        });
+        Ok((start, BaseBackupStream { conn: self, in_manifest: false, finished: false, legacy }))
     }
 }
 
@@ -321,6 +472,11 @@ mod tests {
             compressed.command(),
             "BASE_BACKUP ( LABEL 'b', MANIFEST 'yes', COMPRESSION 'zstd', COMPRESSION_DETAIL 'level=3,workers=2' )"
         );
+        assert_eq!(
+            opts.legacy_command().as_deref(),
+            Some("BASE_BACKUP LABEL 'it''s' PROGRESS FAST MAX_RATE 1024 MANIFEST 'yes'")
+        );
+        assert_eq!(compressed.legacy_command(), None);
         let bare = BaseBackupOptions { progress: false, wait: false, manifest: false, ..BaseBackupOptions::default() };
         assert_eq!(bare.command(), "BASE_BACKUP ( LABEL 'base backup', WAIT false )");
     }
