@@ -207,6 +207,17 @@ fn backup_waits_for_wal_verifies_and_restores_with_tablespace() -> Result<()> {
     Ok(())
 }
 
+/// Real Barman 3.20.1's `barman -c <config> <args>` on `barman`'s catalogue; its stdout.
+fn real_barman(real: &RealBarman, barman: &BarmanHome, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new(real.bin("barman"));
+    as_user(&mut cmd, barman.user());
+    let path = format!("{}:{PG_BIN}:{SYSTEM_PATH}", real.bin_dir().display());
+    cmd.env("PATH", path).arg("-c").arg(barman.config_path()).args(args);
+    let outcome = execute(&mut cmd, None, Duration::from_mins(3))?;
+    outcome.success().with_context(|| format!("real barman {args:?}; log:\n{}", barman.log()))?;
+    Ok(outcome.stdout_str())
+}
+
 /// Real Barman 3.20.1 on the same config and catalogue: `list-backup` shows our backup
 /// and one it took itself, both DONE, and `show-backup` prints the same rows for both.
 #[test]
@@ -216,8 +227,8 @@ fn real_barman_reads_our_backup_like_its_own() -> Result<()> {
     let real = skip_unless!(RealBarman::require());
     let s = setup("backup vs barman")?;
     s.pg.pgbench_init(1)?;
-    // Without --wait the backup ends WAITING_FOR_WALS (its WAL is still in incoming/);
-    // `barman cron` archives it and promotes the backup (check-backup).
+    // Without --wait the backup ends WAITING_FOR_WALS unless the archiver pass that ends it
+    // found the end WAL already; `barman cron` archives it and promotes the backup.
     s.barman.run(&["backup", "pg", "--immediate-checkpoint"])?;
     let layout = layout(&s.barman);
     let ours = backup_ids(&layout).pop().context("no backup")?;
@@ -227,15 +238,7 @@ fn real_barman_reads_our_backup_like_its_own() -> Result<()> {
     ensure!(info(&layout, &ours)?.status == BackupStatus::Done, "cron did not promote {ours}");
     // Next second at least: Barman's id must differ from ours.
     std::thread::sleep(Duration::from_millis(1100));
-    let real_barman = |args: &[&str]| -> Result<String> {
-        let mut cmd = Command::new(real.bin("barman"));
-        as_user(&mut cmd, s.barman.user());
-        let path = format!("{}:{PG_BIN}:{SYSTEM_PATH}", real.bin_dir().display());
-        cmd.env("PATH", path).arg("-c").arg(s.barman.config_path()).args(args);
-        let outcome = execute(&mut cmd, None, Duration::from_mins(3))?;
-        outcome.success().with_context(|| format!("real barman {args:?}; log:\n{}", s.barman.log()))?;
-        Ok(outcome.stdout_str())
-    };
+    let real_barman = |args: &[&str]| real_barman(&real, &s.barman, args);
     real_barman(&["backup", "pg", "--wait"])?;
     let ids = backup_ids(&layout);
     ensure!(ids.len() == 2, "backups: {ids:?}");
@@ -282,9 +285,7 @@ fn bad_conninfo_fails_cleanly() -> Result<()> {
     let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
     barman.add_server("pg", &pg, &BarmanServerOptions::default())?;
     pg.stop()?;
-    let mut direct = Command::new(cargo_bin("barman-backup")?);
-    as_user(&mut direct, barman.user());
-    direct.arg("-c").arg(barman.config_path()).arg("pg");
+    let mut direct = barman.program_command(&cargo_bin("barman-backup")?, &["pg"]);
     let outcome = execute(&mut direct, None, DEFAULT_TIMEOUT)?;
     outcome.fails_with_code(2)?;
     let err = outcome.stderr_str();
@@ -312,9 +313,7 @@ fn interrupted_copy_is_marked_failed() -> Result<()> {
     let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
     let server = BarmanServerOptions { extra: vec!["bandwidth_limit = 1024".into()], ..BarmanServerOptions::default() };
     barman.add_server("pg", &pg, &server)?;
-    let mut cmd = Command::new(cargo_bin("barman-backup")?);
-    as_user(&mut cmd, barman.user());
-    cmd.arg("-c").arg(barman.config_path()).args(["--immediate-checkpoint", "pg"]);
+    let mut cmd = barman.program_command(&cargo_bin("barman-backup")?, &["--immediate-checkpoint", "pg"]);
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = cmd.spawn()?;
     let layout = layout(&barman);
@@ -510,15 +509,7 @@ fn compressed_backups_in_barmans_formats() -> Result<()> {
         ids.push(id);
         std::thread::sleep(Duration::from_millis(1100));
     }
-    let real_barman = |args: &[&str]| -> Result<String> {
-        let mut cmd = Command::new(real.bin("barman"));
-        as_user(&mut cmd, s.barman.user());
-        cmd.env("PATH", format!("{}:{PG_BIN}:{SYSTEM_PATH}", real.bin_dir().display()));
-        cmd.arg("-c").arg(s.barman.config_path()).args(args);
-        let outcome = execute(&mut cmd, None, Duration::from_mins(2))?;
-        outcome.success().with_context(|| format!("real barman {args:?}"))?;
-        Ok(outcome.stdout_str())
-    };
+    let real_barman = |args: &[&str]| real_barman(&real, &s.barman, args);
     let list = real_barman(&["list-backups", "pg"])?;
     for id in &ids {
         let line =
@@ -529,9 +520,7 @@ fn compressed_backups_in_barmans_formats() -> Result<()> {
     }
     // A combination Barman refuses is refused the same way, before anything is written.
     with_server_lines(&s.barman, &base_config, &["backup_compression = lz4", "backup_compression_format = plain"])?;
-    let mut direct = Command::new(cargo_bin("barman-backup")?);
-    as_user(&mut direct, s.barman.user());
-    direct.arg("-c").arg(s.barman.config_path()).arg("pg");
+    let mut direct = s.barman.program_command(&cargo_bin("barman-backup")?, &["pg"]);
     let refused = execute(&mut direct, None, DEFAULT_TIMEOUT)?;
     refused.fails_with_code(3)?;
     ensure!(
@@ -566,9 +555,7 @@ fn retried_copy_and_backup_hooks() -> Result<()> {
         &base_config,
         &["basebackup_retry_times = 2", "basebackup_retry_sleep = 1", "bandwidth_limit = 4096", &pre, &post],
     )?;
-    let mut cmd = Command::new(cargo_bin("barman-backup")?);
-    as_user(&mut cmd, s.barman.user());
-    cmd.arg("-c").arg(s.barman.config_path()).args(["--immediate-checkpoint", "--wait", "pg"]);
+    let mut cmd = s.barman.program_command(&cargo_bin("barman-backup")?, &["--immediate-checkpoint", "--wait", "pg"]);
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = cmd.spawn()?;
     let layout = layout(&s.barman);
@@ -608,9 +595,7 @@ fn retried_copy_and_backup_hooks() -> Result<()> {
     // ABORT_STOP from the pre retry script: FAILED before any copy; the post script sees it.
     let stop = format!("pre_backup_retry_script = sh -c 'exit 63'");
     with_server_lines(&s.barman, &base_config, &[&stop, &post])?;
-    let mut cmd = Command::new(cargo_bin("barman-backup")?);
-    as_user(&mut cmd, s.barman.user());
-    cmd.arg("-c").arg(s.barman.config_path()).arg("pg");
+    let mut cmd = s.barman.program_command(&cargo_bin("barman-backup")?, &["pg"]);
     let stopped = execute(&mut cmd, None, DEFAULT_TIMEOUT)?;
     stopped.fails_with_code(1)?;
     let id2 = backup_ids(&layout).pop().context("second backup")?;
