@@ -28,9 +28,12 @@ enum State {
 pub struct Extractor {
     dest: PathBuf,
     links: BTreeMap<String, PathBuf>,
+    exclude: Vec<String>,
     header: Vec<u8>,
     state: State,
     files: u64,
+    /// An all-zero header block (the end-of-archive marker) was read.
+    ended: bool,
 }
 
 /// A parsed ustar header.
@@ -120,10 +123,20 @@ impl Extractor {
         Ok(Extractor {
             dest: dest.to_path_buf(),
             links,
+            exclude: Vec::new(),
             header: Vec::with_capacity(BLOCK),
             state: State::Header,
             files: 0,
+            ended: false,
         })
+    }
+
+    /// Regular files at these relative paths are skipped (`recovery.conf`, `tablespace_map`
+    /// when a recovery restores a base archive).
+    #[must_use]
+    pub fn excluding(mut self, names: &[&str]) -> Extractor {
+        self.exclude = names.iter().map(|n| (*n).to_owned()).collect();
+        self
     }
 
     /// Consumes the next bytes of the archive.
@@ -166,20 +179,36 @@ impl Extractor {
         Ok(())
     }
 
-    /// Checks that the archive did not stop inside an entry.
+    /// Checks that the archive is whole: not stopped inside an entry, and closed by the
+    /// end-of-archive marker (a PG15 server sends it; the legacy stream gets it appended).
+    /// Returns the number of files written.
     pub fn finish(self) -> io::Result<u64> {
         match self.state {
-            State::Header if self.header.is_empty() => Ok(self.files),
-            State::Skip(0) => Ok(self.files),
-            _ => Err(bad("archive ended in the middle of an entry")),
+            State::Header if self.header.is_empty() => {}
+            State::Skip(0) => {}
+            _ => return Err(bad("archive ended in the middle of an entry")),
         }
+        if !self.ended {
+            return Err(bad("the archive is truncated (no end-of-archive marker)"));
+        }
+        Ok(self.files)
     }
 
     fn start_entry(&mut self, block: &[u8]) -> io::Result<()> {
-        let Some(header) = Header::parse(block)? else { return Ok(()) };
+        let Some(header) = Header::parse(block)? else {
+            self.ended = true;
+            return Ok(());
+        };
         let rel = safe_relative(&header.name)?;
-        let path = self.dest.join(&rel);
         let padding = (BLOCK - (header.size % BLOCK as u64) as usize) % BLOCK;
+        if matches!(header.kind, b'0' | 0) && self.exclude.iter().any(|e| Path::new(e) == rel) {
+            self.state = State::Skip(header.size + padding as u64);
+            if matches!(self.state, State::Skip(0)) {
+                self.state = State::Header;
+            }
+            return Ok(());
+        }
+        let path = self.dest.join(&rel);
         match header.kind {
             b'5' => {
                 fs::DirBuilder::new().recursive(true).mode(0o700).create(&path)?;
@@ -330,6 +359,16 @@ mod tests {
         y.feed(&header("f", b'0', 10, 0o600, "")).expect("feed");
         y.feed(b"abc").expect("feed");
         assert!(y.finish().is_err());
+        // Cut at an entry boundary: every entry whole, but no end-of-archive blocks.
+        let whole = archive();
+        let mut cut = Extractor::new(&dir.path().join("c"), BTreeMap::new()).expect("new");
+        cut.feed(&whole[..2 * BLOCK]).expect("feed");
+        assert!(cut.finish().expect_err("cut").to_string().contains("truncated"));
+        let mut skipping =
+            Extractor::new(&dir.path().join("x"), BTreeMap::new()).expect("new").excluding(&["backup_label"]);
+        skipping.feed(&whole).expect("feed");
+        assert_eq!(skipping.finish().expect("whole"), 1);
+        assert!(!dir.path().join("x/backup_label").exists() && dir.path().join("x/base/empty").is_file());
         let mut corrupt = header("f", b'0', 0, 0o600, "");
         corrupt[0] = b'g';
         let mut z = Extractor::new(&dir.path().join("z"), BTreeMap::new()).expect("new");

@@ -2,7 +2,8 @@
 //! moves, the tree copied with rsync (`--partial-dir`, so an interrupted run keeps what it
 //! had, and the next one sends neither the complete files again nor the part of the broken
 //! one it already has), tablespace links recreated, every file checked against the
-//! backup's `backup_manifest` (size and checksum) or, without one, against a second rsync
+//! backup's `backup_manifest` (size and checksum) or, without one or for a tar-format
+//! backup (whose manifest describes the files inside its archives), against a second rsync
 //! pass that must find nothing to send, then fsynced. Only then does the backup leave
 //! `SYNCING`: `WAITING_FOR_WALS` until the WAL from its begin_wal to its end_wal is on the
 //! passive too, then `DONE` — a passive never shows DONE a backup it cannot restore.
@@ -173,9 +174,11 @@ fn copy_and_verify(
         .run(transfer(false), None)
         .map_err(|f| RelayError::Sync(format!("failure syncing server {} backup {id}: {f}", relay.server.name)))?;
     // Tablespace links, as barman-backup and Barman lay them out: data/pg_tblspc/<oid> ->
-    // the copy's <oid> directory.
+    // the copy's <oid> directory. A tar-format backup (backup.info `compression` set) keeps
+    // its tablespaces in data/<oid>.tar.<ext> and has no such links.
+    let tar_format = record.compression.is_some();
     let tblspc = dest.join("data").join("pg_tblspc");
-    for t in &tablespaces {
+    for t in tablespaces.iter().filter(|_| !tar_format) {
         let link = tblspc.join(t.oid.to_string());
         let target = dest.join(t.oid.to_string());
         if fs::symlink_metadata(&link).is_ok() {
@@ -185,13 +188,14 @@ fn copy_and_verify(
         symlink(&target, &link)?;
     }
     let manifest = dest.join("data").join("backup_manifest");
-    if manifest.is_file() {
+    if manifest.is_file() && !tar_format {
         let m = Manifest::read(&manifest).map_err(|e| RelayError::Verify(e.to_string()))?;
         let v = m.verify(&dest.join("data")).map_err(|e| RelayError::Verify(format!("backup_manifest check: {e}")))?;
         relay.say(format!("Backup {id}: {} files match backup_manifest ({} bytes checksummed)", v.files, v.bytes));
     } else {
-        // No manifest (rsync-method or PostgreSQL < 13 backups): a second pass must find
-        // every file present with the primary's size and time.
+        // No manifest (rsync-method or PostgreSQL < 13 backups), or one describing the
+        // content of tar archives: a second pass must find every file present with the
+        // primary's size and time.
         let mut cmd = transfer(true);
         cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
         let out = cmd.output()?;

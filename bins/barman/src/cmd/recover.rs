@@ -1,7 +1,9 @@
 //! `barman recover` (alias `restore`): Barman 3.20.1's validations, the base backup and
 //! tablespace copy, the required WAL (decompressed) or a get-wal `restore_command`, the
 //! recovery settings appended to `postgresql.auto.conf`, the signal files and the
-//! configuration safety pass (`#BARMAN#`), with Barman's console lines.
+//! configuration safety pass (`#BARMAN#`), with Barman's console lines. A tar-format backup
+//! (backup.info `compression` set) is extracted from its archives instead of copied
+//! ([`super::recover_tar`]). A local result is fsynced before success is reported.
 //!
 //! With `--remote-ssh-command` the destination is on another host: after Barman's checks
 //! over that command (`<ssh> true`, the destination and tablespace directories empty), the
@@ -18,9 +20,11 @@ use std::path::{Path, PathBuf};
 use barman_common::catalogue::{format_py_datetime, BackupId, BackupInfo, Catalogue, Tablespace, XlogDb, XlogDbEntry};
 use barman_common::compress;
 use barman_common::config::RecoveryOption;
+use barman_common::durable;
 use barman_common::wal::{Lsn, TimelineId, WalFileName, WalSegSize};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
 
+use crate::cmd::recover_tar::TarFormat;
 use crate::context::Context;
 use crate::output::Output;
 use crate::progress::Progress;
@@ -172,6 +176,13 @@ pub fn run(
         })
         .collect::<Result<_, _>>()?;
 
+    // A tar-format backup: its archives must all be there before anything is written.
+    let tar = info.compression.as_deref().map(TarFormat::from_compression).transpose()?;
+    if let Some(fmt) = tar {
+        let oids = tablespaces.iter().map(|(t, _)| t.oid);
+        fmt.check_archives(&server.layout.backup_dir(id).join("data"), oids)?;
+    }
+
     // Targets (Barman's _set_pitr_targets).
     let target_tli = match &opts.target_tli {
         None => None,
@@ -275,12 +286,24 @@ pub fn run(
     out.info("Copying the base backup.");
     let backup_dir = server.layout.backup_dir(id);
     let mut progress = Progress::new("base backup", info.size.unwrap_or(0));
-    copy_pgdata(&backup_dir.join("data"), &root, &mut progress)
-        .map_err(|e| CmdError::Error(format!("Failure copying base backup: {e}")))?;
+    let copy_failure = |e: io::Error| CmdError::Error(format!("Failure copying base backup: {e}"));
+    if let Some(fmt) = tar {
+        // Barman's order: the tablespaces first, then the base archive.
+        let data = backup_dir.join("data");
+        for (t, to) in &tablespaces {
+            fmt.extract_tablespace(&data, t.oid, &write_to(t, to), &mut progress)?;
+        }
+        let links: Vec<(u32, PathBuf)> = tablespaces.iter().map(|(t, to)| (t.oid, to.clone())).collect();
+        fmt.extract_base(&data, &root, &links, &mut progress)?;
+        prepare_extracted(&root, tablespaces.iter().map(|(t, to)| write_to(t, to))).map_err(copy_failure)?;
+    } else {
+        copy_pgdata(&backup_dir.join("data"), &root, &mut progress).map_err(copy_failure)?;
+    }
     for (t, to) in &tablespaces {
         let oid = t.oid.to_string();
-        copy_tree(&backup_dir.join(&oid), &write_to(t, to), &mut progress)
-            .map_err(|e| CmdError::Error(format!("Failure copying base backup: {e}")))?;
+        if tar.is_none() {
+            copy_tree(&backup_dir.join(&oid), &write_to(t, to), &mut progress).map_err(copy_failure)?;
+        }
         let link = root.join("pg_tblspc").join(&oid);
         if fs::symlink_metadata(&link).is_ok() {
             fs::remove_file(&link)?;
@@ -414,6 +437,13 @@ pub fn run(
         let append = if file == "postgresql.auto.conf" { &lines[..] } else { &[] };
         changes.extend(mangle(&path, append)?);
         warnings.extend(detect_issues(&path)?);
+    }
+
+    // A local result is made durable before it is reported ready; a staged one is shipped
+    // by rsync and removed.
+    if remote.is_none() {
+        let dirs = std::iter::once(root.clone()).chain(tablespaces.iter().map(|(_, to)| to.clone()));
+        make_durable(dirs).map_err(|e| CmdError::Error(format!("Failure syncing the restored files: {e}")))?;
     }
 
     // A remote destination: ship the staged result.
@@ -806,6 +836,32 @@ fn copy_wal(server: &Server, name: &WalFileName, dir: &Path) -> io::Result<u64> 
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
     fs::rename(&tmp, dir.join(name.as_str()))?;
     Ok(n)
+}
+
+/// After a tar extraction: PGDATA and the tablespace directories 0700 (an existing empty
+/// destination keeps its mode otherwise) and `pg_wal` present, as a plain copy leaves them.
+fn prepare_extracted(root: &Path, tablespace_dirs: impl Iterator<Item = PathBuf>) -> io::Result<()> {
+    for dir in std::iter::once(root.to_owned()).chain(tablespace_dirs) {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    }
+    let wal = root.join("pg_wal");
+    if !wal.exists() {
+        fs::create_dir_all(&wal)?;
+        fs::set_permissions(&wal, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// fsyncs every file and directory under each of `dirs` (symlinks not followed: each
+/// tablespace is its own entry) and each directory's parent, which holds its entry.
+fn make_durable(dirs: impl Iterator<Item = PathBuf>) -> io::Result<()> {
+    for dir in dirs {
+        durable::fsync_and_measure(&dir)?;
+        if let Some(parent) = dir.parent() {
+            durable::fsync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies PGDATA with Barman's excludes.
