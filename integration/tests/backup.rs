@@ -475,35 +475,32 @@ fn compressed_backups_in_barmans_formats() -> Result<()> {
         let oid = bi.tablespaces.as_ref().and_then(|t| t.first()).context("tablespace")?.oid.to_string();
         let backup_dir = layout.backup_dir(&BackupId::new(&id)?);
         let data = backup_dir.join("data");
-        match ext {
-            Some(ext) => {
-                let method = lines[0].rsplit(' ').next().context("method")?;
-                ensure!(bi.compression.as_deref() == Some(method), "{lines:?}: compression {:?}", bi.compression);
-                let mut names: Vec<String> = fs::read_dir(&data)?
-                    .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-                    .collect::<Result<_>>()?;
-                names.sort();
-                let mut want = vec![format!("{oid}{ext}"), "backup_manifest".into(), format!("base{ext}")];
-                want.sort();
-                ensure!(names == want, "{lines:?}: data/ holds {names:?}");
-                ensure!(fs::read_dir(backup_dir.join(&oid))?.next().is_none(), "{lines:?}: <oid>/ not empty");
-                let unpacked = s.scratch.mkdir(format!("unpacked-{id}"))?;
-                let (rdata, rts) = (unpacked.join("data"), unpacked.join("ts"));
-                system_untar(&data.join(format!("base{ext}")), &rdata)?;
-                system_untar(&data.join(format!("{oid}{ext}")), &rts)?;
-                ensure!(rdata.join("tablespace_map").is_file(), "{lines:?}: no tablespace_map in base archive");
-                fs::create_dir_all(rdata.join("pg_tblspc"))?;
-                std::os::unix::fs::symlink(&rts, rdata.join("pg_tblspc").join(&oid))?;
-                fs::copy(data.join("backup_manifest"), rdata.join("backup_manifest"))?;
-                let v = verifybackup(&rdata)?;
-                ensure!(v.code() == Some(0), "{lines:?}: pg_verifybackup of the unpacked archives: {v:?}");
-            }
-            None => {
-                ensure!(bi.compression.is_none(), "plain backup recorded compression {:?}", bi.compression);
-                ensure!(data.join("PG_VERSION").is_file() && fs::read_link(data.join("pg_tblspc").join(&oid)).is_ok());
-                let v = verifybackup(&data)?;
-                ensure!(v.code() == Some(0), "{lines:?}: pg_verifybackup: {v:?}");
-            }
+        if let Some(ext) = ext {
+            let method = lines[0].rsplit(' ').next().context("method")?;
+            ensure!(bi.compression.as_deref() == Some(method), "{lines:?}: compression {:?}", bi.compression);
+            let mut names: Vec<String> = fs::read_dir(&data)?
+                .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<_>>()?;
+            names.sort();
+            let mut want = vec![format!("{oid}{ext}"), "backup_manifest".into(), format!("base{ext}")];
+            want.sort();
+            ensure!(names == want, "{lines:?}: data/ holds {names:?}");
+            ensure!(fs::read_dir(backup_dir.join(&oid))?.next().is_none(), "{lines:?}: <oid>/ not empty");
+            let unpacked = s.scratch.mkdir(format!("unpacked-{id}"))?;
+            let (rdata, rts) = (unpacked.join("data"), unpacked.join("ts"));
+            system_untar(&data.join(format!("base{ext}")), &rdata)?;
+            system_untar(&data.join(format!("{oid}{ext}")), &rts)?;
+            ensure!(rdata.join("tablespace_map").is_file(), "{lines:?}: no tablespace_map in base archive");
+            fs::create_dir_all(rdata.join("pg_tblspc"))?;
+            std::os::unix::fs::symlink(&rts, rdata.join("pg_tblspc").join(&oid))?;
+            fs::copy(data.join("backup_manifest"), rdata.join("backup_manifest"))?;
+            let v = verifybackup(&rdata)?;
+            ensure!(v.code() == Some(0), "{lines:?}: pg_verifybackup of the unpacked archives: {v:?}");
+        } else {
+            ensure!(bi.compression.is_none(), "plain backup recorded compression {:?}", bi.compression);
+            ensure!(data.join("PG_VERSION").is_file() && fs::read_link(data.join("pg_tblspc").join(&oid)).is_ok());
+            let v = verifybackup(&data)?;
+            ensure!(v.code() == Some(0), "{lines:?}: pg_verifybackup: {v:?}");
         }
         eprintln!("{lines:?}: {id} size {} bytes", bi.size.unwrap_or(0));
         ids.push(id);
@@ -608,8 +605,8 @@ fn retried_copy_and_backup_hooks() -> Result<()> {
     std::thread::sleep(Duration::from_millis(1100));
 
     // ABORT_STOP from the pre retry script: FAILED before any copy; the post script sees it.
-    let stop = format!("pre_backup_retry_script = sh -c 'exit 63'");
-    with_server_lines(&s.barman, &base_config, &[&stop, &post])?;
+    let stop = "pre_backup_retry_script = sh -c 'exit 63'";
+    with_server_lines(&s.barman, &base_config, &[stop, &post])?;
     let mut cmd = s.barman.program_command(&cargo_bin("barman-backup")?, &["pg"]);
     let stopped = execute(&mut cmd, None, DEFAULT_TIMEOUT)?;
     stopped.fails_with_code(1)?;

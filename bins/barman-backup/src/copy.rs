@@ -370,7 +370,7 @@ pub fn publish_manifest(backup_dir: &Path) -> io::Result<()> {
     durable::fsync_dir(&data)
 }
 
-pub use barman_common::durable::{fsync_and_measure, Sizes};
+pub use barman_common::durable::{fsync_and_measure, syncfs_and_measure, Sizes};
 
 /// What [`link_unchanged`] reused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -485,7 +485,7 @@ fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<()
         Format::Tar => copy::tar_backup_label(&job.dir, storage).map_err(|e| e.to_string())?,
     };
     job.info.backup_label = Some(label);
-    let sizes = copy::fsync_and_measure(&job.dir).map_err(|e| e.to_string())?;
+    let sizes = copy::syncfs_and_measure(&job.dir).map_err(|e| e.to_string())?;
     if copy::manifest_pending(&job.dir) {
         copy::publish_manifest(&job.dir).map_err(|e| format!("backup_manifest: {e}"))?;
     }

@@ -852,14 +852,11 @@ fn prepare_extracted(root: &Path, tablespace_dirs: impl Iterator<Item = PathBuf>
     Ok(())
 }
 
-/// fsyncs every file and directory under each of `dirs` (symlinks not followed: each
-/// tablespace is its own entry) and each directory's parent, which holds its entry.
+/// Makes each of `dirs` (PGDATA and every tablespace, which may sit on other filesystems)
+/// durable with one `syncfs` of its filesystem, which also covers its parent's entry.
 fn make_durable(dirs: impl Iterator<Item = PathBuf>) -> io::Result<()> {
     for dir in dirs {
-        durable::fsync_and_measure(&dir)?;
-        if let Some(parent) = dir.parent() {
-            durable::fsync_dir(parent)?;
-        }
+        durable::sync_filesystem_of(&dir)?;
     }
     Ok(())
 }
