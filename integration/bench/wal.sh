@@ -10,6 +10,8 @@
 #   BARMAN_VENV        real Barman venv (default /opt/barman-venv)
 #   KEEP=1             keep the scratch dir (for debugging)
 #   RESTORE_IMPLS      which barman-wal-restore to time: "ours real" (default), "ours"
+#   SSH_CIPHER         cipher of every client's ssh config (all contenders get the same);
+#                      default aes128-gcm@openssh.com, "default" keeps OpenSSH's own choice
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,6 +25,7 @@ else
     ARCHIVE_N=${ARCHIVE_N:-30}; RESTORE_N=${RESTORE_N:-200}
 fi
 NSEG=$(( ARCHIVE_N > RESTORE_N ? ARCHIVE_N : RESTORE_N ))
+SSH_CIPHER=${SSH_CIPHER:-aes128-gcm@openssh.com}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
@@ -33,6 +36,7 @@ for f in "$OUR_BIN/barman" "$OUR_BIN/barman-wal-archive" "$OUR_BIN/barman-wal-re
     [ -x "$f" ] || die "missing $f (cargo build --release --workspace? integration/setup.sh?)"
 done
 HAVE_PGBR=0; command -v pgbackrest >/dev/null && HAVE_PGBR=1
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 S=$(mktemp -d /tmp/barman-walbench.XXXXXX)
 chmod 755 "$S"
@@ -132,6 +136,7 @@ make_client() { # impl mux(0/1)
         echo "    GlobalKnownHostsFile /dev/null"
         echo "    LogLevel ERROR"
         echo "    BatchMode yes"
+        [ "$SSH_CIPHER" != default ] && echo "    Ciphers $SSH_CIPHER"
         if [ "$mux" = 1 ]; then
             echo "    ControlMaster auto"
             echo "    ControlPath $d/cm-%C"
@@ -368,10 +373,14 @@ for impl in ${RESTORE_IMPLS:-ours real}; do
     for mode in fresh mux; do
         [ $mode = mux ] && warm_mux $impl
         mlabel="fresh ssh"; [ $mode = mux ] && mlabel="ssh mux"
-        bench_restore "$name" "$mlabel, -p 1" "get-wal --peek 1 + get-wal per segment" \
+        note1="get-wal --peek 1 + get-wal per segment"
+        [ $impl = ours ] && note1="one get-wal per segment (no peek needed for -p 1)"
+        bench_restore "$name" "$mlabel, -p 1" "$note1" \
             client $impl $mode barman-wal-restore -c "$S/barman-$impl/barman.conf" -p 1 --spool-dir "$S/spool-$impl-$mode-1" 127.0.0.1 pg %f %p
         reap_prefetch
-        bench_restore "$name" "$mlabel, -p 8" "--spool-dir; prefetch 7 ahead" \
+        note8="--spool-dir; prefetch 7 ahead"
+        [ $impl = ours ] && note8="$note8: one get-wal --batch stream, flow-controlled, each segment published when verified"
+        bench_restore "$name" "$mlabel, -p 8" "$note8" \
             client $impl $mode barman-wal-restore -c "$S/barman-$impl/barman.conf" -p 8 --spool-dir "$S/spool-$impl-$mode-8" 127.0.0.1 pg %f %p
         reap_prefetch
     done
@@ -400,6 +409,6 @@ echo
 echo "Machine: nproc=$(nproc), CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(uname -r)"
 echo "Versions: Barman $("$VENV/bin/barman" -v 2>&1 | head -1), $(pgbackrest version 2>/dev/null), PG $("$PG_BIN/postgres" -V | awk '{print $3}'), ours $("$S/ours-bin/barman" --version 2>&1 | head -1)"
 echo "Segments: 16 MiB; archive N=$ARCHIVE_N (median of per-call wall time), restore N=${#REST_SEGS[@]} (sequential, total wall time)"
-echo "Note: shared 2-CPU machine, numbers are noisy; ssh to 127.0.0.1 (no network latency)."
+echo "Note: shared 2-CPU machine, numbers are noisy; ssh to 127.0.0.1 (no network latency); ssh cipher for every contender: $SSH_CIPHER; load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
 table "ARCHIVE (one call per segment, like archive_command)" "median ms/segment" "${AROWS[@]}"
 table "RESTORE (one call per segment in order, like restore_command)" "segments/s" "${RROWS[@]}"

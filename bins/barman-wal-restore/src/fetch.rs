@@ -1,4 +1,5 @@
-//! One get-wal exchange: ssh, receive into a temp file, decompress, verify, rename.
+//! One get-wal exchange: ssh, receive into a temp file, decompress, verify, rename; and
+//! `get-wal --peek`.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
@@ -8,7 +9,6 @@ use std::process::Stdio;
 use barman_common::compress;
 use barman_common::durable::TempFile;
 use barman_common::remote::{shell_quote, SshTarget, SSH_CONNECTION_FAILED};
-use barman_common::wal::{validate_segment_header, ExpectedSegment, WalFileName};
 
 use crate::{Options, ToolError};
 
@@ -30,7 +30,7 @@ pub fn remote_words(opts: &Options, flags: &[String], wal: &str) -> Vec<String> 
     words
 }
 
-fn map_status(code: Option<i32>) -> Result<(), ToolError> {
+pub(crate) fn map_status(code: Option<i32>) -> Result<(), ToolError> {
     match code {
         Some(0) => Ok(()),
         Some(SSH_CONNECTION_FAILED) => Err(ToolError::Connection),
@@ -117,17 +117,12 @@ fn decompress_if_needed(raw: TempFile, dir: &Path, wal: &str) -> io::Result<Temp
 
 /// A plain segment must be a whole segment whose first page is where its name says.
 fn verify(path: &Path, wal: &str) -> Result<(), ToolError> {
-    let Ok(name) = wal.parse::<WalFileName>() else { return Ok(()) };
-    if !name.is_segment() {
-        return Ok(());
-    }
     let corrupt = |m: String| ToolError::Corrupt(format!("received {wal} failed verification: {m}"));
-    let mut head = [0u8; 64];
-    let mut f = File::open(path).map_err(|e| corrupt(e.to_string()))?;
+    let mut head = Vec::with_capacity(64);
+    let f = File::open(path).map_err(|e| corrupt(e.to_string()))?;
     let len = f.metadata().map_err(|e| corrupt(e.to_string()))?.len();
-    let n = f.read(&mut head).map_err(|e| corrupt(e.to_string()))?;
-    let expected = ExpectedSegment { name: &name, system_id: None, seg_size: None, file_len: Some(len) };
-    validate_segment_header(&head[..n], &expected).map(|_| ()).map_err(|e| corrupt(e.to_string()))
+    f.take(64).read_to_end(&mut head).map_err(|e| corrupt(e.to_string()))?;
+    crate::batch::verify_head(wal, &head, len)
 }
 
 /// Moves a verified spool file onto `dest` (copying when the spool is on another
@@ -142,73 +137,4 @@ pub fn install(spooled: &Path, dest: &Path) -> io::Result<()> {
         }
         other => other,
     }
-}
-
-/// `get-wal --batch N` (our server's extension): up to `n` files from `first` on, received
-/// as one checksummed tar stream into `dir` under their own names. Every member is written
-/// to a temp file, and nothing is published until the whole stream was read, every SHA-256
-/// matched and every segment passed [`verify`]. Returns the names published, in order.
-/// A server without the extension (real Barman) fails with its usage status 2.
-pub fn fetch_batch(opts: &Options, first: &str, n: usize, dir: &Path) -> Result<Vec<String>, ToolError> {
-    let mut flags = vec!["--batch".to_owned(), format!("'{n}'")];
-    if opts.keep_compression {
-        flags.push("--keep-compression".to_owned());
-    }
-    let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
-    let mut child = target(opts)
-        .command(&remote_words(opts, &flags, first))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(local)?;
-    let stdout = child.stdout.take().expect("stdout was requested as piped");
-    let received = receive_batch(stdout, dir);
-    map_status(child.wait().map_err(local)?.code())?;
-    let (files, sums) = received.map_err(|e| ToolError::Corrupt(format!("batch from {first}: {e}")))?;
-    let mut published = Vec::new();
-    for (name, tmp, digest) in files {
-        if sums.get(&name) != Some(&digest) {
-            return Err(ToolError::Corrupt(format!("batch member {name}: checksum mismatch")));
-        }
-        let plain = decompress_if_needed(tmp, dir, &name).map_err(local)?;
-        verify(plain.temp_path(), &name)?;
-        plain.publish_to(&dir.join(&name)).map_err(local)?;
-        published.push(name);
-    }
-    Ok(published)
-}
-
-type Batch = (Vec<(String, TempFile, String)>, std::collections::HashMap<String, String>);
-
-fn receive_batch(input: impl Read, dir: &Path) -> io::Result<Batch> {
-    use barman_common::wire::{parse_sums, SumAlgo};
-    let mut archive = tar::Archive::new(input);
-    let (mut files, mut sums) = (Vec::new(), std::collections::HashMap::new());
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        if name == SumAlgo::Sha256.member_name() {
-            let mut body = String::new();
-            entry.read_to_string(&mut body)?;
-            sums.extend(parse_sums(&body).0);
-            continue;
-        }
-        if name.parse::<WalFileName>().is_err() || name.contains('/') {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected member '{name}'")));
-        }
-        let mut tmp = TempFile::create(&dir.join(&name), 0o600)?;
-        let mut hasher = SumAlgo::Sha256.hasher();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = entry.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            hasher.update(&buf[..k]);
-            tmp.file().write_all(&buf[..k])?;
-        }
-        files.push((name, tmp, hasher.hex()));
-    }
-    Ok((files, sums))
 }

@@ -14,9 +14,11 @@
 //!   still fetched directly, so `-P -p N` can deliver the streaming partial.
 #![forbid(unsafe_code)]
 
+mod batch;
 pub mod cli;
 mod fetch;
 mod prefetch;
+mod spool;
 
 use std::fmt;
 use std::path::Path;
@@ -86,30 +88,30 @@ pub fn run(opts: &Options) -> Result<(), ToolError> {
         return Ok(());
     }
     let is_segment = opts.wal_name.parse::<barman_common::wal::WalFileName>().is_ok_and(|n| n.is_segment());
+    // A miss: the prefetcher (started if needed) fetches this segment first and the following
+    // ones behind it in the same stream.
     if opts.parallel > 1 && is_segment && prefetch::await_prefetch(opts) && serve_from_spool(opts) {
         return Ok(());
-    }
-    if opts.parallel > 1 && is_segment {
-        // A miss: one round trip fetches the requested segment and the following ones.
-        let got = prefetch::fill(opts, &opts.wal_name, opts.parallel).unwrap_or_default();
-        if got.first() == Some(&opts.wal_name) && serve_from_spool(opts) {
-            return Ok(());
-        }
     }
     let dest_dir = opts.wal_dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fetch::fetch_verified(opts, &opts.wal_name, dest_dir, &opts.wal_dest)?;
     if opts.parallel > 1 && is_segment {
         prefetch::remember_segment_size(&opts.spool_dir, &opts.wal_dest);
-        prefetch::request(opts);
+        let _ = prefetch::request(opts);
     }
     Ok(())
 }
 
-/// Serves the request from the spool (a verified file, moved into place), and keeps the
-/// prefetcher going.
+/// Serves the request from the spool (a verified file, moved into place, trusted only in
+/// the boot it was written in: see `spool`), and keeps the prefetcher going.
 fn serve_from_spool(opts: &Options) -> bool {
     let spooled = opts.spool_dir.join(&opts.wal_name);
     if !spooled.is_file() {
+        return false;
+    }
+    if !spool::trusted(&opts.spool_dir) {
+        // Filled in an earlier boot (or by another tool): possibly torn, fetch it again.
+        let _ = std::fs::remove_file(&spooled);
         return false;
     }
     if opts.parallel > 1 {
@@ -119,7 +121,8 @@ fn serve_from_spool(opts: &Options) -> bool {
         return false;
     }
     if opts.parallel > 1 {
-        prefetch::request(opts);
+        prefetch::done_waiting(opts);
+        let _ = prefetch::request(opts);
     }
     true
 }

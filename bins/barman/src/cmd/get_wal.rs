@@ -77,9 +77,11 @@ fn send_to_dir(
 }
 
 /// Sends the available files from `first` on (as `--peek` lists them) as a tar stream, each
-/// decompressed unless `--keep-compression`, followed by their SHA-256 sums. One ssh round
-/// trip then carries many segments, so a restore's prefetcher pays the connection cost once
-/// per batch instead of once per file.
+/// decompressed unless `--keep-compression`. Every data member is followed by a `SHA256SUMS`
+/// member covering just that file, and the output is flushed there, so the client can verify
+/// and publish each file as soon as it arrived instead of at the end of the batch. One ssh
+/// round trip then carries many segments, so a restore's prefetcher pays the connection
+/// cost once per batch instead of once per file.
 fn send_batch(
     server: &Server,
     first: &WalFileName,
@@ -88,23 +90,52 @@ fn send_batch(
     out: &mut impl Write,
 ) -> Result<(), CmdError> {
     use barman_common::wire::{write_member, MemberMeta, SumAlgo};
-    use std::os::unix::fs::MetadataExt;
-    let mut sums = String::new();
     for name in peek(server, first, n) {
         let wal: WalFileName = name.parse().expect("peek lists valid names");
         let Some(path) = locate(server, &wal, false) else { continue };
-        let mut data = Vec::with_capacity(16 << 20);
-        send(&path, opts, &mut data)?;
-        let md = std::fs::metadata(&path)?;
-        let meta = MemberMeta { mode: 0o600, uid: 0, gid: 0, mtime: md.mtime().max(0) as u64 };
-        write_member(out, &name, meta, &data)?;
-        sums.push_str(&format!("{} *{name}\n", barman_common::wire::digest_hex(SumAlgo::Sha256, &data)));
+        let digest = send_member(&path, &name, opts, out)?;
+        let meta = MemberMeta { mode: 0o644, ..MemberMeta::default() };
+        write_member(out, SumAlgo::Sha256.member_name(), meta, format!("{digest} *{name}\n").as_bytes())?;
+        out.flush()?;
     }
-    let meta = MemberMeta { mode: 0o644, ..MemberMeta::default() };
-    write_member(out, SumAlgo::Sha256.member_name(), meta, sums.as_bytes())?;
     out.write_all(&[0u8; 1024])?;
     out.flush()?;
     Ok(())
+}
+
+/// Writes one batch member for the stored file `path` and returns its SHA-256. Stored bytes
+/// that go out as they are (uncompressed, a partial, or `--keep-compression`) are streamed
+/// and hashed in one pass; only a file that must be decompressed or recompressed is built in
+/// memory first, because a tar header needs the size up front.
+fn send_member(path: &Path, name: &str, opts: &GetWal, out: &mut impl Write) -> Result<String, CmdError> {
+    use barman_common::wire::{write_member, write_member_header, write_padding, MemberMeta, SumAlgo};
+    use std::os::unix::fs::MetadataExt;
+    let mut file = File::open(path)?;
+    let md = file.metadata()?;
+    let meta = MemberMeta { mode: 0o600, uid: 0, gid: 0, mtime: md.mtime().max(0) as u64 };
+    let raw = path.extension().is_some_and(|e| e == "partial") || opts.keep_compression;
+    let mut hasher = SumAlgo::Sha256.hasher();
+    if !raw && (opts.recompress.is_some() || compress::detect_file(path)?.is_some()) {
+        let mut data = Vec::with_capacity(16 << 20);
+        send(path, opts, &mut data)?;
+        hasher.update(&data);
+        write_member(out, name, meta, &data)?;
+        return Ok(hasher.hex());
+    }
+    write_member_header(out, name, meta, md.len())?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = md.len();
+    while left > 0 {
+        let k = file.read(&mut buf[..left.min(1 << 20) as usize])?;
+        if k == 0 {
+            return Err(CmdError::Error(format!("{} shrank while being sent", path.display())));
+        }
+        hasher.update(&buf[..k]);
+        out.write_all(&buf[..k])?;
+        left -= k as u64;
+    }
+    write_padding(out, md.len())?;
+    Ok(hasher.hex())
 }
 
 /// Copies the stored file to `out`: raw for partials and `--keep-compression`, otherwise

@@ -80,9 +80,11 @@ fn read_sums(server: &Server, entry: &mut impl Read) -> Result<HashMap<String, S
 
 /// Copies one member into a temp file in incoming/, hashing it with SHA-256 on the way (the
 /// sums member comes after the data; an old client's MD5SUMS is checked by re-reading the
-/// temp file, which keeps the common path to one hash).
+/// temp file, which keeps the common path to one hash). Writeback is started while the data
+/// still arrives (see [`EarlySync`]), so the fsync before the commit finds little left to do.
 fn receive_member(server: &Server, name: WalFileName, mtime: u64, entry: &mut impl Read) -> Result<Received, CmdError> {
     let mut tmp = TempFile::create(&server.layout.incoming.join(name.as_str()), 0o600)?;
+    let mut early = EarlySync::start(tmp.file());
     let mut sha = SumAlgo::Sha256.hasher();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -92,9 +94,54 @@ fn receive_member(server: &Server, name: WalFileName, mtime: u64, entry: &mut im
         }
         sha.update(&buf[..n]);
         tmp.write_all(&buf[..n])?;
+        early.wrote(n);
     }
+    early.finish();
     let digest = HashMap::from([(SumAlgo::Sha256, Hasher::hex(sha))]);
     Ok(Received { name, tmp, digest, mtime })
+}
+
+/// Flushes a file being received in the background, every few MiB, so that its writeback
+/// overlaps with receiving the rest (of this file and of the next ones in the stream). This
+/// is only a head start: durability still comes from the `fsync` in the commit, which then
+/// has just the tail left. Errors here are ignored for the same reason: that `fsync` reports
+/// them.
+struct EarlySync {
+    tx: Option<std::sync::mpsc::Sender<()>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    unsynced: usize,
+}
+
+impl EarlySync {
+    const EVERY: usize = 4 << 20;
+
+    fn start(file: &File) -> EarlySync {
+        let Ok(clone) = file.try_clone() else { return EarlySync { tx: None, worker: None, unsynced: 0 } };
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                let _ = clone.sync_data();
+            }
+        });
+        EarlySync { tx: Some(tx), worker: Some(worker), unsynced: 0 }
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.unsynced += n;
+        if self.unsynced >= Self::EVERY {
+            self.unsynced = 0;
+            if let Some(tx) = &self.tx {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Stops the worker without waiting for its last flush: the commit's fsync waits anyway.
+    fn finish(mut self) {
+        self.tx.take();
+        drop(self.worker.take());
+    }
 }
 
 fn verify(server: &Server, files: &mut [Received], sums: Option<&Sums>) -> Result<(), CmdError> {

@@ -1,0 +1,267 @@
+//! `get-wal --batch N` (our server's extension): up to N files from one name on, in one tar
+//! stream with SHA-256 sums, received straight into the spool.
+//!
+//! Our server follows every data member with a `SHA256SUMS` member for that file, so each
+//! file is verified and published as soon as it has arrived, while the next one is still on
+//! the wire: Postgres waiting for the first segment of a batch does not wait for the whole
+//! batch. A stream with one sums member at the end (an older server) still works; its files
+//! are then published together at the end. A file is published only after its checksum
+//! matched and (for a segment) its first page header and length checked out; it is
+//! decompressed here when it was stored compressed (the batch asks for the stored bytes).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+use std::process::Stdio;
+
+use barman_common::compress;
+use barman_common::remote::SshTarget;
+use barman_common::wal::{validate_segment_header, ExpectedSegment, WalFileName};
+use barman_common::wire::{parse_sums, Hasher, SumAlgo};
+
+use crate::fetch::{map_status, remote_words};
+use crate::spool::SpoolFile;
+use crate::{Options, ToolError};
+
+/// Bytes of a member kept in memory to sniff compression and check the page header.
+const HEAD: usize = 64;
+const CHUNK: usize = 1 << 20;
+
+/// A member received into a temp file, waiting for its checksum.
+struct Received {
+    name: String,
+    tmp: SpoolFile,
+    digest: String,
+    head: Vec<u8>,
+    len: u64,
+}
+
+/// Fetches up to `n` files from `first` on into `dir`, publishing each under its own name as
+/// soon as it is verified. After each publication `more(name)` is asked whether to go on:
+/// it may block (the caller's flow control: the remote then blocks on a full pipe) or say
+/// stop, which closes the stream. Returns the names published, in order. Files published
+/// before a failure stay (they are complete and verified) and are returned; with none, the
+/// error is. A server without the extension (real Barman) fails with its usage status 2.
+pub fn fetch_batch(
+    opts: &Options,
+    first: &str,
+    n: usize,
+    dir: &Path,
+    more: &mut dyn FnMut(&str) -> bool,
+) -> Result<Vec<String>, ToolError> {
+    let flags = vec!["--batch".to_owned(), format!("'{n}'"), "--keep-compression".to_owned()];
+    let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
+    let target = SshTarget { user: opts.user.clone(), host: opts.host.clone(), port: opts.port };
+    let mut child = target
+        .command(&remote_words(opts, &flags, first))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(local)?;
+    let stdout = child.stdout.take().expect("stdout was requested as piped");
+    let mut published = Vec::new();
+    let received = receive(stdout, dir, &mut published, more);
+    // The pipe is closed by now (receive owned it), so a remote still writing gets EPIPE
+    // instead of blocking this wait.
+    let status = map_status(child.wait().map_err(local)?.code());
+    match (status, received) {
+        (Ok(()), Ok(())) => Ok(published),
+        (_, Ok(())) if !published.is_empty() => Ok(published),
+        (Err(e), _) | (_, Err(e)) if published.is_empty() => Err(e),
+        _ => Ok(published),
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ToolError {
+    ToolError::Corrupt(format!("batch stream: {e}"))
+}
+
+/// Reads the stream, publishing each file when its checksum arrives.
+fn receive(
+    input: impl Read,
+    dir: &Path,
+    published: &mut Vec<String>,
+    more: &mut dyn FnMut(&str) -> bool,
+) -> Result<(), ToolError> {
+    let mut archive = tar::Archive::new(input);
+    let mut pending: Vec<Received> = Vec::new();
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let name = entry.path().map_err(corrupt)?.to_string_lossy().into_owned();
+        if name == SumAlgo::Sha256.member_name() {
+            let mut body = String::new();
+            entry.read_to_string(&mut body).map_err(corrupt)?;
+            let sums: HashMap<String, String> = parse_sums(&body).0.into_iter().collect();
+            for file in take_summed(&mut pending, &sums) {
+                published.push(publish(file, &sums, dir)?);
+            }
+            match published.last() {
+                Some(last) if pending.is_empty() && !more(last) => return Ok(()),
+                _ => continue,
+            }
+        }
+        if name.parse::<WalFileName>().is_err() || name.contains('/') {
+            return Err(corrupt(format!("unexpected member '{name}'")));
+        }
+        pending.push(receive_member(&mut entry, name, dir)?);
+    }
+    match pending.first() {
+        Some(f) => Err(corrupt(format!("no checksum for {}", f.name))),
+        None => Ok(()),
+    }
+}
+
+/// Removes from `pending` the files `sums` covers, in stream order.
+fn take_summed(pending: &mut Vec<Received>, sums: &HashMap<String, String>) -> Vec<Received> {
+    let (summed, rest) = std::mem::take(pending).into_iter().partition(|f| sums.contains_key(&f.name));
+    *pending = rest;
+    summed
+}
+
+/// Copies one member into a spool temp file, hashing it and keeping its first bytes.
+fn receive_member(entry: &mut impl Read, name: String, dir: &Path) -> Result<Received, ToolError> {
+    let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
+    let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
+    let mut hasher: Hasher = SumAlgo::Sha256.hasher();
+    let (mut head, mut len) = (Vec::with_capacity(HEAD), 0u64);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let k = entry.read(&mut buf).map_err(corrupt)?;
+        if k == 0 {
+            break;
+        }
+        let chunk = &buf[..k];
+        if head.len() < HEAD {
+            head.extend_from_slice(&chunk[..k.min(HEAD - head.len())]);
+        }
+        hasher.update(chunk);
+        tmp.file().write_all(chunk).map_err(local)?;
+        len += k as u64;
+    }
+    Ok(Received { name, tmp, digest: hasher.hex(), head, len })
+}
+
+/// Checks a received file against its sum, decompresses it if it was stored compressed,
+/// checks a segment's header and length, and renames it into place.
+fn publish(file: Received, sums: &HashMap<String, String>, dir: &Path) -> Result<String, ToolError> {
+    let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
+    if sums.get(&file.name) != Some(&file.digest) {
+        return Err(ToolError::Corrupt(format!("batch member {}: checksum mismatch", file.name)));
+    }
+    let Received { name, tmp, head, len, .. } = file;
+    let tmp = match compress::detect(&head) {
+        None => {
+            verify_head(&name, &head, len)?;
+            tmp
+        }
+        Some(codec) => {
+            let mut plain = SpoolFile::create(dir, &name).map_err(local)?;
+            let input = BufReader::with_capacity(CHUNK, File::open(tmp.temp_path()).map_err(local)?);
+            let len = compress::decompress(codec, input, plain.file()).map_err(local)?;
+            let mut head = Vec::with_capacity(HEAD);
+            File::open(plain.temp_path()).and_then(|f| f.take(HEAD as u64).read_to_end(&mut head)).map_err(local)?;
+            verify_head(&name, &head, len)?;
+            plain
+        }
+    };
+    tmp.publish(&dir.join(&name)).map_err(local)?;
+    Ok(name)
+}
+
+/// A plain segment must be a whole segment whose first page is where its name says.
+pub fn verify_head(wal: &str, head: &[u8], len: u64) -> Result<(), ToolError> {
+    let Ok(name) = wal.parse::<WalFileName>() else { return Ok(()) };
+    if !name.is_segment() {
+        return Ok(());
+    }
+    let expected = ExpectedSegment { name: &name, system_id: None, seg_size: None, file_len: Some(len) };
+    validate_segment_header(head, &expected)
+        .map(|_| ())
+        .map_err(|e| ToolError::Corrupt(format!("received {wal} failed verification: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barman_common::wire::{digest_hex, write_member, MemberMeta};
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("walrestore-batch-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    /// A stream as our server sends it: each member followed by its own sums member.
+    fn stream(files: &[(&str, &[u8], &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, data, sum) in files {
+            write_member(&mut out, name, MemberMeta::default(), data).expect("member");
+            let line = format!("{sum} *{name}\n");
+            write_member(&mut out, "SHA256SUMS", MemberMeta::default(), line.as_bytes()).expect("sums");
+        }
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn each_member_is_published_when_its_sum_arrives_and_a_bad_one_is_not() {
+        let dir = scratch("bad");
+        let (a, b) = (b"history one".as_slice(), b"history two".as_slice());
+        let input = stream(&[
+            ("00000002.history", a, &digest_hex(SumAlgo::Sha256, a)),
+            ("00000003.history", b, &digest_hex(SumAlgo::Sha256, a)),
+        ]);
+        let (mut published, mut seen) = (Vec::new(), Vec::new());
+        let got = receive(&input[..], &dir, &mut published, &mut |n| {
+            seen.push(n.to_owned());
+            true
+        });
+        assert!(matches!(got, Err(ToolError::Corrupt(_))), "{got:?}");
+        assert_eq!(published, ["00000002.history"]);
+        assert_eq!(seen, ["00000002.history"]);
+        assert_eq!(names(&dir), ["00000002.history"], "no temp file or bad member left");
+        assert_eq!(std::fs::read(dir.join("00000002.history")).expect("read"), a);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn flow_control_can_stop_the_stream() {
+        let dir = scratch("stop");
+        let (a, b) = (b"one".as_slice(), b"two".as_slice());
+        let input = stream(&[
+            ("00000002.history", a, &digest_hex(SumAlgo::Sha256, a)),
+            ("00000003.history", b, &digest_hex(SumAlgo::Sha256, b)),
+        ]);
+        let mut published = Vec::new();
+        receive(&input[..], &dir, &mut published, &mut |_| false).expect("receive");
+        assert_eq!(published, ["00000002.history"]);
+        assert_eq!(names(&dir), ["00000002.history"]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_member_without_a_sum_is_refused() {
+        let dir = scratch("nosum");
+        let mut input = Vec::new();
+        write_member(&mut input, "00000002.history", MemberMeta::default(), b"x").expect("member");
+        input.extend_from_slice(&[0u8; 1024]);
+        let mut published = Vec::new();
+        let got = receive(&input[..], &dir, &mut published, &mut |_| true);
+        assert!(matches!(got, Err(ToolError::Corrupt(_))), "{got:?}");
+        assert!(published.is_empty());
+        assert!(names(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
