@@ -543,6 +543,14 @@ fn compressed_backups_in_barmans_formats() -> Result<()> {
         refused.stderr_str()
     );
     ensure!(backup_ids(&layout).len() == ids.len(), "the refused backup left a directory");
+    // Both `barman check`s report it (Barman disables the server with the same words).
+    let message = "backup_compression_format plain is not compatible with backup_compression_location None";
+    let ours = s.barman.outcome(&["check", "pg"])?;
+    ensure!(ours.code() == Some(1) && ours.stdout_str().contains(message), "our check: {ours:?}");
+    let mut theirs = s.barman.program_command(&real.bin("barman"), &["check", "pg"]);
+    theirs.env("PATH", format!("{}:{PG_BIN}:{SYSTEM_PATH}", real.bin_dir().display()));
+    let theirs = execute(&mut theirs, None, Duration::from_mins(1))?;
+    ensure!(theirs.code() == Some(1) && theirs.stdout_str().contains(message), "real check: {theirs:?}");
     Ok(())
 }
 

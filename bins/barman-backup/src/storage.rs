@@ -2,7 +2,8 @@
 //! `backup_compression_location`, `backup_compression_level` and
 //! `backup_compression_workers` (what Barman turns into pg_basebackup's `--format` and
 //! `--compress=[client-|server-]METHOD[:level=N,workers=N]`), validated with Barman
-//! 3.20.1's rules and messages.
+//! 3.20.1's rules and messages ([`backup_compression_issues`], which also disable the server
+//! for `barman check`).
 //!
 //! * no `backup_compression`: plain, as `pg_basebackup -Fp`;
 //! * `format = tar` (the default once a compression is set): `data/base.tar.<ext>`,
@@ -13,7 +14,9 @@
 //!   the archives are decompressed and extracted here into a plain data directory.
 
 use barman_common::compress::{Codec, Level};
-use barman_common::config::{BackupCompression, BackupCompressionFormat, BackupCompressionLocation, ServerConfig};
+use barman_common::config::{
+    backup_compression_issues, BackupCompression, BackupCompressionFormat, BackupCompressionLocation, ServerConfig,
+};
 
 /// Where the archives end up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,7 @@ impl Storage {
         };
         let location = cfg.backup_compression_location;
         let (level, workers) = (cfg.backup_compression_level, cfg.backup_compression_workers);
-        let issues = issues(method, format, location, level, workers);
+        let issues = backup_compression_issues(cfg);
         if !issues.is_empty() {
             return Err(issues.join("; "));
         }
@@ -147,75 +150,6 @@ pub fn suffix(codec: Codec) -> &'static str {
         Codec::Lz4 => ".lz4",
         _ => ".zst",
     }
-}
-
-/// Barman's `PgBaseBackupCompressionOption.validate` for a pg_basebackup 15+ client.
-fn issues(
-    method: BackupCompression,
-    format: Format,
-    location: Option<BackupCompressionLocation>,
-    level: Option<i64>,
-    workers: Option<i64>,
-) -> Vec<String> {
-    let mut issues = Vec::new();
-    if format == Format::Plain && location != Some(BackupCompressionLocation::Server) {
-        issues.push(format!(
-            "backup_compression_format plain is not compatible with backup_compression_location {}",
-            location.map_or("None", BackupCompressionLocation::as_str)
-        ));
-    }
-    let unsupported =
-        |l: i64, rest: &str| format!("backup_compression_level {l} unsupported by compression algorithm. {rest}");
-    match method {
-        BackupCompression::Gzip => {
-            if let Some(l) = level.filter(|l| !(1..=9).contains(l) && *l != -1) {
-                let mut msg = unsupported(
-                    l,
-                    "gzip expects a compression level between 1 and 9 (-1 will use default compression level).",
-                );
-                if l == 0 {
-                    msg.push_str(
-                        " If you need to create an archive not compressed, you should set `backup_compression = none`.",
-                    );
-                }
-                issues.push(msg);
-            }
-            if workers.is_some() {
-                issues.push("backup_compression_workers is not compatible with compression gzip".into());
-            }
-        }
-        BackupCompression::Lz4 => {
-            if let Some(l) = level.filter(|l| !(0..=12).contains(l)) {
-                issues.push(unsupported(
-                    l,
-                    "lz4 expects a compression level between 1 and 12 (0 will use default compression level).",
-                ));
-            }
-            if workers.is_some() {
-                issues.push("backup_compression_workers is not compatible with compression lz4.".into());
-            }
-        }
-        BackupCompression::Zstd => {
-            if let Some(l) = level.filter(|l| !(-131_072..=22).contains(l)) {
-                issues.push(unsupported(
-                    l,
-                    "'zstd' expects a compression level between -131072 and 22 (3 will use default compression level).",
-                ));
-            }
-            if let Some(w) = workers.filter(|w| *w < 0) {
-                issues.push(format!("backup_compression_workers should be a positive integer: '{w}' is invalid."));
-            }
-        }
-        BackupCompression::NoCompression => {
-            if level.is_some_and(|l| l != 0) {
-                issues.push("backup_compression none only supports backup_compression_level 0.".into());
-            }
-            if workers.is_some() {
-                issues.push("backup_compression_workers is not compatible with compression 'none'.".into());
-            }
-        }
-    }
-    issues
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use super::options::OptionValue;
 use super::parse::parse_python_int;
 use super::resolve::{invalid_value, Resolved};
 use super::server::{ModelConfig, ServerConfig};
-use super::types::{BackupMethod, BackupOption, ReuseBackup};
+use super::types::{
+    BackupCompression, BackupCompressionFormat, BackupCompressionLocation, BackupMethod, BackupOption, ReuseBackup,
+};
 use super::warning::{ConfigWarning, WarningLevel};
 
 /// Collects the diagnostics of one server's checks.
@@ -103,6 +105,8 @@ impl ServerChecks<'_> {
                 s.disabled_reasons.push(format!("{option} option is not supported by postgres backup_method"));
             }
         }
+        let issues = backup_compression_issues(s);
+        s.disabled_reasons.extend(issues);
     }
 
     /// `Server._init_archivers` (configuration part).
@@ -368,4 +372,73 @@ fn read_active_model(path: &Path) -> Option<String> {
         // Barman fails on an unreadable file; a missing one means "no model".
         Err(_) => None,
     }
+}
+
+/// Barman's `PgBaseBackupCompressionOption.validate` (pg_basebackup 15+ client rules) for
+/// `backup_compression*`: each problem, in Barman's words. Barman disables the server with
+/// them; `barman-backup` refuses to start.
+pub fn backup_compression_issues(s: &ServerConfig) -> Vec<String> {
+    let Some(method) = s.backup_compression else { return Vec::new() };
+    let (location, level, workers) =
+        (s.backup_compression_location, s.backup_compression_level, s.backup_compression_workers);
+    let plain = s.backup_compression_format == Some(BackupCompressionFormat::Plain);
+    let mut issues = Vec::new();
+    if plain && location != Some(BackupCompressionLocation::Server) {
+        issues.push(format!(
+            "backup_compression_format plain is not compatible with backup_compression_location {}",
+            location.map_or("None", BackupCompressionLocation::as_str)
+        ));
+    }
+    let unsupported =
+        |l: i64, rest: &str| format!("backup_compression_level {l} unsupported by compression algorithm. {rest}");
+    match method {
+        BackupCompression::Gzip => {
+            if let Some(l) = level.filter(|l| !(1..=9).contains(l) && *l != -1) {
+                let mut msg = unsupported(
+                    l,
+                    "gzip expects a compression level between 1 and 9 (-1 will use default compression level).",
+                );
+                if l == 0 {
+                    msg.push_str(
+                        " If you need to create an archive not compressed, you should set `backup_compression = none`.",
+                    );
+                }
+                issues.push(msg);
+            }
+            if workers.is_some() {
+                issues.push("backup_compression_workers is not compatible with compression gzip".into());
+            }
+        }
+        BackupCompression::Lz4 => {
+            if let Some(l) = level.filter(|l| !(0..=12).contains(l)) {
+                issues.push(unsupported(
+                    l,
+                    "lz4 expects a compression level between 1 and 12 (0 will use default compression level).",
+                ));
+            }
+            if workers.is_some() {
+                issues.push("backup_compression_workers is not compatible with compression lz4.".into());
+            }
+        }
+        BackupCompression::Zstd => {
+            if let Some(l) = level.filter(|l| !(-131_072..=22).contains(l)) {
+                issues.push(unsupported(
+                    l,
+                    "'zstd' expects a compression level between -131072 and 22 (3 will use default compression level).",
+                ));
+            }
+            if let Some(w) = workers.filter(|w| *w < 0) {
+                issues.push(format!("backup_compression_workers should be a positive integer: '{w}' is invalid."));
+            }
+        }
+        BackupCompression::NoCompression => {
+            if level.is_some_and(|l| l != 0) {
+                issues.push("backup_compression none only supports backup_compression_level 0.".into());
+            }
+            if workers.is_some() {
+                issues.push("backup_compression_workers is not compatible with compression 'none'.".into());
+            }
+        }
+    }
+    issues
 }
