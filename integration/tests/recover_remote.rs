@@ -352,9 +352,17 @@ fn remote_recovery_in_get_wal_mode_with_parallel_prefetch() -> Result<()> {
     // through the spool before PostgreSQL asked for them.
     let spool_files = listing(&spool)?;
     ensure!(spool_files.iter().any(|f| f.starts_with(".prefetch") || f.starts_with(".requested")), "{spool_files:?}");
+    // The prefetcher publishes each segment as soon as it is verified and PostgreSQL takes it
+    // by rename, so a 5 ms watcher sees only some of them; the ssh sessions tell the rest:
+    // without prefetch every segment costs at least one session.
     let via_spool = restored_segments.iter().filter(|n| prefetched.contains(**n)).count();
-    ensure!(via_spool >= 8, "only {via_spool} of {} segments seen in the spool", restored_segments.len());
+    ensure!(via_spool >= 4, "only {via_spool} of {} segments seen in the spool", restored_segments.len());
     let used = sessions(&s) - sessions_before;
+    ensure!(
+        used < restored_segments.len(),
+        "{used} ssh sessions for {} segments: no prefetch",
+        restored_segments.len()
+    );
     eprintln!(
         "{} segments restored through barman-wal-restore -p 8 in {replay:?} ({via_spool} seen prefetched in \
          the spool, {used} ssh sessions); total {:?}",
