@@ -12,6 +12,10 @@
 #   RESTORE_IMPLS      which barman-wal-restore to time: "ours real" (default), "ours"
 #   SSH_CIPHER         cipher of every client's ssh config (all contenders get the same);
 #                      default aes128-gcm@openssh.com, "default" keeps OpenSSH's own choice
+#   WAL_COMPRESSION    none (default), lz4 or zstd: the same codec for every store (both
+#                      catalogues' `compression`, pgBackRest's compress-type), plus the
+#                      client-side flag (--lz4/--zstd) of both barman-wal-archive and
+#                      --keep-compression of both barman-wal-restore
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,6 +30,19 @@ else
 fi
 NSEG=$(( ARCHIVE_N > RESTORE_N ? ARCHIVE_N : RESTORE_N ))
 SSH_CIPHER=${SSH_CIPHER:-aes128-gcm@openssh.com}
+WAL_COMPRESSION=${WAL_COMPRESSION:-none}
+case $WAL_COMPRESSION in
+    none) PGBR_COMPRESS=none; ARCH_FLAGS=(); REST_FLAGS=(); CONF_COMPRESSION="" ;;
+    lz4)  PGBR_COMPRESS=lz4; ARCH_FLAGS=(--lz4); REST_FLAGS=(--keep-compression); CONF_COMPRESSION="compression = lz4" ;;
+    zstd) PGBR_COMPRESS=zst; ARCH_FLAGS=(--zstd); REST_FLAGS=(--keep-compression); CONF_COMPRESSION="compression = zstd" ;;
+    *) echo "WAL_COMPRESSION must be none, lz4 or zstd" >&2; exit 1 ;;
+esac
+# what the compressed mode adds to each Barman row's note
+ANOTE=""; RNOTE=""
+if [ "$WAL_COMPRESSION" != none ]; then
+    ANOTE="; client ${ARCH_FLAGS[0]}: compressed before sending, stored as is"
+    RNOTE="; --keep-compression: stored $WAL_COMPRESSION bytes sent, client decompresses"
+fi
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
@@ -165,6 +182,7 @@ description = walbench
 conninfo = host=/tmp dbname=postgres
 backup_method = postgres
 archiver = on
+$CONF_COMPRESSION
 EOF
     mkdir -p "$b/conf.d"; touch "$b/barman.log"
     chown -R barman: "$b"; chmod 755 "$b"; chmod 644 "$b/barman.conf"
@@ -182,7 +200,7 @@ client() {
     as_pg PATH="$S/cli-$impl-$mode:$first:$SYS_PATH" "$@"
 }
 for impl in ours real; do
-    out=$(client $impl fresh barman-wal-archive -c "$S/barman-$impl/barman.conf" -t 127.0.0.1 pg DUMMY 2>&1) \
+    out=$(client $impl fresh barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" -t 127.0.0.1 pg DUMMY 2>&1) \
         || die "barman-wal-archive --test ($impl) failed: $out"
     log "put-wal --test ($impl): $out"
 done
@@ -234,7 +252,7 @@ if [ $HAVE_PGBR = 1 ]; then
             echo "spool-path=$d/spool"
             echo "log-level-console=warn"
             echo "log-level-file=off"
-            echo "compress-type=none"
+            echo "compress-type=$PGBR_COMPRESS"
             if [ $kind = async ]; then echo "archive-async=y"; echo "process-max=2"; else echo "archive-async=n"; fi
             echo "[demo]"
             echo "pg1-path=$S/pgfake-$kind"
@@ -281,12 +299,12 @@ warm_mux() { client "$1" mux ssh barman@127.0.0.1 true >/dev/null 2>&1 || log "m
 for impl in ours real; do
     name="barman-wal-archive ($impl)"; [ $impl = real ] && name="barman-wal-archive (Barman 3.20.1)"
     [ $impl = ours ] && name="barman-wal-archive (ours, release)"
-    bench_archive "$name" "fresh ssh" "ssh+remote barman put-wal per segment" \
-        client $impl fresh barman-wal-archive -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
+    bench_archive "$name" "fresh ssh" "ssh+remote barman put-wal per segment$ANOTE" \
+        client $impl fresh barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
     # duplicate put-wal is accepted (same checksum), so the mux run re-sends the same files
     warm_mux $impl
-    bench_archive "$name" "ssh mux" "ControlMaster, re-sends same files (identical dup accepted)" \
-        client $impl mux barman-wal-archive -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
+    bench_archive "$name" "ssh mux" "ControlMaster, re-sends same files (identical dup accepted)$ANOTE" \
+        client $impl mux barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
 done
 # Parallel mode (-p 8): a pg_wal-like dir with .ready markers, as Postgres leaves them for a
 # backlog; the first call sends 8 segments in one stream, the next 7 are answered by the cache.
@@ -297,13 +315,13 @@ for impl in ours real; do
     mkdir -p "$S/pcache-$impl"; chown postgres: "$S/pcache-$impl"; chmod 700 "$S/pcache-$impl"
     warm_mux $impl
     name="barman-wal-archive (ours, release)"; [ $impl = real ] && name="barman-wal-archive (Barman 3.20.1)"
-    bench_archive "$name" "ssh mux, -p 8" "backlog: .ready present; one stream per 8 segments (ours), 8 ssh (Barman)" \
-        client $impl mux barman-wal-archive -c "$S/barman-$impl/barman.conf" -p 8 --prefetch-cache-dir "$S/pcache-$impl" 127.0.0.1 pg "$f/%f"
+    bench_archive "$name" "ssh mux, -p 8" "backlog: .ready present; one stream per 8 segments (ours), 8 ssh (Barman)$ANOTE" \
+        client $impl mux barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" -p 8 --prefetch-cache-dir "$S/pcache-$impl" 127.0.0.1 pg "$f/%f"
 done
 if [ $HAVE_PGBR = 1 ]; then
-    bench_archive "pgbackrest archive-push" "sync" "archive-async=n, compress-type=none, local repo" \
+    bench_archive "pgbackrest archive-push" "sync" "archive-async=n, compress-type=$PGBR_COMPRESS, local repo" \
         as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo archive-push "$S/pgfake-sync/pg_wal/%f"
-    bench_archive "pgbackrest archive-push" "async" "archive-async=y process-max=2; all .ready present up front (backlog)" \
+    bench_archive "pgbackrest archive-push" "async" "archive-async=y process-max=2, compress-type=$PGBR_COMPRESS; all .ready present up front (backlog)" \
         as_pg pgbackrest --config="$S/pgbr-async/pgbackrest.conf" --stanza=demo archive-push "$S/pgfake-async/pg_wal/%f"
 else
     AROWS+=("pgbackrest archive-push|sync|n/a|pgbackrest missing or stanza-create failed")
@@ -322,7 +340,7 @@ fill() { # impl
     printf '%s\n' "${REST_SEGS[@]:$ARCHIVE_N}" | \
         xargs -r -P 4 -I{} runuser -u postgres -- env -i HOME=/var/lib/postgresql \
             PATH="$S/cli-$impl-mux:$([ "$impl" = real ] && echo "$VENV/bin" || echo "$S/ours-bin"):$SYS_PATH" \
-            barman-wal-archive -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg "$SRC/{}" \
+            barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg "$SRC/{}" \
         >>"$S/fill-$impl.log" 2>&1 || log "fill $impl: some barman-wal-archive calls failed: $(tail -3 "$S/fill-$impl.log")"
     server_barman "$impl" archive-wal pg >>"$S/fill-$impl.log" 2>&1 \
         || log "barman archive-wal pg ($impl) failed: $(tail -5 "$S/fill-$impl.log")"
@@ -333,10 +351,18 @@ if [ $HAVE_PGBR = 1 ]; then
         pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo archive-push "$SRC/{}" \
         >>"$S/fill-pgbr.log" 2>&1 || log "fill pgbackrest failed: $(tail -3 "$S/fill-pgbr.log")"
 fi
+STORES=""
 for impl in ours real; do
-    n=$(find "$S/barman-$impl/home/pg/wals" -type f -name '0000000*' 2>/dev/null | grep -c '/[0-9A-F]\{24\}$')
-    log "$impl catalogue holds $n segments"
+    w=$S/barman-$impl/home/pg/wals
+    n=$(find "$w" -type f -name '0000000*' 2>/dev/null | grep -c '/[0-9A-F]\{24\}$')
+    mib=$(find "$w" -type f -name '0000000*' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END{printf "%.0f", s/1048576}')
+    comp=$(awk -F'\t' '{print ($4=="" ? "None" : $4)}' "$w/pg-xlog.db" 2>/dev/null | sort | uniq -c | awk '{printf "%s%s x%s", (NR>1?", ":""), $2, $1}')
+    log "$impl catalogue holds $n segments, $mib MiB, xlog.db compression: $comp"
+    STORES="$STORES $impl: $n segments $mib MiB (xlog.db compression $comp);"
 done
+if [ $HAVE_PGBR = 1 ]; then
+    STORES="$STORES pgbackrest sync repo: $(du -sm "$S/pgbr-sync/repo/archive" 2>/dev/null | cut -f1) MiB;"
+fi
 
 ########## RESTORE ##########
 # bench_restore label mode note cmd...   ("%f" = WAL name, "%p" = destination path)
@@ -375,21 +401,21 @@ for impl in ${RESTORE_IMPLS:-ours real}; do
         mlabel="fresh ssh"; [ $mode = mux ] && mlabel="ssh mux"
         note1="get-wal --peek 1 + get-wal per segment"
         [ $impl = ours ] && note1="one get-wal per segment (no peek needed for -p 1)"
-        bench_restore "$name" "$mlabel, -p 1" "$note1" \
-            client $impl $mode barman-wal-restore -c "$S/barman-$impl/barman.conf" -p 1 --spool-dir "$S/spool-$impl-$mode-1" 127.0.0.1 pg %f %p
+        bench_restore "$name" "$mlabel, -p 1" "$note1$RNOTE" \
+            client $impl $mode barman-wal-restore "${REST_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" -p 1 --spool-dir "$S/spool-$impl-$mode-1" 127.0.0.1 pg %f %p
         reap_prefetch
         note8="--spool-dir; prefetch 7 ahead"
         [ $impl = ours ] && note8="$note8: one get-wal --batch stream, flow-controlled, each segment published when verified"
-        bench_restore "$name" "$mlabel, -p 8" "$note8" \
-            client $impl $mode barman-wal-restore -c "$S/barman-$impl/barman.conf" -p 8 --spool-dir "$S/spool-$impl-$mode-8" 127.0.0.1 pg %f %p
+        bench_restore "$name" "$mlabel, -p 8" "$note8$RNOTE" \
+            client $impl $mode barman-wal-restore "${REST_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" -p 8 --spool-dir "$S/spool-$impl-$mode-8" 127.0.0.1 pg %f %p
         reap_prefetch
     done
 done
 if [ $HAVE_PGBR = 1 ]; then
-    bench_restore "pgbackrest archive-get" "sync" "archive-async=n, local repo" \
+    bench_restore "pgbackrest archive-get" "sync" "archive-async=n, local repo, stored $PGBR_COMPRESS" \
         as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo --pg1-path="$S/pgfake-sync" archive-get %f %p
     mkdir -p "$S/pgbr-get-spool"; chown postgres: "$S/pgbr-get-spool"
-    bench_restore "pgbackrest archive-get" "async" "archive-async=y process-max=2, spool prefetch (queue-max default)" \
+    bench_restore "pgbackrest archive-get" "async" "archive-async=y process-max=2, spool prefetch (queue-max default), stored $PGBR_COMPRESS" \
         as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo --pg1-path="$S/pgfake-sync" \
             --archive-async --process-max=2 --spool-path="$S/pgbr-get-spool" archive-get %f %p
     sleep 1
@@ -408,6 +434,8 @@ table() { # title valuehdr rows...
 echo
 echo "Machine: nproc=$(nproc), CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(uname -r)"
 echo "Versions: Barman $("$VENV/bin/barman" -v 2>&1 | head -1), $(pgbackrest version 2>/dev/null), PG $("$PG_BIN/postgres" -V | awk '{print $3}'), ours $("$S/ours-bin/barman" --version 2>&1 | head -1)"
+echo "WAL_COMPRESSION=$WAL_COMPRESSION: both catalogues ${CONF_COMPRESSION:-without compression}, pgBackRest compress-type=$PGBR_COMPRESS, barman-wal-archive flags: ${ARCH_FLAGS[*]:-(none)}, barman-wal-restore flags: ${REST_FLAGS[*]:-(none)}; cp rows copy the plain files"
+echo "Stores after fill:$STORES"
 echo "Segments: 16 MiB; archive N=$ARCHIVE_N (median of per-call wall time), restore N=${#REST_SEGS[@]} (sequential, total wall time)"
 echo "Note: shared 2-CPU machine, numbers are noisy; ssh to 127.0.0.1 (no network latency); ssh cipher for every contender: $SSH_CIPHER; load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
 table "ARCHIVE (one call per segment, like archive_command)" "median ms/segment" "${AROWS[@]}"

@@ -68,23 +68,55 @@ fn write_stream(opts: &Options, paths: &[PathBuf], stdin: impl Write) -> io::Res
     let algo = if opts.md5 { SumAlgo::Md5 } else { SumAlgo::Sha256 };
     let mut out = BufWriter::with_capacity(1 << 20, stdin);
     let mut sums = String::new();
-    for path in paths {
-        let (name, digest) = write_file(opts, algo, path, &mut out)?;
-        let _ = writeln!(sums, "{digest} *{name}");
+    match opts.compression {
+        // Several files to compress (parallel mode): compress the next file on a second
+        // thread while this one goes out, so compression overlaps with ssh.
+        Some(codec) if paths.len() > 1 => std::thread::scope(|s| -> io::Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Packed>>(1);
+            s.spawn(move || {
+                for path in paths {
+                    let packed = pack(codec, opts, algo, path);
+                    let failed = packed.is_err();
+                    if tx.send(packed).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            for _ in paths {
+                let packed = rx.recv().map_err(|_| io::Error::other("compression thread stopped"))??;
+                write_member(&mut out, &packed.name, packed.meta, &packed.data)?;
+                let _ = writeln!(sums, "{} *{}", packed.digest, packed.name);
+            }
+            Ok(())
+        })?,
+        _ => {
+            for path in paths {
+                let (name, digest) = write_file(opts, algo, path, &mut out)?;
+                let _ = writeln!(sums, "{digest} *{name}");
+            }
+        }
     }
     write_member(&mut out, algo.member_name(), MemberMeta { mode: 0o644, ..MemberMeta::default() }, sums.as_bytes())?;
     out.write_all(&[0u8; 1024])?;
     out.flush()
 }
 
-/// Writes one member for `path`, hashing what is sent; returns its name and digest.
-fn write_file(opts: &Options, algo: SumAlgo, path: &Path, out: &mut impl Write) -> io::Result<(String, String)> {
+/// A file compressed in memory, ready to be sent.
+struct Packed {
+    name: String,
+    meta: MemberMeta,
+    data: Vec<u8>,
+    digest: String,
+}
+
+/// The member name and tar metadata of `path`, and the open file.
+fn open_member(path: &Path) -> io::Result<(String, MemberMeta, File, u64)> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid WAL path {}", path.display())))?
         .to_owned();
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
     let md = file.metadata()?;
     let meta = MemberMeta {
         mode: md.mode() & 0o7777,
@@ -92,20 +124,34 @@ fn write_file(opts: &Options, algo: SumAlgo, path: &Path, out: &mut impl Write) 
         gid: u64::from(md.gid()),
         mtime: md.mtime().max(0) as u64,
     };
+    Ok((name, meta, file, md.len()))
+}
+
+/// Compresses `path` into memory (a tar member's size must be known before its data) and
+/// hashes the compressed bytes, which are what is sent and stored.
+fn pack(codec: compress::Codec, opts: &Options, algo: SumAlgo, path: &Path) -> io::Result<Packed> {
+    let (name, meta, file, len) = open_member(path)?;
+    let mut data = Vec::with_capacity(len as usize / 4);
+    compress::compress(codec, opts.level, BufReader::with_capacity(1 << 20, file), &mut data)?;
     let mut hasher = algo.hasher();
+    hasher.update(&data);
+    Ok(Packed { name, meta, data, digest: hasher.hex() })
+}
+
+/// Writes one member for `path`, hashing what is sent; returns its name and digest.
+fn write_file(opts: &Options, algo: SumAlgo, path: &Path, out: &mut impl Write) -> io::Result<(String, String)> {
     if let Some(codec) = opts.compression {
-        // The member size must be known before its data: compress into memory first.
-        let mut packed = Vec::with_capacity(md.len() as usize / 4);
-        compress::compress(codec, opts.level, BufReader::new(file), &mut packed)?;
-        hasher.update(&packed);
-        write_member(out, &name, meta, &packed)?;
-        return Ok((name, hasher.hex()));
+        let packed = pack(codec, opts, algo, path)?;
+        write_member(out, &packed.name, packed.meta, &packed.data)?;
+        return Ok((packed.name, packed.digest));
     }
+    let (name, meta, mut file, len) = open_member(path)?;
+    let mut hasher = algo.hasher();
     // Uncompressed: stream the file, hashing each chunk as it is sent, so reading, hashing
     // and ssh's encryption overlap instead of running one after the other.
-    write_member_header(out, &name, meta, md.len())?;
+    write_member_header(out, &name, meta, len)?;
     let mut buf = vec![0u8; 1 << 20];
-    let mut left = md.len();
+    let mut left = len;
     while left > 0 {
         let n = file.read(&mut buf[..left.min(1 << 20) as usize])?;
         if n == 0 {
@@ -118,6 +164,6 @@ fn write_file(opts: &Options, algo: SumAlgo, path: &Path, out: &mut impl Write) 
         out.write_all(&buf[..n])?;
         left -= n as u64;
     }
-    write_padding(out, md.len())?;
+    write_padding(out, len)?;
     Ok((name, hasher.hex()))
 }

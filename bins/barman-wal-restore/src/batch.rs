@@ -10,8 +10,7 @@
 //! decompressed here when it was stored compressed (the batch asks for the stored bytes).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 
@@ -28,13 +27,21 @@ use crate::{Options, ToolError};
 const HEAD: usize = 64;
 const CHUNK: usize = 1 << 20;
 
-/// A member received into a temp file, waiting for its checksum.
+/// A member received, waiting for its checksum: a plain file goes straight into a spool
+/// temp file; a compressed one (a few MiB) is kept in memory, so that it is decompressed
+/// from there into its spool file once, instead of being written, read back and written
+/// again.
 struct Received {
     name: String,
-    tmp: SpoolFile,
+    body: Body,
     digest: String,
     head: Vec<u8>,
     len: u64,
+}
+
+enum Body {
+    Plain(SpoolFile),
+    Compressed(compress::Codec, Vec<u8>),
 }
 
 /// Fetches up to `n` files from `first` on into `dir`, publishing each under its own name as
@@ -120,27 +127,48 @@ fn take_summed(pending: &mut Vec<Received>, sums: &HashMap<String, String>) -> V
     summed
 }
 
-/// Copies one member into a spool temp file, hashing it and keeping its first bytes.
+/// Receives one member, hashing it (the bytes as sent: for a compressed file, the
+/// compressed bytes, once) and keeping its first bytes. The magic in the first bytes decides
+/// where it goes: a plain file into a spool temp file as it arrives, a compressed one into
+/// memory (see [`Body`]).
 fn receive_member(entry: &mut impl Read, name: String, dir: &Path) -> Result<Received, ToolError> {
     let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
-    let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
     let mut hasher: Hasher = SumAlgo::Sha256.hasher();
-    let (mut head, mut len) = (Vec::with_capacity(HEAD), 0u64);
+    let mut head = Vec::with_capacity(HEAD);
+    // The first bytes, enough to tell a compressed member by its magic.
+    let mut first = vec![0u8; HEAD];
+    let mut got = 0;
+    while got < HEAD {
+        match entry.read(&mut first[got..]).map_err(corrupt)? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    first.truncate(got);
+    head.extend_from_slice(&first);
+    hasher.update(&first);
+    let mut len = got as u64;
     let mut buf = vec![0u8; CHUNK];
+    if let Some(codec) = compress::detect(&head) {
+        let mut data = first;
+        entry.read_to_end(&mut data).map_err(corrupt)?;
+        hasher.update(&data[got..]);
+        len = data.len() as u64;
+        return Ok(Received { name, body: Body::Compressed(codec, data), digest: hasher.hex(), head, len });
+    }
+    let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
+    tmp.file().write_all(&first).map_err(local)?;
     loop {
         let k = entry.read(&mut buf).map_err(corrupt)?;
         if k == 0 {
             break;
         }
         let chunk = &buf[..k];
-        if head.len() < HEAD {
-            head.extend_from_slice(&chunk[..k.min(HEAD - head.len())]);
-        }
         hasher.update(chunk);
         tmp.file().write_all(chunk).map_err(local)?;
         len += k as u64;
     }
-    Ok(Received { name, tmp, digest: hasher.hex(), head, len })
+    Ok(Received { name, body: Body::Plain(tmp), digest: hasher.hex(), head, len })
 }
 
 /// Checks a received file against its sum, decompresses it if it was stored compressed,
@@ -150,20 +178,35 @@ fn publish(file: Received, sums: &HashMap<String, String>, dir: &Path) -> Result
     if sums.get(&file.name) != Some(&file.digest) {
         return Err(ToolError::Corrupt(format!("batch member {}: checksum mismatch", file.name)));
     }
-    let Received { name, tmp, head, len, .. } = file;
-    let tmp = match compress::detect(&head) {
-        None => {
+    let Received { name, body, head, len, .. } = file;
+    let tmp = match body {
+        Body::Plain(tmp) => {
             verify_head(&name, &head, len)?;
             tmp
         }
-        Some(codec) => {
-            let mut plain = SpoolFile::create(dir, &name).map_err(local)?;
-            let input = BufReader::with_capacity(CHUNK, File::open(tmp.temp_path()).map_err(local)?);
-            let len = compress::decompress(codec, input, plain.file()).map_err(local)?;
-            let mut head = Vec::with_capacity(HEAD);
-            File::open(plain.temp_path()).and_then(|f| f.take(HEAD as u64).read_to_end(&mut head)).map_err(local)?;
+        Body::Compressed(codec, data) => {
+            // Decompressed from memory straight into a spool temp file, keeping the first
+            // bytes of the output for the header check; renamed into place only once that
+            // passed.
+            let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
+            let mut decoder = compress::decoder(codec, &data[..]).map_err(local)?;
+            let (mut head, mut len) = (Vec::with_capacity(HEAD), 0u64);
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let k = decoder
+                    .read(&mut buf)
+                    .map_err(|e| ToolError::Corrupt(format!("batch member {name}: cannot decompress: {e}")))?;
+                if k == 0 {
+                    break;
+                }
+                if head.len() < HEAD {
+                    head.extend_from_slice(&buf[..k.min(HEAD - head.len())]);
+                }
+                tmp.file().write_all(&buf[..k]).map_err(local)?;
+                len += k as u64;
+            }
             verify_head(&name, &head, len)?;
-            plain
+            tmp
         }
     };
     tmp.publish(&dir.join(&name)).map_err(local)?;
@@ -233,6 +276,26 @@ mod tests {
         assert_eq!(seen, ["00000002.history"]);
         assert_eq!(names(&dir), ["00000002.history"], "no temp file or bad member left");
         assert_eq!(std::fs::read(dir.join("00000002.history")).expect("read"), a);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_compressed_member_is_checked_on_its_stored_bytes_and_published_decompressed() {
+        let dir = scratch("lz4");
+        let plain = b"history file content, history file content".repeat(100);
+        let mut packed = Vec::new();
+        compress::compress(compress::Codec::Lz4, compress::Level::Medium, &plain[..], &mut packed).expect("lz4");
+        let input = stream(&[("00000002.history", &packed, &digest_hex(SumAlgo::Sha256, &packed))]);
+        let mut published = Vec::new();
+        receive(&input[..], &dir, &mut published, &mut |_| true).expect("receive");
+        assert_eq!(published, ["00000002.history"]);
+        assert_eq!(names(&dir), ["00000002.history"], "no temp file left");
+        assert_eq!(std::fs::read(dir.join("00000002.history")).expect("read"), plain);
+        // A sum of the decompressed bytes is not the sum of what was sent: refused.
+        let input = stream(&[("00000003.history", &packed, &digest_hex(SumAlgo::Sha256, &plain))]);
+        let got = receive(&input[..], &dir, &mut Vec::new(), &mut |_| true);
+        assert!(matches!(got, Err(ToolError::Corrupt(_))), "{got:?}");
+        assert_eq!(names(&dir), ["00000002.history"]);
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

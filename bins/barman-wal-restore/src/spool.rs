@@ -81,6 +81,7 @@ impl SpoolFile {
     }
 
     /// Path of the temp file.
+    #[cfg(test)]
     pub fn temp_path(&self) -> &Path {
         &self.tmp
     }
