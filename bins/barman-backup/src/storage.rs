@@ -96,7 +96,10 @@ impl Storage {
                 (_, Some(l)) => Level::Int(i32::try_from(l).unwrap_or(i32::MAX)),
             };
             storage.client = Some((codec, level));
-            storage.client_workers = workers.and_then(|w| u32::try_from(w).ok()).unwrap_or(0);
+            // zstd compresses on worker threads here unless told otherwise: the cores
+            // pg_basebackup leaves idle (`backup_compression_workers = 0` keeps one thread).
+            let default_workers = if codec == Codec::Zstd { default_zstd_workers() } else { 0 };
+            storage.client_workers = workers.and_then(|w| u32::try_from(w).ok()).unwrap_or(default_workers);
         }
         Ok(storage)
     }
@@ -124,6 +127,12 @@ impl Storage {
             _ => None,
         }
     }
+}
+
+/// Client-side zstd threads when `backup_compression_workers` is unset: the machine's
+/// cores, at most 4.
+fn default_zstd_workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get().min(4)).unwrap_or(1))
 }
 
 /// pg_basebackup's defaults: gzip 6 (`Z_DEFAULT_COMPRESSION`), lz4 fast, zstd 3.
