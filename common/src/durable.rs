@@ -180,13 +180,27 @@ pub fn fsync_and_measure(dir: &Path) -> io::Result<Sizes> {
     walk(dir, true)
 }
 
-/// Makes everything under `dir` durable with one `syncfs` of its filesystem (one journal
-/// commit, where an fsync per file costs one each: thousands for a data directory) and
-/// sums sizes as [`fsync_and_measure`] does. Files elsewhere on that filesystem are flushed
-/// too; `dir` must not hold mount points it relies on (tablespaces on other filesystems
-/// need their own call).
-pub fn syncfs_and_measure(dir: &Path) -> io::Result<Sizes> {
-    sync_filesystem_of(dir)?;
+/// A `syncfs` of one filesystem, armed before the writes it must cover: the kernel reports
+/// a writeback error to `syncfs` only if it happened after the handle was opened.
+#[derive(Debug)]
+pub struct FilesystemSync(File);
+
+impl FilesystemSync {
+    /// Opens `dir` (on the filesystem to sync) now, before the writes.
+    pub fn begin(dir: &Path) -> io::Result<FilesystemSync> {
+        File::open(dir).map(FilesystemSync)
+    }
+
+    /// `syncfs`: everything written on that filesystem since [`FilesystemSync::begin`] is
+    /// durable, or the first writeback error comes back.
+    pub fn sync(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        nix::unistd::syncfs(self.0.as_raw_fd()).map_err(io::Error::from)
+    }
+}
+
+/// Sizes of the files under `dir` (see [`Sizes`]), no syncing.
+pub fn measure(dir: &Path) -> io::Result<Sizes> {
     walk(dir, false)
 }
 

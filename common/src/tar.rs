@@ -12,13 +12,21 @@ use std::path::{Component, Path, PathBuf};
 
 const BLOCK: usize = 512;
 
+/// A file with at least this much data goes to the flusher when complete (smaller ones are
+/// left to the final filesystem sync: an fsync each would cost a journal commit each).
+const FLUSH_MIN: u64 = 1 << 20;
+
+/// A large file goes to the flusher (as a cloned handle) every time this much more is written.
+const FLUSH_EVERY: u64 = 64 << 20;
+
 /// What the next bytes of the archive are.
 #[derive(Debug)]
 enum State {
     /// Collecting a 512-byte header.
     Header,
-    /// Copying `remaining` bytes of a file, then skipping `padding`.
-    Data { file: Option<File>, remaining: u64, padding: usize },
+    /// Copying `remaining` bytes of a file, then skipping `padding`; `unflushed` bytes were
+    /// written since the file last went to the flusher.
+    Data { file: Option<File>, remaining: u64, padding: usize, unflushed: u64 },
     /// Skipping bytes (padding, or the data of an entry we ignore).
     Skip(u64),
 }
@@ -34,6 +42,8 @@ pub struct Extractor {
     files: u64,
     /// An all-zero header block (the end-of-archive marker) was read.
     ended: bool,
+    /// Where written files go to be flushed to disk while the extraction goes on.
+    flusher: Option<std::sync::mpsc::Sender<File>>,
 }
 
 /// A parsed ustar header.
@@ -128,7 +138,17 @@ impl Extractor {
             state: State::Header,
             files: 0,
             ended: false,
+            flusher: None,
         })
+    }
+
+    /// Hands every file of 1 MiB or more (complete, and every 64 MiB while it is written) to
+    /// `flusher`, a thread that `fsync`s them: the disk writes while the archive still
+    /// arrives, and the final sync has little left to do.
+    #[must_use]
+    pub fn with_flusher(mut self, flusher: std::sync::mpsc::Sender<File>) -> Extractor {
+        self.flusher = Some(flusher);
+        self
     }
 
     /// Regular files at these relative paths are skipped (`recovery.conf`, `tablespace_map`
@@ -152,14 +172,26 @@ impl Extractor {
                     }
                     &data[take..]
                 }
-                State::Data { file, remaining, padding } => {
+                State::Data { file, remaining, padding, unflushed } => {
                     let take = (*remaining).min(data.len() as u64) as usize;
                     if let Some(f) = file {
                         f.write_all(&data[..take])?;
                     }
                     *remaining -= take as u64;
+                    *unflushed += take as u64;
                     if *remaining == 0 {
-                        self.state = State::Skip(*padding as u64);
+                        let (pad, big) = (*padding as u64, *unflushed >= FLUSH_MIN);
+                        if let State::Data { file: Some(f), .. } = std::mem::replace(&mut self.state, State::Skip(pad))
+                        {
+                            if big {
+                                self.send_to_flusher(f);
+                            }
+                        }
+                    } else if *unflushed >= FLUSH_EVERY {
+                        *unflushed = 0;
+                        if let Some(clone) = file.as_ref().and_then(|f| f.try_clone().ok()) {
+                            self.send_to_flusher(clone);
+                        }
                     }
                     &data[take..]
                 }
@@ -192,6 +224,12 @@ impl Extractor {
             return Err(bad("the archive is truncated (no end-of-archive marker)"));
         }
         Ok(self.files)
+    }
+
+    fn send_to_flusher(&self, file: File) {
+        if let Some(tx) = &self.flusher {
+            let _ = tx.send(file);
+        }
     }
 
     fn start_entry(&mut self, block: &[u8]) -> io::Result<()> {
@@ -227,7 +265,7 @@ impl Extractor {
                 self.state = if header.size == 0 {
                     State::Skip(0)
                 } else {
-                    State::Data { file: Some(file), remaining: header.size, padding }
+                    State::Data { file: Some(file), remaining: header.size, padding, unflushed: 0 }
                 };
             }
             b'2' => {

@@ -247,13 +247,36 @@ struct Writer {
 
 impl Writer {
     fn run(self, rx: &mpsc::Receiver<Msg>) -> Result<Written, CopyError> {
+        // Large files are fsynced on their own thread while the copy goes on (the disk works
+        // during the transfer instead of after it); the final filesystem sync does the rest.
+        let (flush_tx, flush_rx) = mpsc::channel::<File>();
+        let flusher = std::thread::Builder::new().name("backup-flusher".into()).spawn(move || {
+            let mut first_error = None;
+            for file in flush_rx {
+                if let Err(e) = file.sync_data() {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error
+        })?;
+        let result = self.store_all(rx, &flush_tx);
+        drop(flush_tx);
+        let flushed = flusher.join().map_err(|_| CopyError::Unexpected("the backup flusher thread panicked".into()))?;
+        let written = result?;
+        match flushed {
+            Some(e) => Err(CopyError::Io(e)),
+            None => Ok(written),
+        }
+    }
+
+    fn store_all(&self, rx: &mpsc::Receiver<Msg>, flush: &mpsc::Sender<File>) -> Result<Written, CopyError> {
         let mut written = Written { files: 0, manifest: false };
         fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir(&self.dir))?;
         let mut next = rx.recv().ok();
         while let Some(msg) = next {
             let mut chunks = Chunks::new(rx);
             match msg {
-                Msg::Archive(name) => written.files += self.archive(&name, &mut chunks)?,
+                Msg::Archive(name) => written.files += self.archive(&name, &mut chunks, flush)?,
                 Msg::Manifest => {
                     self.manifest(&mut chunks)?;
                     written.manifest = true;
@@ -265,7 +288,7 @@ impl Writer {
         Ok(written)
     }
 
-    fn archive(&self, name: &str, chunks: &mut Chunks<'_>) -> Result<u64, CopyError> {
+    fn archive(&self, name: &str, chunks: &mut Chunks<'_>, flush: &mpsc::Sender<File>) -> Result<u64, CopyError> {
         let suffix = self.storage.server_suffix();
         let stem = name
             .strip_suffix(suffix)
@@ -278,7 +301,7 @@ impl Writer {
         let dest = archive_dest(&self.dir, stem)?;
         match self.storage.format {
             Format::Plain => {
-                let mut extractor = Extractor::new(&dest, self.links.clone())?;
+                let mut extractor = Extractor::new(&dest, self.links.clone())?.with_flusher(flush.clone());
                 match self.storage.server {
                     None => {
                         while let Some(chunk) = chunks.next_chunk() {
@@ -312,7 +335,8 @@ impl Writer {
                     }
                     file
                 };
-                file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                let _ = flush.send(file);
                 Ok(1)
             }
         }
@@ -370,7 +394,7 @@ pub fn publish_manifest(backup_dir: &Path) -> io::Result<()> {
     durable::fsync_dir(&data)
 }
 
-pub use barman_common::durable::{fsync_and_measure, syncfs_and_measure, Sizes};
+pub use barman_common::durable::{fsync_and_measure, measure, FilesystemSync, Sizes};
 
 /// What [`link_unchanged`] reused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

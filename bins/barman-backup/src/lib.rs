@@ -218,6 +218,8 @@ struct Job<'a> {
     dir: PathBuf,
     info: BackupInfo,
     phase: &'static str,
+    /// The backup directory's filesystem, to sync once the copy is done (armed before it).
+    fs_sync: Option<copy::FilesystemSync>,
 }
 
 impl Job<'_> {
@@ -260,8 +262,9 @@ async fn backup(
         ..BackupInfo::default()
     };
     info.status = BackupStatus::Empty;
-    let mut job = Job { layout, id, dir, info, phase: "creating the backup directory" };
+    let mut job = Job { layout, id, dir, info, phase: "creating the backup directory", fs_sync: None };
     std::fs::create_dir_all(&job.dir).map_err(|e| job.fail(&e.to_string()))?;
+    job.fs_sync = Some(copy::FilesystemSync::begin(&job.dir).map_err(|e| job.fail(&e.to_string()))?);
     job.save().map_err(|e| job.fail(&e))?;
     out.info(format!("Starting backup using postgres method for server {} in {}", server.name, job.dir.display()));
 
@@ -485,7 +488,10 @@ fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<()
         Format::Tar => copy::tar_backup_label(&job.dir, storage).map_err(|e| e.to_string())?,
     };
     job.info.backup_label = Some(label);
-    let sizes = copy::syncfs_and_measure(&job.dir).map_err(|e| e.to_string())?;
+    if let Some(fs_sync) = &job.fs_sync {
+        fs_sync.sync().map_err(|e| format!("syncing the backup to disk: {e}"))?;
+    }
+    let sizes = copy::measure(&job.dir).map_err(|e| e.to_string())?;
     if copy::manifest_pending(&job.dir) {
         copy::publish_manifest(&job.dir).map_err(|e| format!("backup_manifest: {e}"))?;
     }
