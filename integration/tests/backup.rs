@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, ServerLayout, ServerLock};
+use barman_common::catalogue::{BackupId, BackupStatus, ServerLayout, ServerLock};
 use barman_integration::cmd::{as_user, execute, Outcome, DEFAULT_TIMEOUT};
 use barman_integration::pg::{PG_BIN, SYSTEM_PATH};
 use barman_integration::scratch::chown_recursive;
@@ -19,47 +19,14 @@ use barman_integration::{
     cargo_bin, skip_unless, BarmanHome, BarmanServerOptions, OsUser, PgCluster, PgOptions, RealBarman, Scratch, Sshd,
 };
 
-/// A cluster archiving through our barman-wal-archive (over the private sshd) into our
-/// barman home, server `pg`.
-struct Setup {
-    pg: PgCluster,
-    barman: BarmanHome,
-    sshd: Sshd,
-    scratch: Scratch,
-}
+use barman_integration::fixtures::{backup_ids, backup_info as info, ArchivingCluster as Setup};
 
 fn setup(name: &str) -> Result<Setup> {
-    let scratch = Scratch::new(name)?;
-    let sshd = Sshd::start(&scratch, barman_integration::SshdOptions::default())?;
-    let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
-    let archive_command = format!(
-        "{client} -c {cfg} --port {port} 127.0.0.1 pg %p",
-        client = cargo_bin("barman-wal-archive")?.display(),
-        cfg = barman.config_path().display(),
-        port = sshd.port(),
-    );
-    let opts = PgOptions::default().archive_command(archive_command).path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
-    let pg = PgCluster::start(&scratch, opts)?;
-    barman.add_server("pg", &pg, &BarmanServerOptions::default())?;
-    Ok(Setup { pg, barman, sshd, scratch })
+    Setup::start(name)
 }
 
 fn layout(barman: &BarmanHome) -> ServerLayout {
     ServerLayout::default_for(&barman.home(), "pg")
-}
-
-/// The backup directories of `pg`, sorted.
-fn backup_ids(layout: &ServerLayout) -> Vec<String> {
-    let mut ids: Vec<String> = match fs::read_dir(&layout.basebackups_directory) {
-        Ok(rd) => rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
-        Err(_) => Vec::new(),
-    };
-    ids.sort();
-    ids
-}
-
-fn info(layout: &ServerLayout, id: &str) -> Result<BackupInfo> {
-    BackupInfo::load(layout, &BackupId::new(id)?)?.with_context(|| format!("no backup.info for {id}"))
 }
 
 fn verifybackup(data: &Path) -> Result<Outcome> {

@@ -18,55 +18,19 @@ use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, ServerLayout,
 use barman_common::wal::WalSegSize;
 use barman_integration::cmd::{as_user, execute, DEFAULT_TIMEOUT};
 use barman_integration::pg::PG_BIN;
-use barman_integration::{
-    cargo_bin, skip_unless, wait_until, BarmanHome, BarmanServerOptions, PgCluster, PgOptions, Scratch, Sshd,
-    SshdOptions,
-};
+use barman_integration::{cargo_bin, skip_unless, wait_until, BarmanHome, PgCluster, PgOptions, Scratch, Sshd};
 
 /// The pgbench tables, compared one by one after the recovery.
 const TABLES: [&str; 5] = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "marker"];
 
-/// A cluster archiving through our barman-wal-archive (over the private sshd) into our
-/// barman home, server `pg`. Fields drop in order: the cluster stops before sshd.
-struct Setup {
-    pg: PgCluster,
-    barman: BarmanHome,
-    _sshd: Sshd,
-    scratch: Scratch,
-}
+use barman_integration::fixtures::{backup_ids, backup_info as info, ArchivingCluster as Setup};
 
 fn setup(name: &str) -> Result<Setup> {
-    let scratch = Scratch::new(name)?;
-    let sshd = Sshd::start(&scratch, SshdOptions::default())?;
-    let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
-    let archive_command = format!(
-        "{client} -c {cfg} --port {port} 127.0.0.1 pg %p",
-        client = cargo_bin("barman-wal-archive")?.display(),
-        cfg = barman.config_path().display(),
-        port = sshd.port(),
-    );
-    let opts = PgOptions::default().archive_command(archive_command).path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
-    let pg = PgCluster::start(&scratch, opts)?;
-    barman.add_server("pg", &pg, &BarmanServerOptions::default())?;
-    Ok(Setup { pg, barman, _sshd: sshd, scratch })
+    Setup::start(name)
 }
 
 fn layout(barman: &BarmanHome) -> ServerLayout {
     ServerLayout::default_for(&barman.home(), "pg")
-}
-
-/// The backup directories of `pg`, sorted.
-fn backup_ids(layout: &ServerLayout) -> Vec<String> {
-    let mut ids: Vec<String> = match fs::read_dir(&layout.basebackups_directory) {
-        Ok(rd) => rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
-        Err(_) => Vec::new(),
-    };
-    ids.sort();
-    ids
-}
-
-fn info(layout: &ServerLayout, id: &str) -> Result<BackupInfo> {
-    BackupInfo::load(layout, &BackupId::new(id)?)?.with_context(|| format!("no backup.info for {id}"))
 }
 
 /// Fails unless the server's backup lock can be taken (and releases it again).

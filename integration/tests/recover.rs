@@ -16,32 +16,12 @@ use barman_common::catalogue::{BackupId, BackupInfo, ServerLayout};
 use barman_integration::cmd::{as_user, execute};
 use barman_integration::pg::{PG_BIN, SYSTEM_PATH};
 use barman_integration::scratch::chown_recursive;
-use barman_integration::{
-    cargo_bin, skip_unless, BarmanHome, BarmanServerOptions, OsUser, PgCluster, PgOptions, RealBarman, Scratch, Sshd,
-    SshdOptions,
-};
+use barman_integration::{skip_unless, OsUser, PgCluster, PgOptions, RealBarman, Sshd};
 
-struct Setup {
-    pg: PgCluster,
-    barman: BarmanHome,
-    _sshd: Sshd,
-    scratch: Scratch,
-}
+use barman_integration::fixtures::ArchivingCluster as Setup;
 
 fn setup(name: &str) -> Result<Setup> {
-    let scratch = Scratch::new(name)?;
-    let sshd = Sshd::start(&scratch, SshdOptions::default())?;
-    let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
-    let archive_command = format!(
-        "{client} -c {cfg} --port {port} 127.0.0.1 pg %p",
-        client = cargo_bin("barman-wal-archive")?.display(),
-        cfg = barman.config_path().display(),
-        port = sshd.port(),
-    );
-    let opts = PgOptions::default().archive_command(archive_command).path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
-    let pg = PgCluster::start(&scratch, opts)?;
-    barman.add_server("pg", &pg, &BarmanServerOptions::default())?;
-    Ok(Setup { pg, barman, _sshd: sshd, scratch })
+    Setup::start(name)
 }
 
 /// The ids in `t`, in order, comma-separated.

@@ -19,41 +19,18 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use barman_integration::cmd::{as_user, execute, target_dir};
 use barman_integration::pg::{PG_BIN, SYSTEM_PATH};
-use barman_integration::{
-    cargo_bin, skip_unless, BarmanHome, BarmanServerOptions, OsUser, PgCluster, PgOptions, RealBarman, Scratch, Sshd,
-    SshdOptions,
-};
+use barman_integration::{skip_unless, OsUser, PgCluster, PgOptions, RealBarman, Scratch, Sshd};
 
-struct Setup {
-    pg: PgCluster,
-    barman: BarmanHome,
-    sshd: Sshd,
-    scratch: Scratch,
-}
+use barman_integration::fixtures::ArchivingCluster as Setup;
 
 const SSH_POSTGRES: &str = "ssh postgres@127.0.0.1";
 
 fn setup(name: &str) -> Result<Setup> {
-    setup_with(name, |_| Ok(Vec::new()))
+    Setup::start(name)
 }
 
-/// [`setup`] with extra lines for the server section, made from the scratch directory.
 fn setup_with(name: &str, extra: impl FnOnce(&Scratch) -> Result<Vec<String>>) -> Result<Setup> {
-    let scratch = Scratch::new(name)?;
-    let sshd = Sshd::start(&scratch, SshdOptions::default())?;
-    let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
-    barman.add_path_prefix(sshd.ssh_wrapper_dir_for("barman")?);
-    let archive_command = format!(
-        "{client} -c {cfg} --port {port} 127.0.0.1 pg %p",
-        client = cargo_bin("barman-wal-archive")?.display(),
-        cfg = barman.config_path().display(),
-        port = sshd.port(),
-    );
-    let opts = PgOptions::default().archive_command(archive_command).path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
-    let pg = PgCluster::start(&scratch, opts)?;
-    let server = BarmanServerOptions { extra: extra(&scratch)?, ..BarmanServerOptions::default() };
-    barman.add_server("pg", &pg, &server)?;
-    Ok(Setup { pg, barman, sshd, scratch })
+    Setup::start_with(name, extra)
 }
 
 /// The ids in `t`, in order, comma-separated.
