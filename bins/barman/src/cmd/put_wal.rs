@@ -81,7 +81,8 @@ fn read_sums(server: &Server, entry: &mut impl Read) -> Result<HashMap<String, S
 /// Copies one member into a temp file in incoming/, hashing it with SHA-256 on the way (the
 /// sums member comes after the data; an old client's MD5SUMS is checked by re-reading the
 /// temp file, which keeps the common path to one hash). Writeback is started while the data
-/// still arrives (see [`EarlySync`]), so the fsync before the commit finds little left to do.
+/// still arrives (see [`EarlySync`]), so the fsync before the commit finds little left to do;
+/// a writeback error seen early fails the member like one seen by that fsync.
 fn receive_member(server: &Server, name: WalFileName, mtime: u64, entry: &mut impl Read) -> Result<Received, CmdError> {
     let mut tmp = TempFile::create(&server.layout.incoming.join(name.as_str()), 0o600)?;
     let mut early = EarlySync::start(tmp.file());
@@ -96,7 +97,7 @@ fn receive_member(server: &Server, name: WalFileName, mtime: u64, entry: &mut im
         tmp.write_all(&buf[..n])?;
         early.wrote(n);
     }
-    early.finish();
+    early.finish()?;
     let digest = HashMap::from([(SumAlgo::Sha256, Hasher::hex(sha))]);
     Ok(Received { name, tmp, digest, mtime })
 }
@@ -104,11 +105,12 @@ fn receive_member(server: &Server, name: WalFileName, mtime: u64, entry: &mut im
 /// Flushes a file being received in the background, every few MiB, so that its writeback
 /// overlaps with receiving the rest (of this file and of the next ones in the stream). This
 /// is only a head start: durability still comes from the `fsync` in the commit, which then
-/// has just the tail left. Errors here are ignored for the same reason: that `fsync` reports
-/// them.
+/// has just the tail left. The worker's handle is a `dup` sharing the file description, so a
+/// writeback error it sees is not reported again to that `fsync`: [`EarlySync::finish`]
+/// returns it, and the file is refused.
 struct EarlySync {
     tx: Option<std::sync::mpsc::Sender<()>>,
-    worker: Option<std::thread::JoinHandle<()>>,
+    worker: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     unsynced: usize,
 }
 
@@ -121,8 +123,9 @@ impl EarlySync {
         let worker = std::thread::spawn(move || {
             while rx.recv().is_ok() {
                 while rx.try_recv().is_ok() {}
-                let _ = clone.sync_data();
+                clone.sync_data()?;
             }
+            Ok(())
         });
         EarlySync { tx: Some(tx), worker: Some(worker), unsynced: 0 }
     }
@@ -137,10 +140,14 @@ impl EarlySync {
         }
     }
 
-    /// Stops the worker without waiting for its last flush: the commit's fsync waits anyway.
-    fn finish(mut self) {
+    /// Stops the worker after its flush in progress, if any; its first writeback error.
+    fn finish(mut self) -> std::io::Result<()> {
         self.tx.take();
-        drop(self.worker.take());
+        match self.worker.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("the background flush thread panicked")),
+            None => Ok(()),
+        }
     }
 }
 
