@@ -211,6 +211,19 @@ impl Extractor {
         Ok(())
     }
 
+    /// Consumes everything `input` yields (a decompressor, a file), in large reads.
+    pub fn feed_from(&mut self, input: &mut dyn io::Read) -> io::Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.feed(&buf[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Checks that the archive is whole: not stopped inside an entry, and closed by the
     /// end-of-archive marker (a PG15 server sends it; the legacy stream gets it appended).
     /// Returns the number of files written.

@@ -310,7 +310,7 @@ impl Writer {
                     }
                     Some(codec) => {
                         let mut decoded = compress::decoder(codec, chunks)?;
-                        copy_large(&mut decoded, &mut extractor)?;
+                        extractor.feed_from(&mut decoded)?;
                     }
                 }
                 Ok(extractor.finish()?)
@@ -349,21 +349,6 @@ impl Writer {
         }
         file.sync_all()?;
         Ok(())
-    }
-}
-
-/// `io::copy` with a large buffer (decoders hand out big blocks; the extractor writes them
-/// straight to files).
-fn copy_large(from: &mut dyn Read, to: &mut Extractor) -> io::Result<()> {
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.feed(&buf[..n])?;
     }
 }
 

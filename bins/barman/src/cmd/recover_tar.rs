@@ -108,16 +108,7 @@ impl TarFormat {
             None => Box::new(io::BufReader::with_capacity(1 << 20, input)),
         };
         let mut extractor = Extractor::new(dest, links)?.excluding(exclude);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match plain.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            extractor.feed(&buf[..n])?;
-        }
+        extractor.feed_from(&mut plain)?;
         extractor.finish().map(drop)
     }
 }
