@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -41,7 +42,8 @@ struct Received {
 
 enum Body {
     Plain(SpoolFile),
-    Compressed(compress::Codec, Vec<u8>),
+    /// The codec, a buffer from [`Scratch::spare`], and how much of it the member fills.
+    Compressed(compress::Codec, Vec<u8>, usize),
 }
 
 /// Fetches up to `n` files from `first` on into `dir`, publishing each under its own name as
@@ -68,6 +70,9 @@ pub fn fetch_batch(
         .spawn()
         .map_err(local)?;
     let stdout = child.stdout.take().expect("stdout was requested as piped");
+    // A 1 MiB pipe (the unprivileged maximum) instead of 64 KiB: ssh hands the stream over in
+    // fewer writes and wakeups. Refused: the default pipe works too.
+    let _ = nix::fcntl::fcntl(stdout.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
     let mut published = Vec::new();
     let received = receive(stdout, dir, &mut published, more);
     // The pipe is closed by now (receive owned it), so a remote still writing gets EPIPE
@@ -85,6 +90,19 @@ fn corrupt(e: impl std::fmt::Display) -> ToolError {
     ToolError::Corrupt(format!("batch stream: {e}"))
 }
 
+/// Buffers reused for every member of a stream: a segment is 16 MiB, and fresh buffers
+/// would be zeroed and faulted in again for each one.
+#[derive(Default)]
+struct Scratch {
+    /// Receives plain members on their way into the spool.
+    chunk: Vec<u8>,
+    /// Holds a compressed member's decompressed content, written out in one piece.
+    plain: Vec<u8>,
+    /// Buffers for compressed members waiting for their sums (one, with our server's
+    /// per-member sums). Their length is what was ever initialized, not what is in use.
+    spare: Vec<Vec<u8>>,
+}
+
 /// Reads the stream, publishing each file when its checksum arrives.
 fn receive(
     input: impl Read,
@@ -94,6 +112,7 @@ fn receive(
 ) -> Result<(), ToolError> {
     let mut archive = tar::Archive::new(input);
     let mut pending: Vec<Received> = Vec::new();
+    let mut scratch = Scratch::default();
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let name = entry.path().map_err(corrupt)?.to_string_lossy().into_owned();
@@ -102,7 +121,7 @@ fn receive(
             entry.read_to_string(&mut body).map_err(corrupt)?;
             let sums: HashMap<String, String> = parse_sums(&body).0.into_iter().collect();
             for file in take_summed(&mut pending, &sums) {
-                published.push(publish(file, &sums, dir)?);
+                published.push(publish(file, &sums, dir, &mut scratch)?);
             }
             match published.last() {
                 Some(last) if pending.is_empty() && !more(last) => return Ok(()),
@@ -112,7 +131,8 @@ fn receive(
         if name.parse::<WalFileName>().is_err() || name.contains('/') {
             return Err(corrupt(format!("unexpected member '{name}'")));
         }
-        pending.push(receive_member(&mut entry, name, dir)?);
+        let size = entry.size();
+        pending.push(receive_member(&mut entry, size, name, dir, &mut scratch)?);
     }
     match pending.first() {
         Some(f) => Err(corrupt(format!("no checksum for {}", f.name))),
@@ -127,43 +147,53 @@ fn take_summed(pending: &mut Vec<Received>, sums: &HashMap<String, String>) -> V
     summed
 }
 
-/// Receives one member, hashing it (the bytes as sent: for a compressed file, the
-/// compressed bytes, once) and keeping its first bytes. The magic in the first bytes decides
-/// where it goes: a plain file into a spool temp file as it arrives, a compressed one into
-/// memory (see [`Body`]).
-fn receive_member(entry: &mut impl Read, name: String, dir: &Path) -> Result<Received, ToolError> {
+/// Receives one member of `size` bytes (as its tar header says), hashing it (the bytes as
+/// sent: for a compressed file, the compressed bytes, once) and keeping its first bytes. The
+/// magic in the first bytes decides where it goes: a plain file into a spool temp file as it
+/// arrives, a compressed one into memory (see [`Body`]).
+fn receive_member(
+    entry: &mut impl Read,
+    size: u64,
+    name: String,
+    dir: &Path,
+    scratch: &mut Scratch,
+) -> Result<Received, ToolError> {
     let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
     let mut hasher: Hasher = SumAlgo::Sha256.hasher();
-    let mut head = Vec::with_capacity(HEAD);
     // The first bytes, enough to tell a compressed member by its magic.
-    let mut first = vec![0u8; HEAD];
-    let mut got = 0;
-    while got < HEAD {
-        match entry.read(&mut first[got..]).map_err(corrupt)? {
-            0 => break,
-            k => got += k,
-        }
-    }
-    first.truncate(got);
-    head.extend_from_slice(&first);
-    hasher.update(&first);
-    let mut len = got as u64;
-    let mut buf = vec![0u8; CHUNK];
+    let mut head = vec![0u8; HEAD];
+    let got = read_full(entry, &mut head).map_err(corrupt)?;
+    head.truncate(got);
+    hasher.update(&head);
     if let Some(codec) = compress::detect(&head) {
-        let mut data = first;
-        entry.read_to_end(&mut data).map_err(corrupt)?;
-        hasher.update(&data[got..]);
-        len = data.len() as u64;
-        return Ok(Received { name, body: Body::Compressed(codec, data), digest: hasher.hex(), head, len });
+        // A compressed segment is a few MiB; the header's size bounds the first allocation
+        // only loosely (a lying header just makes the read come up short or grow the buffer).
+        let mut data = scratch.spare.pop().unwrap_or_default();
+        let want = usize::try_from(size).unwrap_or(0).clamp(got, 64 << 20);
+        if data.len() < want {
+            data.resize(want, 0);
+        }
+        data[..got].copy_from_slice(&head);
+        let n = got + read_into(entry, &mut data, got).map_err(corrupt)?;
+        hasher.update(&data[got..n]);
+        return Ok(Received {
+            name,
+            body: Body::Compressed(codec, data, n),
+            digest: hasher.hex(),
+            head,
+            len: n as u64,
+        });
     }
     let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
-    tmp.file().write_all(&first).map_err(local)?;
+    tmp.file().write_all(&head).map_err(local)?;
+    let mut len = got as u64;
+    scratch.chunk.resize(CHUNK, 0);
     loop {
-        let k = entry.read(&mut buf).map_err(corrupt)?;
+        let k = entry.read(&mut scratch.chunk).map_err(corrupt)?;
         if k == 0 {
             break;
         }
-        let chunk = &buf[..k];
+        let chunk = &scratch.chunk[..k];
         hasher.update(chunk);
         tmp.file().write_all(chunk).map_err(local)?;
         len += k as u64;
@@ -171,9 +201,41 @@ fn receive_member(entry: &mut impl Read, name: String, dir: &Path) -> Result<Rec
     Ok(Received { name, body: Body::Plain(tmp), digest: hasher.hex(), head, len })
 }
 
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..])? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    Ok(got)
+}
+
+/// Reads `input` to its end into `buf` from `at` on, growing `buf` (never zeroing what it
+/// already holds, unlike `read_to_end` into a reused vector); returns the bytes read.
+fn read_into(input: &mut impl Read, buf: &mut Vec<u8>, at: usize) -> io::Result<usize> {
+    let mut n = at;
+    loop {
+        if n == buf.len() {
+            buf.resize((buf.len() * 2).max(1 << 20), 0);
+        }
+        match input.read(&mut buf[n..])? {
+            0 => return Ok(n - at),
+            k => n += k,
+        }
+    }
+}
+
 /// Checks a received file against its sum, decompresses it if it was stored compressed,
 /// checks a segment's header and length, and renames it into place.
-fn publish(file: Received, sums: &HashMap<String, String>, dir: &Path) -> Result<String, ToolError> {
+fn publish(
+    file: Received,
+    sums: &HashMap<String, String>,
+    dir: &Path,
+    scratch: &mut Scratch,
+) -> Result<String, ToolError> {
     let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
     if sums.get(&file.name) != Some(&file.digest) {
         return Err(ToolError::Corrupt(format!("batch member {}: checksum mismatch", file.name)));
@@ -184,28 +246,17 @@ fn publish(file: Received, sums: &HashMap<String, String>, dir: &Path) -> Result
             verify_head(&name, &head, len)?;
             tmp
         }
-        Body::Compressed(codec, data) => {
-            // Decompressed from memory straight into a spool temp file, keeping the first
-            // bytes of the output for the header check; renamed into place only once that
-            // passed.
+        Body::Compressed(codec, data, used) => {
+            // Decompressed from memory into memory, checked there, and written into a spool
+            // temp file in one piece; renamed into place only once the header check passed.
+            let decoded = compress::decoder(codec, &data[..used])
+                .and_then(|mut decoder| read_into(&mut decoder, &mut scratch.plain, 0));
+            scratch.spare.push(data);
+            let n = decoded.map_err(|e| ToolError::Corrupt(format!("batch member {name}: cannot decompress: {e}")))?;
+            let plain = &scratch.plain[..n];
+            verify_head(&name, &plain[..n.min(HEAD)], n as u64)?;
             let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
-            let mut decoder = compress::decoder(codec, &data[..]).map_err(local)?;
-            let (mut head, mut len) = (Vec::with_capacity(HEAD), 0u64);
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                let k = decoder
-                    .read(&mut buf)
-                    .map_err(|e| ToolError::Corrupt(format!("batch member {name}: cannot decompress: {e}")))?;
-                if k == 0 {
-                    break;
-                }
-                if head.len() < HEAD {
-                    head.extend_from_slice(&buf[..k.min(HEAD - head.len())]);
-                }
-                tmp.file().write_all(&buf[..k]).map_err(local)?;
-                len += k as u64;
-            }
-            verify_head(&name, &head, len)?;
+            tmp.file().write_all(plain).map_err(local)?;
             tmp
         }
     };
