@@ -172,6 +172,43 @@ fn real_wal_archive_into_our_put_wal() -> Result<()> {
     ensure!(out.contains(&names[0]), "archive-wal output does not name {}: {out}", names[0]);
     let n = assert_archive_matches(&s.oracle, &layout(&s.barman))?;
     ensure!(n >= 3, "only {n} files checked");
+    check_batch_lz4(&s, &names)?;
+    Ok(())
+}
+
+/// Our `get-wal --batch N --keep-compression --batch-lz4` from this uncompressed store: every
+/// segment goes out as an LZ4 frame followed by its own `SHA256SUMS` member, the sum is that
+/// of the bytes sent, and the frame decompresses to Postgres's segment.
+fn check_batch_lz4(s: &Setup, names: &[String]) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let got = s.barman.outcome(&["get-wal", "--batch", "3", "--keep-compression", "--batch-lz4", "pg", &names[0]])?;
+    got.success()?;
+    let mut archive = tar::Archive::new(&got.stdout[..]);
+    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body)?;
+        members.push((name, body));
+    }
+    ensure!(
+        members.len() == 6,
+        "expected 3 segments with their sums, got {:?}",
+        members.iter().map(|m| &m.0).collect::<Vec<_>>()
+    );
+    for (pair, name) in members.chunks(2).zip(names) {
+        let [(data_name, packed), (sums_name, sums)] = pair else { unreachable!("chunks of 2") };
+        ensure!(data_name == name && sums_name == "SHA256SUMS", "members {data_name}, {sums_name} for {name}");
+        ensure!(compress::detect(packed) == Some(compress::Codec::Lz4), "{name} was not sent as LZ4");
+        let line = format!("{} *{name}\n", hex::encode(Sha256::digest(packed)));
+        ensure!(sums[..] == *line.as_bytes(), "sums of {name}: {}", String::from_utf8_lossy(sums));
+        let mut plain = Vec::new();
+        compress::decompress(compress::Codec::Lz4, &packed[..], &mut plain)?;
+        ensure!(plain == fs::read(s.oracle.join(name))?, "{name} differs from Postgres's segment after LZ4");
+        ensure!(packed.len() < plain.len() / 2, "{name}: {} LZ4 bytes for {}", packed.len(), plain.len());
+    }
     Ok(())
 }
 

@@ -7,7 +7,9 @@
 //! batch. A stream with one sums member at the end (an older server) still works; its files
 //! are then published together at the end. A file is published only after its checksum
 //! matched and (for a segment) its first page header and length checked out; it is
-//! decompressed here when it was stored compressed (the batch asks for the stored bytes).
+//! decompressed here when it was stored compressed (the batch asks for the stored bytes) or
+//! sent compressed (`--batch-lz4`: the server packs uncompressed files as LZ4 frames, which
+//! takes the bulk of the bytes off ssh).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -59,7 +61,9 @@ pub fn fetch_batch(
     dir: &Path,
     more: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Vec<String>, ToolError> {
-    let flags = vec!["--batch".to_owned(), format!("'{n}'"), "--keep-compression".to_owned()];
+    // Stored bytes as they are, and uncompressed files as LZ4 on the way (our server's
+    // `--batch-lz4`): received into memory, checked and decompressed as any compressed member.
+    let flags = vec!["--batch".to_owned(), format!("'{n}'"), "--keep-compression".to_owned(), "--batch-lz4".to_owned()];
     let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
     let target = SshTarget { user: opts.user.clone(), host: opts.host.clone(), port: opts.port };
     let mut child = target

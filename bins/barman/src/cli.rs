@@ -65,6 +65,9 @@ pub fn command() -> Command {
                         "extension: send up to N available WAL files from WAL_NAME on as one checksummed tar stream",
                     ),
                 )
+                .arg(flag("batch-lz4").requires("batch").help(
+                    "extension: with --batch, lz4-compress the files stored uncompressed on the way (the client decompresses)",
+                ))
                 .arg(flag("test").short('t').help("test the connection only"))
                 .arg(server_arg())
                 .arg(Arg::new("WAL_NAME").required(true).help("the WAL file name")),

@@ -92,6 +92,7 @@ pub fn get_wal_cmd(ctx: &Context, name: &str, m: &ArgMatches, out: &mut Output) 
         keep_compression: m.get_flag("keep-compression"),
         peek: m.get_one::<usize>("peek").copied(),
         batch: m.get_one::<usize>("batch").copied(),
+        batch_lz4: m.get_flag("batch-lz4"),
     };
     for line in get_wal::run(&server, &opts)? {
         out.info(line);
