@@ -13,6 +13,7 @@
 #   RESTORE_MODES      ssh modes of the barman-wal-restore rows: "fresh mux" (default), "mux"
 #   RESTORE_JOBS       -p values of the barman-wal-restore rows: "1 8" (default), "8"
 #   SKIP_ARCHIVE=1     no timed archive rows (the restore stores are still filled)
+#   ARCHIVE_IMPLS      which barman-wal-archive to time: "ours real" (default), "ours"
 #   SSH_CIPHER         cipher of every client's ssh config (all contenders get the same);
 #                      default aes128-gcm@openssh.com, "default" keeps OpenSSH's own choice
 #   WAL_COMPRESSION    none (default), lz4 or zstd: the same codec for every store (both
@@ -302,7 +303,7 @@ bench_archive() {
 warm_mux() { client "$1" mux ssh barman@127.0.0.1 true >/dev/null 2>&1 || log "mux warmup $1 failed"; }
 
 if [ "${SKIP_ARCHIVE:-0}" = 1 ]; then ARCHIVE_N=0; fi
-[ "$ARCHIVE_N" -gt 0 ] && for impl in ours real; do
+[ "$ARCHIVE_N" -gt 0 ] && for impl in ${ARCHIVE_IMPLS:-ours real}; do
     name="barman-wal-archive ($impl)"; [ $impl = real ] && name="barman-wal-archive (Barman 3.20.1)"
     [ $impl = ours ] && name="barman-wal-archive (ours, release)"
     bench_archive "$name" "fresh ssh" "ssh+remote barman put-wal per segment$ANOTE" \
@@ -314,7 +315,7 @@ if [ "${SKIP_ARCHIVE:-0}" = 1 ]; then ARCHIVE_N=0; fi
 done
 # Parallel mode (-p 8): a pg_wal-like dir with .ready markers, as Postgres leaves them for a
 # backlog; the first call sends 8 segments in one stream, the next 7 are answered by the cache.
-[ "$ARCHIVE_N" -gt 0 ] && for impl in ours real; do
+[ "$ARCHIVE_N" -gt 0 ] && for impl in ${ARCHIVE_IMPLS:-ours real}; do
     f=$S/pgwal-$impl; mkdir -p "$f/archive_status"
     for s in "${SEGS[@]:0:$ARCHIVE_N}"; do ln "$SRC/$s" "$f/$s"; : >"$f/archive_status/$s.ready"; done
     chown -R postgres: "$f"
@@ -343,9 +344,11 @@ mkdir -p "$S/cpdest"; chown postgres: "$S/cpdest"
 REST_SEGS=("${SEGS[@]:0:$RESTORE_N}")
 log "filling archives with ${#REST_SEGS[@]} segments (untimed)"
 fill() { # impl
-    local impl=$1
+    local impl=$1 from=$ARCHIVE_N
+    # the timed archive rows stored the first ARCHIVE_N segments, unless this impl had none
+    [[ " ${ARCHIVE_IMPLS:-ours real} " = *" $impl "* ]] || from=0
     warm_mux "$impl"
-    printf '%s\n' "${REST_SEGS[@]:$ARCHIVE_N}" | \
+    printf '%s\n' "${REST_SEGS[@]:$from}" | \
         xargs -r -P 4 -I{} runuser -u postgres -- env -i HOME=/var/lib/postgresql \
             PATH="$S/cli-$impl-mux:$([ "$impl" = real ] && echo "$VENV/bin" || echo "$S/ours-bin"):$SYS_PATH" \
             barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg "$SRC/{}" \

@@ -48,6 +48,7 @@ pub fn test_connection(opts: &Options) -> Result<(), ToolError> {
 pub fn send_files(opts: &Options, paths: &[PathBuf]) -> Result<(), ToolError> {
     let mut child = target(opts).command(&remote_words(opts, false)).stdin(Stdio::piped()).spawn()?;
     let stdin = child.stdin.take().expect("stdin was requested as piped");
+    barman_common::remote::widen_pipe(&stdin);
     let written = write_stream(opts, paths, stdin);
     let status = wait(&mut child)?;
     match (status, written) {

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -74,9 +73,7 @@ pub fn fetch_batch(
         .spawn()
         .map_err(local)?;
     let stdout = child.stdout.take().expect("stdout was requested as piped");
-    // A 1 MiB pipe (the unprivileged maximum) instead of 64 KiB: ssh hands the stream over in
-    // fewer writes and wakeups. Refused: the default pipe works too.
-    let _ = nix::fcntl::fcntl(stdout.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    barman_common::remote::widen_pipe(&stdout);
     let mut published = Vec::new();
     let received = receive(stdout, dir, &mut published, more);
     // The pipe is closed by now (receive owned it), so a remote still writing gets EPIPE

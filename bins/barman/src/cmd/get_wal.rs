@@ -52,7 +52,7 @@ pub fn run(server: &Server, opts: &GetWal) -> Result<Vec<String>, CmdError> {
         return Ok(Vec::new());
     }
     if let Some(n) = opts.batch {
-        widen_stdout_pipe();
+        barman_common::remote::widen_pipe(&io::stdout());
         let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
         send_batch(server, &name, n, opts, &mut out)?;
         return Ok(Vec::new());
@@ -80,14 +80,6 @@ fn send_to_dir(
     send(path, opts, &mut out)?;
     out.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
     Ok(vec![format!("Sending WAL '{name}' for server '{}' into '{}' file", server.name, dest.display())])
-}
-
-/// Asks for a 1 MiB stdout pipe (the unprivileged maximum; the default is 64 KiB) when
-/// stdout is a pipe, as under sshd: a batch of segments then goes out in fewer writes, with
-/// fewer wakeups of this process and of sshd. Not a pipe, or refused: nothing changes.
-fn widen_stdout_pipe() {
-    use std::os::fd::AsRawFd;
-    let _ = nix::fcntl::fcntl(io::stdout().as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
 }
 
 /// Sends the available files from `first` on (as `--peek` lists them) as a tar stream, each

@@ -64,6 +64,7 @@ pub fn put_wal_cmd(ctx: &Context, name: &str, test: bool, out: &mut Output) -> R
         out.info(format!("Ready to accept WAL files for the server {name}"));
         return Ok(());
     }
+    barman_common::remote::widen_pipe(&io::stdin());
     for line in put_wal::run(&server, io::stdin().lock())? {
         out.info(line);
     }
