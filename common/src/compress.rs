@@ -89,6 +89,19 @@ impl Codec {
         }
     }
 
+    /// The file-name suffix of this format (`.gz`, `.lz4`, `.zst`...), as PostgreSQL,
+    /// pg_basebackup and Barman name compressed tar archives.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Codec::Bzip2 => ".bz2",
+            Codec::Gzip => ".gz",
+            Codec::Lz4 => ".lz4",
+            Codec::Snappy => ".sz",
+            Codec::Xz => ".xz",
+            Codec::Zstd => ".zst",
+        }
+    }
+
     /// The magic bytes a stream of this format starts with.
     pub fn magic(self) -> &'static [u8] {
         match self {

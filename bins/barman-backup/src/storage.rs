@@ -111,13 +111,13 @@ impl Storage {
 
     /// The suffix a server-compressed archive name carries (`.gz`, `.lz4`, `.zst`), or "".
     pub fn server_suffix(&self) -> &'static str {
-        self.server.map_or("", suffix)
+        self.server.map_or("", Codec::suffix)
     }
 
     /// The name a tar archive is stored under: `base.tar` → `base.tar.gz` etc.
     pub fn stored_name(&self, tar_name: &str) -> String {
         let codec = self.server.or(self.client.map(|(c, _)| c));
-        format!("{tar_name}{}", codec.map_or("", suffix))
+        format!("{tar_name}{}", codec.map_or("", Codec::suffix))
     }
 
     /// backup.info `compression`: the method for tar backups, None for plain ones.
@@ -149,15 +149,6 @@ fn method_name(codec: Codec) -> &'static str {
         Codec::Gzip => "gzip",
         Codec::Lz4 => "lz4",
         _ => "zstd",
-    }
-}
-
-/// The archive-name suffix PostgreSQL and pg_basebackup use for `codec`.
-pub fn suffix(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Gzip => ".gz",
-        Codec::Lz4 => ".lz4",
-        _ => ".zst",
     }
 }
 

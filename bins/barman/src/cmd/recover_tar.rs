@@ -27,29 +27,28 @@ const EXCLUDED: [&str; 2] = ["recovery.conf", "tablespace_map"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TarFormat {
     codec: Option<Codec>,
-    extension: &'static str,
 }
 
 impl TarFormat {
     /// The format for backup.info's `compression` value (`gzip`, `lz4`, `zstd`, `none`).
     pub fn from_compression(value: &str) -> Result<TarFormat, CmdError> {
-        let (codec, extension) = match value {
-            "gzip" => (Some(Codec::Gzip), "tar.gz"),
-            "lz4" => (Some(Codec::Lz4), "tar.lz4"),
-            "zstd" => (Some(Codec::Zstd), "tar.zst"),
-            "none" => (None, "tar"),
+        let codec = match value {
+            "gzip" => Some(Codec::Gzip),
+            "lz4" => Some(Codec::Lz4),
+            "zstd" => Some(Codec::Zstd),
+            "none" => None,
             other => {
                 return Err(CmdError::Error(format!(
                     "Unexpected compression format: {other} (expected gzip, lz4, zstd or none)"
                 )))
             }
         };
-        Ok(TarFormat { codec, extension })
+        Ok(TarFormat { codec })
     }
 
     /// `<data>/<stem>.tar.<ext>`.
     fn archive(self, data: &Path, stem: &str) -> PathBuf {
-        data.join(format!("{stem}.{}", self.extension))
+        data.join(format!("{stem}.tar{}", self.codec.map_or("", Codec::suffix)))
     }
 
     /// The base archive and one per tablespace OID, all of which must exist.
