@@ -18,7 +18,7 @@ use std::process::Stdio;
 
 use barman_common::compress;
 use barman_common::remote::SshTarget;
-use barman_common::wal::{validate_segment_header, ExpectedSegment, WalFileName};
+use barman_common::wal::{read_head, validate_segment_header, ExpectedSegment, WalFileName};
 use barman_common::wire::{parse_sums, Hasher, SumAlgo};
 
 use crate::fetch::{map_status, remote_words};
@@ -163,7 +163,7 @@ fn receive_member(
     let mut hasher: Hasher = SumAlgo::Sha256.hasher();
     // The first bytes, enough to tell a compressed member by its magic.
     let mut head = vec![0u8; HEAD];
-    let got = read_full(entry, &mut head).map_err(corrupt)?;
+    let got = read_head(entry, &mut head).map_err(corrupt)?;
     head.truncate(got);
     hasher.update(&head);
     if let Some(codec) = compress::detect(&head) {
@@ -200,18 +200,6 @@ fn receive_member(
         len += k as u64;
     }
     Ok(Received { name, body: Body::Plain(tmp), digest: hasher.hex(), head, len })
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match input.read(&mut buf[got..])? {
-            0 => break,
-            k => got += k,
-        }
-    }
-    Ok(got)
 }
 
 /// Reads `input` to its end into `buf` from `at` on, growing `buf` (never zeroing what it

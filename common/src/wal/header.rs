@@ -5,6 +5,8 @@
 //! cluster with another segment size, a renamed or recycled segment (page address) and a
 //! truncated transfer (length), before it is accepted into an archive.
 
+use std::io::{self, Read};
+
 use super::{Lsn, WalFileName, WalSegSize};
 
 /// `XLP_LONG_HEADER`: the page starts with a long header (first page of a segment).
@@ -190,6 +192,20 @@ pub enum HeaderError {
     /// The name is not a segment name valid for the segment size.
     #[error(transparent)]
     Name(#[from] super::WalNameError),
+}
+
+/// Reads a file's first bytes for [`validate_segment_header`]: until `buf` is full or the
+/// input ends (a short file gives fewer bytes, which the validation then reports); returns
+/// how many were read.
+pub fn read_head(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..])? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    Ok(got)
 }
 
 /// Checks a segment's first bytes (at least [`LONG_HEADER_LEN`]) against what the archive

@@ -9,7 +9,7 @@ mod history;
 mod lsn;
 mod name;
 
-pub use header::{validate_segment_header, ExpectedSegment, HeaderError, LongPageHeader, PgMajor};
+pub use header::{read_head, validate_segment_header, ExpectedSegment, HeaderError, LongPageHeader, PgMajor};
 pub use history::{parse_history, HistoryEntry, HistoryError};
 pub use lsn::{Lsn, LsnParseError};
 pub use name::{SegNo, TimelineId, WalFileKind, WalFileName, WalNameError, WalSegSize};

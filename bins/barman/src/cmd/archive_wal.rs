@@ -27,7 +27,7 @@ use barman_common::catalogue::{repr_float, repr_str, ErrorsKind, LockKind, Serve
 use barman_common::compress::{self, Codec};
 use barman_common::config::HookEvent;
 use barman_common::durable::{self, TempFile};
-use barman_common::wal::{validate_segment_header, ExpectedSegment, WalFileKind, WalFileName};
+use barman_common::wal::{read_head, validate_segment_header, ExpectedSegment, WalFileKind, WalFileName};
 
 use crate::hooks::HookEnv;
 use crate::server::{is_temp, Server};
@@ -245,22 +245,11 @@ fn validate(server: &Server, path: &Path, name: &WalFileName, codec: Option<Code
         None => Box::new(BufReader::new(file)),
     };
     let mut head = vec![0u8; 8192];
-    let n = read_full(&mut plain, &mut head).map_err(|e| e.to_string())?;
+    let n = read_head(&mut plain, &mut head).map_err(|e| e.to_string())?;
     let total =
         n as u64 + io::copy(&mut plain, &mut io::sink()).map_err(|e| format!("corrupt compressed file: {e}"))?;
     let expected = ExpectedSegment { name, system_id: server.system_id(), seg_size: None, file_len: Some(total) };
     validate_segment_header(&head[..n], &expected).map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// An archived copy exists: identical content means the source is dropped (and indexed if a
