@@ -37,12 +37,11 @@ struct Received {
     name: String,
     body: Body,
     digest: String,
-    head: Vec<u8>,
-    len: u64,
 }
 
 enum Body {
-    Plain(SpoolFile),
+    /// The spool temp file, the file's first bytes and its length.
+    Plain(SpoolFile, Vec<u8>, u64),
     /// The codec, a buffer from [`Scratch::spare`], and how much of it the member fills.
     Compressed(compress::Codec, Vec<u8>, usize),
 }
@@ -177,13 +176,7 @@ fn receive_member(
         data[..got].copy_from_slice(&head);
         let n = got + read_into(entry, &mut data, got).map_err(corrupt)?;
         hasher.update(&data[got..n]);
-        return Ok(Received {
-            name,
-            body: Body::Compressed(codec, data, n),
-            digest: hasher.hex(),
-            head,
-            len: n as u64,
-        });
+        return Ok(Received { name, body: Body::Compressed(codec, data, n), digest: hasher.hex() });
     }
     let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
     tmp.file().write_all(&head).map_err(local)?;
@@ -199,7 +192,7 @@ fn receive_member(
         tmp.file().write_all(chunk).map_err(local)?;
         len += k as u64;
     }
-    Ok(Received { name, body: Body::Plain(tmp), digest: hasher.hex(), head, len })
+    Ok(Received { name, body: Body::Plain(tmp, head, len), digest: hasher.hex() })
 }
 
 /// Reads `input` to its end into `buf` from `at` on, growing `buf` (never zeroing what it
@@ -229,9 +222,9 @@ fn publish(
     if sums.get(&file.name) != Some(&file.digest) {
         return Err(ToolError::Corrupt(format!("batch member {}: checksum mismatch", file.name)));
     }
-    let Received { name, body, head, len, .. } = file;
+    let Received { name, body, .. } = file;
     let tmp = match body {
-        Body::Plain(tmp) => {
+        Body::Plain(tmp, head, len) => {
             verify_head(&name, &head, len)?;
             tmp
         }
