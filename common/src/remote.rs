@@ -54,6 +54,16 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
+/// A toolkit executable: beside the running one (the same installation), else found on
+/// `PATH`.
+pub fn sibling_binary(name: &str) -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| std::path::PathBuf::from(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,30 +1,7 @@
 //! Command line of `barman-backup`, shaped like `barman backup SERVER`.
 
+use barman_server::backup::Options;
 use clap::{Arg, ArgAction, ArgMatches, Command};
-
-/// What the tool was asked to do, free of clap types.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// Barman configuration file (`-c`); the default search otherwise.
-    pub config: Option<String>,
-    /// The server section to back up.
-    pub server: String,
-    /// `--name`: a friendly name stored as `backup_name`.
-    pub name: Option<String>,
-    /// `--immediate-checkpoint` (true) / `--no-immediate-checkpoint` (false); the server's
-    /// `immediate_checkpoint` setting when `None`.
-    pub immediate_checkpoint: Option<bool>,
-    /// `--wait`: run the archiver until the backup's WAL is in and the backup is DONE.
-    pub wait: bool,
-    /// `--wait-timeout` seconds (0 = forever).
-    pub wait_timeout: u64,
-    /// `--reuse-backup off|copy|link`: overrides `reuse_backup` (only `link` has an effect).
-    pub reuse_backup: Option<String>,
-    /// `-f json`: print a JSON summary on stdout instead of text.
-    pub json: bool,
-    /// `-q`: no progress or informational lines.
-    pub quiet: bool,
-}
 
 /// The clap definition (also used to generate the man page).
 pub fn command() -> Command {
@@ -86,7 +63,7 @@ pub fn options(m: &ArgMatches) -> Options {
         name: m.get_one::<String>("name").cloned(),
         immediate_checkpoint: immediate,
         wait: m.get_flag("wait"),
-        reuse_backup: m.get_one::<String>("reuse-backup").cloned(),
+        reuse_backup: m.get_one::<String>("reuse-backup").and_then(|mode| mode.parse().ok()),
         wait_timeout: m.get_one::<u64>("wait-timeout").copied().unwrap_or(0),
         json: m.get_one::<String>("format").is_some_and(|f| f == "json"),
         quiet: m.get_flag("quiet"),

@@ -3,11 +3,19 @@
 
 use std::process::ExitCode;
 
+use clap::FromArgMatches;
+
 fn main() -> ExitCode {
     let args = barman::cli::normalise_args(std::env::args());
     let matches = match barman_common::cli::parse_args(barman::cli::command(), args, 2) {
         Ok(m) => m,
         Err(code) => return code,
     };
-    ExitCode::from(barman::run(&matches) as u8)
+    match barman::cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => ExitCode::from(barman::run(&cli) as u8),
+        Err(e) => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+    }
 }

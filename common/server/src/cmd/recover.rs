@@ -39,15 +39,15 @@ pub struct Options {
     /// `--target-xid`.
     pub target_xid: Option<String>,
     /// `--target-lsn`.
-    pub target_lsn: Option<String>,
+    pub target_lsn: Option<Lsn>,
     /// `--target-name`.
     pub target_name: Option<String>,
     /// `--target-immediate`.
     pub target_immediate: bool,
     /// `--target-tli`: a number, `current` or `latest`.
-    pub target_tli: Option<String>,
-    /// `--target-action`.
-    pub target_action: Option<String>,
+    pub target_tli: Option<TargetTli>,
+    /// `--target-action`: `pause`, `shutdown` or `promote`.
+    pub target_action: Option<&'static str>,
     /// `--exclusive`.
     pub exclusive: bool,
     /// `--tablespace NAME:LOCATION` rules.
@@ -66,6 +66,44 @@ pub struct Options {
     pub jobs: Option<i64>,
     /// `--recovery-option-port`: `--port` of a remote `barman-wal-restore`.
     pub recovery_option_port: Option<String>,
+}
+
+/// `--target-tli`: a timeline number, `current` (the backup's) or `latest` (the newest
+/// with a history file in the archive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetTli {
+    /// `current`.
+    Current,
+    /// `latest`.
+    Latest,
+    /// A timeline number.
+    Id(TimelineId),
+}
+
+impl std::str::FromStr for TargetTli {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "current" => Ok(TargetTli::Current),
+            "latest" => Ok(TargetTli::Latest),
+            n => {
+                n.parse::<u32>().ok().and_then(TimelineId::new).map(TargetTli::Id).ok_or_else(|| {
+                    format!("'{n}' is not a valid recovery target timeline (a number, current or latest)")
+                })
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TargetTli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetTli::Current => f.write_str("current"),
+            TargetTli::Latest => f.write_str("latest"),
+            TargetTli::Id(id) => write!(f, "{}", id.get()),
+        }
+    }
 }
 
 /// The options Barman's safety pass rewrites (`None`: only commented out).
@@ -184,10 +222,7 @@ pub fn run(
     }
 
     // Targets (Barman's _set_pitr_targets).
-    let target_tli = match &opts.target_tli {
-        None => None,
-        Some(t) => Some(parse_target_tli(&server, t, info)?),
-    };
+    let target_tli = opts.target_tli.map(|t| resolve_target_tli(&server, t, info));
     let mut target_datetime: Option<DateTime<FixedOffset>> = None;
     let is_pitr = targets.iter().any(|t| *t) || target_tli.is_some();
     let mut described: Vec<String> = Vec::new();
@@ -226,11 +261,6 @@ pub fn run(
         }
         if opts.target_immediate {
             described.push("immediate: True".into());
-        }
-        if let Some(a) = &opts.target_action {
-            if !["pause", "shutdown", "promote"].contains(&a.as_str()) {
-                return Err(CmdError::Error(format!("Illegal target action '{a}' for this version of PostgreSQL")));
-            }
         }
     } else if opts.target_action.is_some() {
         return Err(CmdError::Error("Can't enable recovery target action when PITR is not required".into()));
@@ -328,9 +358,9 @@ pub fn run(
         fs::create_dir_all(into.join("archive_status"))?;
         let calculated_tli = match target_tli {
             Some(t) => t,
-            None => parse_target_tli(&server, "latest", info)?,
+            None => resolve_target_tli(&server, TargetTli::Latest, info),
         };
-        let target_wal = opts.target_lsn.as_deref().and_then(|l| l.parse::<Lsn>().ok()).and_then(|lsn| {
+        let target_wal = opts.target_lsn.and_then(|lsn| {
             TimelineId::new(calculated_tli).map(|tli| WalFileName::containing(tli, lsn, seg_size).to_string())
         });
         let wanted = required_wals(info, calculated_tli, opts.target_immediate, target_wal.as_deref(), &entries);
@@ -691,11 +721,11 @@ mod remote {
 
 /// `--target-tli`: a number, `current` (the backup's) or `latest` (the highest timeline with
 /// a history file in the archive).
-fn parse_target_tli(server: &Server, text: &str, info: &BackupInfo) -> Result<u32, CmdError> {
+fn resolve_target_tli(server: &Server, tli: TargetTli, info: &BackupInfo) -> u32 {
     let current = info.timeline.map_or(1, TimelineId::get);
-    match text {
-        "current" => Ok(current),
-        "latest" => {
+    match tli {
+        TargetTli::Current => current,
+        TargetTli::Latest => {
             let mut tli = current;
             while let Some(next) = TimelineId::new(tli + 1) {
                 if crate::cmd::get_wal::locate(server, &WalFileName::history(next), false).is_none() {
@@ -703,11 +733,9 @@ fn parse_target_tli(server: &Server, text: &str, info: &BackupInfo) -> Result<u3
                 }
                 tli += 1;
             }
-            Ok(tli)
+            tli
         }
-        n => n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            CmdError::Error(format!("'{n}' is not a valid recovery target timeline (a number, current or latest)"))
-        }),
+        TargetTli::Id(id) => id.get(),
     }
 }
 

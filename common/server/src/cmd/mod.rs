@@ -25,9 +25,6 @@ pub mod verify_restore;
 
 use std::io;
 
-use barman_common::compress::Codec;
-use clap::ArgMatches;
-
 use crate::context::Context;
 use crate::output::Output;
 use crate::CmdError;
@@ -71,31 +68,20 @@ pub fn put_wal_cmd(ctx: &Context, name: &str, test: bool, out: &mut Output) -> R
     Ok(())
 }
 
-/// `get-wal [...] SERVER WAL`.
-pub fn get_wal_cmd(ctx: &Context, name: &str, m: &ArgMatches, out: &mut Output) -> Result<(), CmdError> {
+/// `get-wal [...] SERVER WAL` (`test`: only say the server is ready).
+pub fn get_wal_cmd(
+    ctx: &Context,
+    name: &str,
+    test: bool,
+    opts: &get_wal::GetWal,
+    out: &mut Output,
+) -> Result<(), CmdError> {
     let server = ctx.server(name)?;
-    if m.get_flag("test") {
+    if test {
         out.info(format!("Ready to retrieve WAL files from the server {name}"));
         return Ok(());
     }
-    let recompress = if m.get_flag("gzip") {
-        Some(Codec::Gzip)
-    } else if m.get_flag("bzip2") {
-        Some(Codec::Bzip2)
-    } else {
-        None
-    };
-    let opts = get_wal::GetWal {
-        wal: m.get_one::<String>("WAL_NAME").cloned().unwrap_or_default(),
-        output_dir: m.get_one::<String>("output-directory").map(Into::into),
-        partial: m.get_flag("partial"),
-        recompress,
-        keep_compression: m.get_flag("keep-compression"),
-        peek: m.get_one::<usize>("peek").copied(),
-        batch: m.get_one::<usize>("batch").copied(),
-        batch_lz4: m.get_flag("batch-lz4"),
-    };
-    for line in get_wal::run(&server, &opts)? {
+    for line in get_wal::run(&server, opts)? {
         out.info(line);
     }
     Ok(())

@@ -2,22 +2,30 @@
 //! over to the `barman-backup` binary (next to this executable, else on `PATH`), as the
 //! design keeps heavy jobs in their own binaries.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use clap::ArgMatches;
+use barman_common::config::ReuseBackup;
+use barman_common::remote::sibling_binary;
 
 use crate::context::Context;
 use crate::output::Output;
 use crate::CmdError;
 
-/// The `barman-backup` executable: beside the running `barman`, else found on `PATH`.
-fn backup_binary() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("barman-backup")))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("barman-backup"))
+/// `barman backup`'s options, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct BackupRequest {
+    /// The `-c` configuration file passed on to `barman-backup`.
+    pub config: Option<String>,
+    /// Server names (`all` = every server).
+    pub servers: Vec<String>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--wait`.
+    pub wait: bool,
+    /// `--immediate-checkpoint` (true) / `--no-immediate-checkpoint` (false).
+    pub immediate_checkpoint: Option<bool>,
+    /// `--reuse-backup`.
+    pub reuse_backup: Option<ReuseBackup>,
 }
 
 /// Runs `barman-backup` for each named server (`all` = every server), in order; fails
@@ -28,9 +36,9 @@ fn backup_binary() -> PathBuf {
 /// '<srv>'`) are skipped with an info line, in request order, before any backup; the rest run
 /// in name order, an unknown server or a disabled one reporting an `ERROR:` (exit 1) without
 /// stopping the others.
-pub fn run(ctx: &Context, config: Option<&str>, m: &ArgMatches, out: &mut Output) -> Result<(), CmdError> {
-    let named: Vec<String> = m.get_many::<String>("SERVER_NAME").map(|v| v.cloned().collect()).unwrap_or_default();
-    let mut requested = if named.iter().any(|s| s == "all") { ctx.server_names() } else { named };
+pub fn run(ctx: &Context, req: &BackupRequest, out: &mut Output) -> Result<(), CmdError> {
+    let named = &req.servers;
+    let mut requested = if named.iter().any(|s| s == "all") { ctx.server_names() } else { named.clone() };
     let mut seen = std::collections::HashSet::new();
     requested.retain(|n| seen.insert(n.clone()));
     let mut servers = Vec::new();
@@ -59,28 +67,11 @@ pub fn run(ctx: &Context, config: Option<&str>, m: &ArgMatches, out: &mut Output
             continue;
         }
         ctx.server(name)?;
-        let mut cmd = Command::new(backup_binary());
-        if let Some(config) = config {
-            cmd.arg("-c").arg(config);
-        }
-        if let Some(backup_name) = m.get_one::<String>("name") {
-            cmd.arg("--name").arg(backup_name);
-        }
-        for flag in ["wait", "immediate-checkpoint", "no-immediate-checkpoint"] {
-            if m.get_flag(flag) {
-                cmd.arg(format!("--{flag}"));
-            }
-        }
-        if let Some(mode) = m.get_one::<String>("reuse-backup") {
-            cmd.arg("--reuse-backup").arg(mode);
-        }
-        if out.is_json() {
-            cmd.args(["-f", "json"]);
-        }
+        let mut cmd = backup_command(req, out.is_json());
         let status = cmd
             .arg(name)
             .status()
-            .map_err(|e| CmdError::Error(format!("cannot run {}: {e}", backup_binary().display())))?;
+            .map_err(|e| CmdError::Error(format!("cannot run {}: {e}", cmd.get_program().to_string_lossy())))?;
         if !status.success() {
             failed.push(name.clone());
         }
@@ -92,4 +83,30 @@ pub fn run(ctx: &Context, config: Option<&str>, m: &ArgMatches, out: &mut Output
     } else {
         Ok(())
     }
+}
+
+/// `barman-backup` with the request's options, the server name still to add.
+fn backup_command(req: &BackupRequest, json: bool) -> Command {
+    let mut cmd = Command::new(sibling_binary("barman-backup"));
+    if let Some(config) = &req.config {
+        cmd.arg("-c").arg(config);
+    }
+    if let Some(backup_name) = &req.name {
+        cmd.arg("--name").arg(backup_name);
+    }
+    if req.wait {
+        cmd.arg("--wait");
+    }
+    match req.immediate_checkpoint {
+        Some(true) => cmd.arg("--immediate-checkpoint"),
+        Some(false) => cmd.arg("--no-immediate-checkpoint"),
+        None => &mut cmd,
+    };
+    if let Some(mode) = req.reuse_backup {
+        cmd.arg("--reuse-backup").arg(mode.as_str());
+    }
+    if json {
+        cmd.args(["-f", "json"]);
+    }
+    cmd
 }

@@ -22,7 +22,7 @@ use barman_common::wal::{Lsn, TimelineId};
 use barman_common::{compress, durable};
 use bytes::{Buf, Bytes};
 
-use crate::storage::{Format, Storage};
+use super::storage::{Format, Storage};
 
 use barman_common::tar::Extractor;
 

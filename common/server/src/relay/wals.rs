@@ -22,8 +22,8 @@ use barman_common::catalogue::{BackupStatus, Catalogue, LockKind, ServerLock, Xl
 use barman_common::durable;
 use barman_common::wal::{WalFileName, WalSegSize};
 
-use crate::rsync::{local_dir, Rsync, Stats};
-use crate::{Relay, RelayError};
+use super::rsync::{local_dir, Rsync, Stats};
+use super::{Relay, RelayError};
 
 /// What one WAL pass did.
 #[derive(Debug, Default, Clone)]

@@ -67,14 +67,14 @@ fn text(v: Option<&String>) -> String {
     v.cloned().unwrap_or_else(|| "None".into())
 }
 
-async fn query(conninfo: Option<&str>, target: &str) -> Option<(Option<String>, Vec<Sender>)> {
+async fn query(conninfo: Option<&str>, target: Clients) -> Option<(Option<String>, Vec<Sender>)> {
     let info = ConnInfo::parse(conninfo?).ok()?;
     let mut conn = ReplicationConnection::connect_database(&info).await.ok()?;
     let mut wheres = vec!["(rs.slot_type IS NULL OR rs.slot_type = 'physical')"];
     match target {
-        "hot-standby" => wheres.push("replay_lsn IS NOT NULL"),
-        "wal-streamer" => wheres.push("replay_lsn IS NULL"),
-        _ => {}
+        Clients::HotStandby => wheres.push("replay_lsn IS NOT NULL"),
+        Clients::WalStreamer => wheres.push("replay_lsn IS NULL"),
+        Clients::All => {}
     }
     let sql = format!(
         "SELECT r.pid::text, r.usename::text, r.application_name::text, host(r.client_addr), \
@@ -320,20 +320,31 @@ fn json_value(title: &str, minimal: bool, server_lsn: Option<&String>, clients: 
     Value::Object(m)
 }
 
+/// `--target`: which replication clients to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clients {
+    /// `hot-standby`: those that replay (`replay_lsn` set).
+    HotStandby,
+    /// `wal-streamer`: those that only receive WAL.
+    WalStreamer,
+    /// `all`.
+    All,
+}
+
 /// The command's flags.
 #[derive(Debug, Clone)]
-pub struct Options<'a> {
+pub struct Options {
     /// `--minimal`.
     pub minimal: bool,
-    /// `--target`: `hot-standby`, `wal-streamer` or `all`.
-    pub target: &'a str,
+    /// `--target`.
+    pub target: Clients,
     /// `--source wal-host`: connect with `wal_conninfo` (falling back as Barman's
     /// `get_wal_conninfo`: `wal_streaming_conninfo`, then `conninfo`).
     pub wal_host: bool,
 }
 
 /// `replication-status [--minimal] [--target T] [--source S] SERVER...|all`.
-pub fn run(ctx: &Context, names: &[String], opts: &Options<'_>, out: &mut Output) -> Result<(), CmdError> {
+pub fn run(ctx: &Context, names: &[String], opts: &Options, out: &mut Output) -> Result<(), CmdError> {
     let (minimal, target) = (opts.minimal, opts.target);
     // Barman's get_server_list reports skipped servers in the order they were named, before
     // the others are processed in name order.
@@ -349,9 +360,9 @@ pub fn run(ctx: &Context, names: &[String], opts: &Options<'_>, out: &mut Output
     names.sort();
     names.dedup();
     let title = match target {
-        "hot-standby" => "hot standby servers",
-        "wal-streamer" => "WAL streamers",
-        _ => "streaming clients",
+        Clients::HotStandby => "hot standby servers",
+        Clients::WalStreamer => "WAL streamers",
+        Clients::All => "streaming clients",
     };
     let rt = crate::cmd::sql_runtime().map_err(|e| CmdError::Exception(e.to_string()))?;
     let mut failed = false;

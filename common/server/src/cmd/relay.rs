@@ -2,21 +2,13 @@
 //! jobs in their own binaries): `sync-backup SERVER ID`, `sync-wals SERVER`, `sync-info
 //! --primary SERVER`, and the cron step that starts a relay pass for each passive server.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+use barman_common::remote::sibling_binary;
 
 use crate::context::Context;
 use crate::output::Output;
 use crate::CmdError;
-
-/// A toolkit executable: beside the running `barman`, else found on `PATH`.
-pub fn sibling_binary(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(name)))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
 
 /// `barman-relay [-c CONFIG] ARGS… SERVER`.
 fn relay_command(config: Option<&str>, args: &[&str], server: &str) -> Command {

@@ -12,15 +12,15 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::time::Instant;
 
-use barman::cmd::check_backup::{self, WalVerdict};
+use crate::cmd::check_backup::{self, WalVerdict};
 use barman_common::catalogue::sync::PrimaryInfo;
 use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, Catalogue, LockKind, ServerLock};
 use barman_common::durable;
 use barman_common::manifest::Manifest;
 use barman_common::wal::WalSegSize;
 
-use crate::rsync::{local_dir, Rsync, Stats};
-use crate::{wals, Relay, RelayError};
+use super::rsync::{local_dir, Rsync, Stats};
+use super::{wals, Relay, RelayError};
 
 /// Where rsync keeps the part of a file an interrupted run received.
 const PARTIAL_DIR: &str = ".barman-relay-partial";
@@ -64,7 +64,7 @@ fn obsolete_here(relay: &Relay<'_>, local: &Catalogue, id: &BackupId, remote: &B
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let with = Catalogue::from_entries(&relay.server.name, entries);
     matches!(
-        barman::cmd::list::retention_report(relay.cfg, &with, &relay.server.layout),
+        crate::cmd::list::retention_report(relay.cfg, &with, &relay.server.layout),
         Ok(Some(report)) if report.get(id) == Some(&barman_common::catalogue::retention::RetentionStatus::Obsolete)
     )
 }

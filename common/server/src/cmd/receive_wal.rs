@@ -176,11 +176,7 @@ impl Streamer {
 
 /// `barman-receive-wal` next to the running `barman`, else the bare name (found on PATH).
 fn streamer_program() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(STREAMER)))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(STREAMER))
+    barman_common::remote::sibling_binary(STREAMER)
 }
 
 /// Appends `application_name` to a key=value conninfo or a URI, as Barman does for

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use barman_common::remote::shell_quote;
 
-use crate::RelayError;
+use super::RelayError;
 
 /// The primary of one passive server.
 #[derive(Debug, Clone)]

@@ -107,3 +107,26 @@ impl Output {
 pub fn python_json(v: &Value, out: &mut String) {
     out.push_str(&barman_common::catalogue::python_json(v, None, true));
 }
+
+/// Writes a command's failure the way Barman does and returns the exit status: `ERROR:`
+/// (exit 1, or the error's own code), `EXCEPTION:` for unexpected failures, nothing more
+/// for a command that already reported.
+pub fn report(result: Result<(), crate::CmdError>, out: &mut Output) -> i32 {
+    use crate::CmdError;
+    match result {
+        Ok(()) => 0,
+        Err(CmdError::Error(msg)) => {
+            out.error(msg);
+            1
+        }
+        Err(CmdError::Code(msg, code)) => {
+            out.error(msg);
+            code
+        }
+        Err(CmdError::Exception(msg)) => {
+            out.exception(msg);
+            1
+        }
+        Err(CmdError::Silent(code)) => code,
+    }
+}

@@ -134,9 +134,9 @@ pub fn run(ctx: &Context, server_name: &str, backup: &str, opts: &Options, out: 
         // Archive recovery over every archived WAL of the latest timeline (not crash
         // recovery from pg_wal), so that a damaged file stops PostgreSQL and the replay
         // position and last transaction time are known.
-        ropts.target_tli = Some("latest".into());
+        ropts.target_tli = Some(recover::TargetTli::Latest);
     }
-    ropts.target_action = Some("promote".into());
+    ropts.target_action = Some("promote");
     ropts.get_wal = Some(false);
     ropts.remote_ssh_command = None;
     ropts.tablespaces = info

@@ -1,0 +1,614 @@
+//! `barman-backup`: takes a base backup of one Barman server with the replication
+//! protocol's `BASE_BACKUP` (what Barman's `backup_method = postgres` does with
+//! `pg_basebackup --wal-method=none`), into a catalogue Barman 3.20.1 reads: plain, or tar
+//! files compressed here or by the server as `backup_compression*` say ([`storage`]).
+//! PostgreSQL 15+ gets the option syntax; 12-14 the legacy one (13+ for the manifest).
+//!
+//! Under the server's `.<srv>-backup.lock`: identity.json on the first backup; backup.info
+//! saved EMPTY, the pre-backup hook scripts, STARTED once the server reports the start
+//! position, the copy into `base/<id>/` (see [`copy`]; retried `basebackup_retry_times`
+//! times from scratch), a restore point `barman_<id>`, everything fsynced, then
+//! WAITING_FOR_WALS, and DONE once every WAL segment from begin_wal to end_wal is archived
+//! (after one archiver pass, with `--wait` after as many as needed, or later by
+//! `barman cron`); after a first backup the older WAL is removed. The post-backup scripts
+//! run whatever happened. Any failure after the backup directory exists marks it FAILED
+//! with `error=failure <phase> (<first line>)`.
+#![forbid(unsafe_code)]
+
+pub mod copy;
+pub mod metadata;
+mod options;
+pub mod storage;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cmd::check_backup::{self, WalVerdict};
+use crate::context::Context;
+use crate::hooks::HookEnv;
+use crate::output::Output;
+use crate::server::Server;
+use barman_common::catalogue::{
+    format_py_datetime, BackupId, BackupInfo, BackupStatus, Identity, LockKind, PyValue, ServerLayout,
+};
+use barman_common::config::{HookEvent, ServerConfig};
+use barman_common::pg::{BaseBackupOptions, BaseBackupStart, ConnInfo, PgError, ReplicationConnection};
+use barman_common::wal::{Lsn, SegNo, TimelineId, WalFileName, WalSegSize};
+use chrono::{DateTime, FixedOffset};
+
+pub use options::Options;
+use storage::{Format, Storage};
+
+/// How a run failed; each variant owns its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// Bad input: configuration, unknown or unsuitable server (exit 3).
+    #[error("{0}")]
+    Usage(String),
+    /// PostgreSQL could not be reached; no backup was started (exit 2).
+    #[error("{0}")]
+    Connect(String),
+    /// The backup could not be taken: refused before it started, or marked FAILED (exit 1).
+    #[error("{0}")]
+    Failed(String),
+    /// Anything else (exit 4).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ToolError {
+    /// The process exit status (`common::exit` table).
+    pub fn code(&self) -> i32 {
+        match self {
+            ToolError::Failed(_) => 1,
+            ToolError::Connect(_) => 2,
+            ToolError::Usage(_) => 3,
+            ToolError::Internal(_) => 4,
+        }
+    }
+}
+
+/// The server settings a backup uses, resolved from the configuration and the options.
+#[derive(Debug, Clone)]
+struct Settings {
+    conninfo: ConnInfo,
+    streaming: ConnInfo,
+    fast_checkpoint: bool,
+    max_rate_kbps: Option<u32>,
+    /// `reuse_backup = link` (or `--reuse-backup link`); plain backups only.
+    reuse_link: bool,
+    /// Format and compression (`backup_compression*`).
+    storage: Storage,
+    /// `basebackup_retry_times`: copy attempts after the first.
+    retry_times: u32,
+    /// `basebackup_retry_sleep`.
+    retry_sleep: Duration,
+    /// `worm_mode`: WAL before a first backup is kept.
+    worm_mode: bool,
+    /// `wal_retention_window` (our extension).
+    wal_window: Option<chrono::TimeDelta>,
+}
+
+impl Settings {
+    fn new(cfg: &ServerConfig, opts: &Options) -> Result<Settings, ToolError> {
+        let name = cfg.name();
+        if cfg.backup_method.as_str() != "postgres" {
+            return Err(ToolError::Usage(format!(
+                "server {name}: backup_method = {} is not supported by barman-backup (only postgres)",
+                cfg.backup_method.as_str()
+            )));
+        }
+        let parse = |what: &str, text: Option<&String>| {
+            let text = text.ok_or_else(|| ToolError::Usage(format!("server {name}: {what} is not set")))?;
+            ConnInfo::parse(text).map_err(|e| ToolError::Usage(format!("server {name}: {what}: {e}")))
+        };
+        let conninfo = parse("conninfo", cfg.conninfo.as_ref())?;
+        let streaming = parse("streaming_conninfo", cfg.streaming_conninfo.as_ref().or(cfg.conninfo.as_ref()))?;
+        // pg_basebackup --max-rate accepts 32 kB/s .. 1 GB/s; Barman passes bandwidth_limit.
+        let max_rate_kbps = cfg.bandwidth_limit.filter(|&kb| kb > 0).map(|kb| kb.clamp(32, 1_048_576) as u32);
+        let storage = Storage::from_config(cfg).map_err(|e| ToolError::Usage(format!("server {name}: {e}")))?;
+        Ok(Settings {
+            conninfo,
+            streaming,
+            fast_checkpoint: opts.immediate_checkpoint.unwrap_or(cfg.immediate_checkpoint),
+            max_rate_kbps,
+            reuse_link: opts.reuse_backup.or(cfg.reuse_backup) == Some(barman_common::config::ReuseBackup::Link),
+            storage,
+            retry_times: u32::try_from(cfg.basebackup_retry_times).unwrap_or(0),
+            retry_sleep: Duration::from_secs(u64::try_from(cfg.basebackup_retry_sleep).unwrap_or(0)),
+            worm_mode: cfg.worm_mode,
+            wal_window: cfg.wal_retention_window,
+        })
+    }
+}
+
+/// Runs the tool: one backup of `opts.server`.
+pub fn run(opts: &Options) -> Result<(), ToolError> {
+    let mut out = Output::new(opts.json, opts.quiet);
+    let result = run_with(opts, &mut out);
+    if let Err(e) = &result {
+        if out.is_json() {
+            out.error(e.to_string());
+        }
+    }
+    out.close();
+    result
+}
+
+fn run_with(opts: &Options, out: &mut Output) -> Result<(), ToolError> {
+    let ctx = Context::load(opts.config.as_deref(), out).map_err(|e| ToolError::Usage(e.to_string()))?;
+    let server = ctx.server(&opts.server).map_err(|e| ToolError::Usage(e.to_string()))?;
+    let cfg = ctx
+        .config()
+        .server(&opts.server)
+        .ok_or_else(|| ToolError::Usage(format!("Unknown server '{}'", opts.server)))?;
+    let settings = Settings::new(cfg, opts)?;
+    let lock = server.try_lock(&LockKind::Backup, "backup").map_err(|e| ToolError::Failed(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ToolError::Internal(format!("tokio runtime: {e}")))?;
+    let result = runtime.block_on(backup(&server, &settings, opts, out));
+    drop(lock);
+    let (id, info) = result?;
+    report(out, &id, &info);
+    Ok(())
+}
+
+fn connect_error(what: &str, e: &PgError) -> ToolError {
+    ToolError::Connect(format!("cannot connect to PostgreSQL ({what}): {e}"))
+}
+
+/// Opens both sessions and checks the server before anything is written.
+async fn connect(
+    layout: &ServerLayout,
+    settings: &Settings,
+) -> Result<(ReplicationConnection, ReplicationConnection, u64), ToolError> {
+    let sql =
+        ReplicationConnection::connect_database(&settings.conninfo).await.map_err(|e| connect_error("conninfo", &e))?;
+    let mut repl = ReplicationConnection::connect(&settings.streaming)
+        .await
+        .map_err(|e| connect_error("streaming_conninfo", &e))?;
+    let identity = repl.identify_system().await.map_err(|e| connect_error("IDENTIFY_SYSTEM", &e))?;
+    let version = repl.server_version_num().unwrap_or(0);
+    if version < 120_000 {
+        return Err(ToolError::Failed(format!(
+            "PostgreSQL {version} is not supported: barman-backup needs PostgreSQL 12 or newer"
+        )));
+    }
+    if version < 150_000 && settings.storage.server.is_some() {
+        return Err(ToolError::Usage("backup_compression_location = server requires PostgreSQL 15 or greater".into()));
+    }
+    let catalogue_err = |e: barman_common::catalogue::CatalogueError| ToolError::Failed(e.to_string());
+    if let Some(known) = Identity::read(layout).map_err(catalogue_err)? {
+        if known.systemid != identity.system_id.to_string() {
+            return Err(ToolError::Failed(format!(
+                "systemid mismatch: the server reports {} but {} holds {} (a different cluster?)",
+                identity.system_id,
+                layout.identity_path().display(),
+                known.systemid
+            )));
+        }
+    }
+    Ok((sql, repl, identity.system_id))
+}
+
+/// A new backup id (local time); waits for the next second if that directory exists.
+fn new_backup_id(layout: &ServerLayout) -> BackupId {
+    loop {
+        let id = BackupId::now_local();
+        if !layout.backup_dir(&id).exists() && !layout.backup_info_path(&id).exists() {
+            return id;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn now() -> DateTime<FixedOffset> {
+    chrono::Local::now().fixed_offset()
+}
+
+/// A backup in progress: where it lives, what is known so far, and the phase running.
+struct Job<'a> {
+    layout: &'a ServerLayout,
+    id: BackupId,
+    dir: PathBuf,
+    info: BackupInfo,
+    phase: &'static str,
+    /// The backup directory's filesystem, to sync once the copy is done (armed before it).
+    fs_sync: Option<copy::FilesystemSync>,
+}
+
+impl Job<'_> {
+    fn save(&self) -> Result<(), String> {
+        self.info.save(self.layout, &self.id).map_err(|e| e.to_string())
+    }
+
+    /// Records the failure of the current phase (status FAILED) and turns it into the error.
+    fn fail(&mut self, message: &str) -> ToolError {
+        let first = message.lines().next().unwrap_or_default().trim();
+        let error = format!("failure {} ({first})", self.phase);
+        self.info.status = BackupStatus::Failed;
+        self.info.error = Some(error.clone());
+        if self.info.end_time.is_none() {
+            self.info.end_time = Some(now());
+        }
+        let saved = self.save().err().map(|e| format!("; also could not save backup.info: {e}")).unwrap_or_default();
+        ToolError::Failed(format!("backup {} of server {} failed: {error}{saved}", self.id, self.layout.name))
+    }
+}
+
+async fn backup(
+    server: &Server,
+    settings: &Settings,
+    opts: &Options,
+    out: &mut Output,
+) -> Result<(BackupId, BackupInfo), ToolError> {
+    let layout = &server.layout;
+    let (sql, repl, system_id) = connect(layout, settings).await?;
+    layout.ensure_dirs().map_err(|e| ToolError::Failed(e.to_string()))?;
+    let started = Instant::now();
+    let id = new_backup_id(layout);
+    let dir = absolute(&layout.backup_dir(&id));
+    let mut info = BackupInfo {
+        server_name: Some(server.name.clone()),
+        backup_name: opts.name.clone(),
+        systemid: Some(system_id.to_string()),
+        mode: Some("postgres".into()),
+        compression: settings.storage.recorded_compression(),
+        ..BackupInfo::default()
+    };
+    info.status = BackupStatus::Empty;
+    let mut job = Job { layout, id, dir, info, phase: "creating the backup directory", fs_sync: None };
+    std::fs::create_dir_all(&job.dir).map_err(|e| job.fail(&e.to_string()))?;
+    job.fs_sync = Some(copy::FilesystemSync::begin(&job.dir).map_err(|e| job.fail(&e.to_string()))?);
+    job.save().map_err(|e| job.fail(&e))?;
+    out.info(format!("Starting backup using postgres method for server {} in {}", server.name, job.dir.display()));
+
+    let result = take(&mut job, server, (sql, repl, system_id), settings, opts, out, started).await;
+    // Barman runs the post-backup scripts whatever happened, with the final backup.info.
+    if server.hooks.any(HookEvent::Backup) {
+        let env = hook_env(&job);
+        server.hooks.post(HookEvent::Backup, &env, &env);
+    }
+    result.map(|()| (job.id, job.info))
+}
+
+/// `BARMAN_*` variables of the backup hooks for the backup as it stands.
+fn hook_env(job: &Job<'_>) -> HookEnv {
+    let previous = barman_common::catalogue::Catalogue::load(job.layout)
+        .ok()
+        .and_then(|c| c.available().rev().map(|(id, _)| id.clone()).find(|id| *id < job.id));
+    HookEnv::backup(job.layout, &job.id, &job.info, previous.as_ref(), None)
+}
+
+/// Everything between the pre and post hooks: metadata, copy (with retries), restore point,
+/// finalisation and the WAL check.
+async fn take(
+    job: &mut Job<'_>,
+    server: &Server,
+    (mut sql, mut repl, system_id): (ReplicationConnection, ReplicationConnection, u64),
+    settings: &Settings,
+    opts: &Options,
+    out: &mut Output,
+    started: Instant,
+) -> Result<(), ToolError> {
+    job.phase = "running the pre-backup scripts";
+    if server.hooks.any(HookEvent::Backup) {
+        server.hooks.pre(HookEvent::Backup, &hook_env(job)).map_err(|a| job.fail(&a.to_string()))?;
+    }
+
+    job.phase = "initialising postgres backup_method";
+    let facts = metadata::read(&mut sql).await.map_err(|e| job.fail(&e.to_string()))?;
+    facts.fill(&mut job.info);
+    if let Err(e) = Identity::new(system_id, facts.version).write_if_missing(job.layout) {
+        return Err(job.fail(&e.to_string()));
+    }
+
+    let mut attempt = 0;
+    loop {
+        match copy_phase(job, &mut repl, settings, &facts, opts, out).await {
+            Ok(()) => break,
+            Err(message) if attempt < settings.retry_times => {
+                attempt += 1;
+                tracing::warn!("backup copy attempt {attempt} failed: {message}");
+                out.warning(format!("Failure executing a backup using BASE_BACKUP (attempt {attempt}): {message}"));
+                out.warning(format!(
+                    "The files copied so far will be removed and the backup process will restart in {} seconds",
+                    settings.retry_sleep.as_secs()
+                ));
+                repl.close().await;
+                clear_dir(&job.dir).map_err(|e| job.fail(&e.to_string()))?;
+                tokio::time::sleep(settings.retry_sleep).await;
+                job.phase = "reconnecting for a new attempt";
+                repl = match ReplicationConnection::connect(&settings.streaming).await {
+                    Ok(conn) => conn,
+                    Err(e) => return Err(job.fail(&e.to_string())),
+                };
+            }
+            Err(message) => {
+                repl.close().await;
+                sql.close().await;
+                return Err(job.fail(&message));
+            }
+        }
+    }
+    repl.close().await;
+    // Barman creates a restore point named after the backup (a primary only; failures are
+    // only logged, as the function needs privileges a backup user may lack).
+    let point = format!("barman_{}", job.id);
+    let in_recovery = sql
+        .simple_query("SELECT pg_is_in_recovery()")
+        .await
+        .ok()
+        .and_then(|rows| rows.into_iter().next().and_then(|r| r.into_iter().next()).flatten());
+    if in_recovery.as_deref() == Some("f") {
+        if let Err(e) = sql.simple_query(&format!("SELECT pg_create_restore_point('{point}')")).await {
+            tracing::warn!("Error issuing CREATE RESTORE POINT(): {e}");
+        }
+    }
+    sql.close().await;
+
+    job.phase = "finalising the backup";
+    if settings.reuse_link && settings.storage.format == Format::Plain {
+        reuse_previous(job, out).map_err(|e| job.fail(&e))?;
+    }
+    finalise(job, &settings.storage, started).map_err(|e| job.fail(&e))?;
+    out.info(format!("Backup size: {}", human_size(job.info.size.unwrap_or(0))));
+    if let (Some(end), Some(wal), Some(off)) = (job.info.end_xlog, &job.info.end_wal, job.info.end_offset) {
+        out.info(format!("Backup end at LSN: {end} ({wal}, {off:08X})"));
+    }
+    out.info(format!(
+        "Backup completed (start time: {}, elapsed time: {})",
+        job.info.begin_time.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()).unwrap_or_default(),
+        human_duration(started.elapsed())
+    ));
+
+    job.phase = "checking the WAL files";
+    wal_phase(job, server, opts, out)?;
+
+    // Barman's first backup: the WAL archived before it can never be used, so it goes.
+    let catalogue =
+        barman_common::catalogue::Catalogue::load(job.layout).map_err(|e| ToolError::Failed(e.to_string()))?;
+    if !settings.worm_mode && !catalogue.available().any(|(id, _)| *id < job.id) {
+        let removed = crate::cmd::delete::remove_wal_before_first_backup(server, &job.info, settings.wal_window, out)
+            .map_err(|e| ToolError::Failed(format!("removing the WAL files before the first backup: {e}")))?;
+        if !removed.is_empty() {
+            tracing::info!("removed {} WAL files older than the first backup {}", removed.len(), job.id);
+        }
+    }
+    Ok(())
+}
+
+/// Empties `dir` (a failed attempt's files) and keeps the directory.
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// One copy attempt: BASE_BACKUP and the stream into the backup directory. Errors are
+/// returned as text; the caller retries or marks the backup FAILED (in `job.phase`).
+async fn copy_phase(
+    job: &mut Job<'_>,
+    repl: &mut ReplicationConnection,
+    settings: &Settings,
+    facts: &metadata::ServerFacts,
+    opts: &Options,
+    out: &mut Output,
+) -> Result<(), String> {
+    let segment_size = facts.segment_size;
+    job.phase = "issuing start backup command";
+    let storage = &settings.storage;
+    let options = BaseBackupOptions {
+        label: format!("barman-backup {}", job.id),
+        fast_checkpoint: settings.fast_checkpoint,
+        max_rate_kbps: settings.max_rate_kbps,
+        tablespace_map: storage.format == Format::Tar,
+        compression: storage.server_method().map(str::to_owned),
+        compression_detail: storage.server_detail.clone(),
+        // Backup manifests exist from PostgreSQL 13 on.
+        manifest: facts.version >= 130_000,
+        ..BaseBackupOptions::default()
+    };
+    job.info.begin_time = Some(now());
+    let (start, mut stream) = repl.base_backup(&options).await.map_err(|e| e.to_string())?;
+    record_start(&mut job.info, &start, segment_size);
+    job.save()?;
+    if let (Some(wal), Some(off)) = (&job.info.begin_wal, job.info.begin_offset) {
+        out.info(format!("Backup start at LSN: {} ({wal}, {off:08X})", start.start_lsn));
+    }
+    out.info(format!("Starting backup copy via BASE_BACKUP for {}", job.id));
+
+    job.phase = "copying files";
+    let copy_started = Instant::now();
+    let copied = copy::receive(&mut stream, &start, &job.dir, storage, !opts.quiet && !opts.json).await;
+    let copied = copied.map_err(|e| e.to_string())?;
+    if !copied.manifest && facts.version >= 130_000 {
+        return Err("the server sent no backup manifest".into());
+    }
+    let copy_time = copy_started.elapsed();
+    out.info(format!("Copy done (time: {})", human_duration(copy_time)));
+    record_end(&mut job.info, copied.end_lsn, copied.end_timeline, segment_size);
+    job.info.copy_stats = Some(vec![("copy_time".into(), PyValue::Float(round6(copy_time)))]);
+    Ok(())
+}
+
+/// begin_xlog/begin_wal/begin_offset/timeline from the BASE_BACKUP start result; STARTED.
+fn record_start(info: &mut BackupInfo, start: &BaseBackupStart, size: WalSegSize) {
+    info.status = BackupStatus::Started;
+    info.begin_xlog = Some(start.start_lsn);
+    info.timeline = Some(start.timeline);
+    info.begin_wal = Some(WalFileName::containing(start.timeline, start.start_lsn, size));
+    info.begin_offset = Some(start.start_lsn.as_u64() % u64::from(size.bytes()));
+}
+
+/// end_xlog/end_wal/end_offset as `pg_walfile_name_offset` gives them: a position exactly on
+/// a segment boundary belongs to the previous segment (offset 0), as in Barman's backup.info.
+fn record_end(info: &mut BackupInfo, end: Lsn, timeline: TimelineId, size: WalSegSize) {
+    let bytes = u64::from(size.bytes());
+    let segno = SegNo(end.as_u64().saturating_sub(1) / bytes);
+    info.end_xlog = Some(end);
+    info.end_wal = Some(WalFileName::segment(timeline, segno, size));
+    info.end_offset = Some(end.as_u64() % bytes);
+    info.end_time = Some(now());
+}
+
+fn round6(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
+}
+
+/// `reuse_backup = link`: files identical to the newest available backup's become hard
+/// links to them.
+fn reuse_previous(job: &mut Job<'_>, out: &mut Output) -> Result<(), String> {
+    let catalogue = barman_common::catalogue::Catalogue::load(job.layout).map_err(|e| e.to_string())?;
+    let Some((previous, _)) = catalogue.available().rev().find(|(id, _)| *id != job.id) else { return Ok(()) };
+    let reused = copy::link_unchanged(&job.dir, &absolute(&job.layout.backup_dir(previous)))
+        .map_err(|e| format!("reuse_backup = link: {e}"))?;
+    out.info(format!("Reused {} files ({}) of backup {previous} by hard link", reused.files, human_size(reused.bytes)));
+    Ok(())
+}
+
+/// fsync, sizes, manifest, backup_label, copy_stats; WAITING_FOR_WALS.
+fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<(), String> {
+    let label = match storage.format {
+        Format::Plain => {
+            let label_path = copy::data_dir(&job.dir).join("backup_label");
+            std::fs::read_to_string(&label_path).map_err(|e| format!("{}: {e}", label_path.display()))?
+        }
+        Format::Tar => copy::tar_backup_label(&job.dir, storage).map_err(|e| e.to_string())?,
+    };
+    job.info.backup_label = Some(label);
+    if let Some(fs_sync) = &job.fs_sync {
+        fs_sync.sync().map_err(|e| format!("syncing the backup to disk: {e}"))?;
+    }
+    let sizes = copy::measure(&job.dir).map_err(|e| e.to_string())?;
+    if copy::manifest_pending(&job.dir) {
+        copy::publish_manifest(&job.dir).map_err(|e| format!("backup_manifest: {e}"))?;
+    }
+    job.info.size = Some(sizes.size);
+    job.info.deduplicated_size = Some(sizes.deduplicated);
+    if let Some(stats) = job.info.copy_stats.as_mut() {
+        stats.push(("total_time".into(), PyValue::Float(round6(started.elapsed()))));
+    }
+    job.info.status = BackupStatus::WaitingForWals;
+    job.save()
+}
+
+/// One archiver pass and a check of the backup's WAL (as Barman's `backup` ends); with
+/// `--wait`, the archiver runs until the backup is DONE.
+fn wal_phase(job: &mut Job<'_>, server: &Server, opts: &Options, out: &mut Output) -> Result<(), ToolError> {
+    let deadline =
+        (opts.wait && opts.wait_timeout > 0).then(|| Instant::now() + Duration::from_secs(opts.wait_timeout));
+    let mut announced = false;
+    loop {
+        archive_once(server, out);
+        let verdict = check_backup::check(job.layout, &job.id, &mut job.info).map_err(|e| job.fail(&e.to_string()))?;
+        match verdict {
+            Some(WalVerdict::Done) | None => return Ok(()),
+            Some(WalVerdict::Failed(reason)) => {
+                return Err(ToolError::Failed(format!("backup {} marked FAILED: {reason}", job.id)))
+            }
+            Some(WalVerdict::Waiting) if !opts.wait => return Ok(()),
+            Some(WalVerdict::Waiting) => {}
+        }
+        if !announced {
+            if let Some(end) = &job.info.end_wal {
+                out.info(format!("Waiting for the WAL file {end} from server '{}'", server.name));
+            }
+            announced = true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(ToolError::Failed(format!(
+                "backup {} is still WAITING_FOR_WALS after {} seconds",
+                job.id, opts.wait_timeout
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One archiver pass (as Barman's `wait_for_wal` calls `archive_wal`); skipped while another
+/// archiver (cron) holds the lock.
+fn archive_once(server: &Server, out: &mut Output) {
+    let Ok(lock) = crate::cmd::archive_wal::lock(server) else { return };
+    match crate::cmd::archive_wal::run(server) {
+        Ok(lines) => lines.into_iter().for_each(|l| tracing::info!("{l}")),
+        Err(e) => out.warning(format!("archiver: {e}")),
+    }
+    drop(lock);
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn report(out: &mut Output, id: &BackupId, info: &BackupInfo) {
+    let text = |v: Option<String>| v.map_or(serde_json::Value::Null, serde_json::Value::String);
+    out.result("backup_id", serde_json::Value::String(id.to_string()));
+    out.result("status", serde_json::Value::String(info.status.as_str().to_owned()));
+    out.result("begin_xlog", text(info.begin_xlog.map(|l| l.to_string())));
+    out.result("end_xlog", text(info.end_xlog.map(|l| l.to_string())));
+    out.result("begin_wal", text(info.begin_wal.as_ref().map(ToString::to_string)));
+    out.result("end_wal", text(info.end_wal.as_ref().map(ToString::to_string)));
+    out.result("begin_time", text(info.begin_time.as_ref().map(format_py_datetime)));
+    out.result("end_time", text(info.end_time.as_ref().map(format_py_datetime)));
+    out.result("size", info.size.map_or(serde_json::Value::Null, Into::into));
+    out.line(format!("Backup {id}: {}", info.status.as_str()));
+}
+
+/// `12.3 MiB`, as Barman's `pretty_size`.
+fn human_size(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if value < 1024.0 || unit == "TiB" {
+            return if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") };
+        }
+        value /= 1024.0;
+    }
+    format!("{bytes} B")
+}
+
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 1 {
+        "less than one second".into()
+    } else if secs == 1 {
+        "1 second".into()
+    } else if secs < 60 {
+        format!("{secs} seconds")
+    } else {
+        format!("{} minutes, {} seconds", secs / 60, secs % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_position_like_pg_walfile_name_offset() {
+        let size = WalSegSize::DEFAULT;
+        let mut info = BackupInfo::default();
+        record_end(&mut info, "0/4000000".parse().expect("lsn"), TimelineId::FIRST, size);
+        assert_eq!(info.end_wal.as_ref().map(ToString::to_string).as_deref(), Some("000000010000000000000003"));
+        assert_eq!(info.end_offset, Some(0));
+        record_end(&mut info, "0/4000100".parse().expect("lsn"), TimelineId::FIRST, size);
+        assert_eq!(info.end_wal.as_ref().map(ToString::to_string).as_deref(), Some("000000010000000000000004"));
+        assert_eq!(info.end_offset, Some(256));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(human_size(100), "100 B");
+        assert_eq!(human_size(23_195_476), "22.1 MiB");
+        assert_eq!(human_duration(Duration::from_millis(300)), "less than one second");
+        assert_eq!(human_duration(Duration::from_secs(75)), "1 minutes, 15 seconds");
+    }
+}

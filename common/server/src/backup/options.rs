@@ -1,0 +1,25 @@
+//! What `barman-backup` (and `barman backup`) was asked to do, free of clap types.
+
+/// What the tool was asked to do, free of clap types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Barman configuration file (`-c`); the default search otherwise.
+    pub config: Option<String>,
+    /// The server section to back up.
+    pub server: String,
+    /// `--name`: a friendly name stored as `backup_name`.
+    pub name: Option<String>,
+    /// `--immediate-checkpoint` (true) / `--no-immediate-checkpoint` (false); the server's
+    /// `immediate_checkpoint` setting when `None`.
+    pub immediate_checkpoint: Option<bool>,
+    /// `--wait`: run the archiver until the backup's WAL is in and the backup is DONE.
+    pub wait: bool,
+    /// `--wait-timeout` seconds (0 = forever).
+    pub wait_timeout: u64,
+    /// `--reuse-backup off|copy|link`: overrides `reuse_backup` (only `link` has an effect).
+    pub reuse_backup: Option<barman_common::config::ReuseBackup>,
+    /// `-f json`: print a JSON summary on stdout instead of text.
+    pub json: bool,
+    /// `-q`: no progress or informational lines.
+    pub quiet: bool,
+}
