@@ -51,6 +51,18 @@ impl RealBarman {
         Ok(barman)
     }
 
+    /// Real Barman for an optional comparison: `None` when it is not installed (reported as
+    /// a skip), a panic under `CI=true`, where the comparison is never skipped.
+    pub fn optional() -> Option<Self> {
+        match Self::require() {
+            Ok(real) => Some(real),
+            Err(e) => {
+                crate::skip_or_fail(&e);
+                None
+            }
+        }
+    }
+
     /// The venv directory.
     pub fn venv(&self) -> &Path {
         &self.venv

@@ -180,7 +180,7 @@ fn remote_recovery_over_ssh_to_a_target_time() -> Result<()> {
 
     // Real Barman 3.20.1: the same console lines and files for the same remote recovery,
     // in copy mode and in get-wal mode with parallel jobs.
-    if let Ok(real) = RealBarman::require() {
+    if let Some(real) = RealBarman::optional() {
         let cases: [(&str, Vec<&str>); 2] = [
             ("copy", target.to_vec()),
             ("getwal", vec!["--get-wal", "-j", "8", "--target-name", "nosuch", "--target-action", "pause"]),

@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use barman_common::catalogue::{repr_float, BackupId, BackupInfo, ServerLayout};
@@ -257,8 +256,7 @@ impl Hooks {
     }
 
     fn execute(&self, script: &str, phase: HookPhase, name: &str, retry: bool, env: &HookEnv) -> Option<i32> {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut cmd = barman_common::remote::shell(script);
         cmd.envs(env.vars());
         cmd.env("BARMAN_VERSION", barman_common::catalogue::sync::VERSION)
             .env("BARMAN_SERVER", &self.server)

@@ -16,9 +16,12 @@
 #![forbid(unsafe_code)]
 
 pub mod copy;
+mod error;
 pub mod metadata;
 mod options;
+mod settings;
 pub mod storage;
+mod summary;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,99 +31,17 @@ use crate::context::Context;
 use crate::hooks::HookEnv;
 use crate::output::Output;
 use crate::server::Server;
-use barman_common::catalogue::{
-    format_py_datetime, BackupId, BackupInfo, BackupStatus, Identity, LockKind, PyValue, ServerLayout,
-};
-use barman_common::config::{HookEvent, ServerConfig};
-use barman_common::pg::{BaseBackupOptions, BaseBackupStart, ConnInfo, PgError, ReplicationConnection};
+use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, Identity, LockKind, PyValue, ServerLayout};
+use barman_common::config::HookEvent;
+use barman_common::pg::{BaseBackupOptions, BaseBackupStart, PgError, ReplicationConnection};
 use barman_common::wal::{Lsn, SegNo, TimelineId, WalFileName, WalSegSize};
 use chrono::{DateTime, FixedOffset};
 
+pub use error::ToolError;
 pub use options::Options;
+use settings::Settings;
 use storage::{Format, Storage};
-
-/// How a run failed; each variant owns its exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum ToolError {
-    /// Bad input: configuration, unknown or unsuitable server (exit 3).
-    #[error("{0}")]
-    Usage(String),
-    /// PostgreSQL could not be reached; no backup was started (exit 2).
-    #[error("{0}")]
-    Connect(String),
-    /// The backup could not be taken: refused before it started, or marked FAILED (exit 1).
-    #[error("{0}")]
-    Failed(String),
-    /// Anything else (exit 4).
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl ToolError {
-    /// The process exit status (`common::exit` table).
-    pub fn code(&self) -> i32 {
-        match self {
-            ToolError::Failed(_) => 1,
-            ToolError::Connect(_) => 2,
-            ToolError::Usage(_) => 3,
-            ToolError::Internal(_) => 4,
-        }
-    }
-}
-
-/// The server settings a backup uses, resolved from the configuration and the options.
-#[derive(Debug, Clone)]
-struct Settings {
-    conninfo: ConnInfo,
-    streaming: ConnInfo,
-    fast_checkpoint: bool,
-    max_rate_kbps: Option<u32>,
-    /// `reuse_backup = link` (or `--reuse-backup link`); plain backups only.
-    reuse_link: bool,
-    /// Format and compression (`backup_compression*`).
-    storage: Storage,
-    /// `basebackup_retry_times`: copy attempts after the first.
-    retry_times: u32,
-    /// `basebackup_retry_sleep`.
-    retry_sleep: Duration,
-    /// `worm_mode`: WAL before a first backup is kept.
-    worm_mode: bool,
-    /// `wal_retention_window` (our extension).
-    wal_window: Option<chrono::TimeDelta>,
-}
-
-impl Settings {
-    fn new(cfg: &ServerConfig, opts: &Options) -> Result<Settings, ToolError> {
-        let name = cfg.name();
-        if cfg.backup_method.as_str() != "postgres" {
-            return Err(ToolError::Usage(format!(
-                "server {name}: backup_method = {} is not supported by barman-backup (only postgres)",
-                cfg.backup_method.as_str()
-            )));
-        }
-        let parse = |what: &str, text: Option<&String>| {
-            let text = text.ok_or_else(|| ToolError::Usage(format!("server {name}: {what} is not set")))?;
-            ConnInfo::parse(text).map_err(|e| ToolError::Usage(format!("server {name}: {what}: {e}")))
-        };
-        let conninfo = parse("conninfo", cfg.conninfo.as_ref())?;
-        let streaming = parse("streaming_conninfo", cfg.streaming_conninfo.as_ref().or(cfg.conninfo.as_ref()))?;
-        // pg_basebackup --max-rate accepts 32 kB/s .. 1 GB/s; Barman passes bandwidth_limit.
-        let max_rate_kbps = cfg.bandwidth_limit.filter(|&kb| kb > 0).map(|kb| kb.clamp(32, 1_048_576) as u32);
-        let storage = Storage::from_config(cfg).map_err(|e| ToolError::Usage(format!("server {name}: {e}")))?;
-        Ok(Settings {
-            conninfo,
-            streaming,
-            fast_checkpoint: opts.immediate_checkpoint.unwrap_or(cfg.immediate_checkpoint),
-            max_rate_kbps,
-            reuse_link: opts.reuse_backup.or(cfg.reuse_backup) == Some(barman_common::config::ReuseBackup::Link),
-            storage,
-            retry_times: u32::try_from(cfg.basebackup_retry_times).unwrap_or(0),
-            retry_sleep: Duration::from_secs(u64::try_from(cfg.basebackup_retry_sleep).unwrap_or(0)),
-            worm_mode: cfg.worm_mode,
-            wal_window: cfg.wal_retention_window,
-        })
-    }
-}
+use summary::{human_duration, human_size, report};
 
 /// Runs the tool: one backup of `opts.server`.
 pub fn run(opts: &Options) -> Result<(), ToolError> {
@@ -287,7 +208,7 @@ fn hook_env(job: &Job<'_>) -> HookEnv {
 async fn take(
     job: &mut Job<'_>,
     server: &Server,
-    (mut sql, mut repl, system_id): (ReplicationConnection, ReplicationConnection, u64),
+    (mut sql, repl, system_id): (ReplicationConnection, ReplicationConnection, u64),
     settings: &Settings,
     opts: &Options,
     out: &mut Output,
@@ -305,9 +226,37 @@ async fn take(
         return Err(job.fail(&e.to_string()));
     }
 
+    let mut sql = copy_with_retries(job, sql, repl, settings, &facts, opts, out).await?;
+    create_restore_point(&mut sql, &job.id).await;
+    sql.close().await;
+
+    job.phase = "finalising the backup";
+    if settings.reuse_link && settings.storage.format == Format::Plain {
+        reuse_previous(job, out).map_err(|e| job.fail(&e))?;
+    }
+    finalise(job, &settings.storage, started).map_err(|e| job.fail(&e))?;
+    report_completion(job, started, out);
+
+    job.phase = "checking the WAL files";
+    wal_phase(job, server, opts, out)?;
+    remove_wal_before_first(job, server, settings, out)
+}
+
+/// The copy, retried `basebackup_retry_times` times from scratch on a new replication
+/// connection; both connections are closed when it finally fails, the SQL one is handed
+/// back when it succeeds.
+async fn copy_with_retries(
+    job: &mut Job<'_>,
+    sql: ReplicationConnection,
+    mut repl: ReplicationConnection,
+    settings: &Settings,
+    facts: &metadata::ServerFacts,
+    opts: &Options,
+    out: &mut Output,
+) -> Result<ReplicationConnection, ToolError> {
     let mut attempt = 0;
     loop {
-        match copy_phase(job, &mut repl, settings, &facts, opts, out).await {
+        match copy_phase(job, &mut repl, settings, facts, opts, out).await {
             Ok(()) => break,
             Err(message) if attempt < settings.retry_times => {
                 attempt += 1;
@@ -334,9 +283,13 @@ async fn take(
         }
     }
     repl.close().await;
-    // Barman creates a restore point named after the backup (a primary only; failures are
-    // only logged, as the function needs privileges a backup user may lack).
-    let point = format!("barman_{}", job.id);
+    Ok(sql)
+}
+
+/// Barman creates a restore point named after the backup (a primary only; failures are
+/// only logged, as the function needs privileges a backup user may lack).
+async fn create_restore_point(sql: &mut ReplicationConnection, id: &BackupId) {
+    let point = format!("barman_{id}");
     let in_recovery = sql
         .simple_query("SELECT pg_is_in_recovery()")
         .await
@@ -347,13 +300,10 @@ async fn take(
             tracing::warn!("Error issuing CREATE RESTORE POINT(): {e}");
         }
     }
-    sql.close().await;
+}
 
-    job.phase = "finalising the backup";
-    if settings.reuse_link && settings.storage.format == Format::Plain {
-        reuse_previous(job, out).map_err(|e| job.fail(&e))?;
-    }
-    finalise(job, &settings.storage, started).map_err(|e| job.fail(&e))?;
+/// Barman's closing lines: size, end position, times.
+fn report_completion(job: &Job<'_>, started: Instant, out: &mut Output) {
     out.info(format!("Backup size: {}", human_size(job.info.size.unwrap_or(0))));
     if let (Some(end), Some(wal), Some(off)) = (job.info.end_xlog, &job.info.end_wal, job.info.end_offset) {
         out.info(format!("Backup end at LSN: {end} ({wal}, {off:08X})"));
@@ -363,11 +313,15 @@ async fn take(
         job.info.begin_time.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()).unwrap_or_default(),
         human_duration(started.elapsed())
     ));
+}
 
-    job.phase = "checking the WAL files";
-    wal_phase(job, server, opts, out)?;
-
-    // Barman's first backup: the WAL archived before it can never be used, so it goes.
+/// Barman's first backup: the WAL archived before it can never be used, so it goes.
+fn remove_wal_before_first(
+    job: &Job<'_>,
+    server: &Server,
+    settings: &Settings,
+    out: &mut Output,
+) -> Result<(), ToolError> {
     let catalogue =
         barman_common::catalogue::Catalogue::load(job.layout).map_err(|e| ToolError::Failed(e.to_string()))?;
     if !settings.worm_mode && !catalogue.available().any(|(id, _)| *id < job.id) {
@@ -547,45 +501,6 @@ fn archive_once(server: &Server, out: &mut Output) {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-fn report(out: &mut Output, id: &BackupId, info: &BackupInfo) {
-    let text = |v: Option<String>| v.map_or(serde_json::Value::Null, serde_json::Value::String);
-    out.result("backup_id", serde_json::Value::String(id.to_string()));
-    out.result("status", serde_json::Value::String(info.status.as_str().to_owned()));
-    out.result("begin_xlog", text(info.begin_xlog.map(|l| l.to_string())));
-    out.result("end_xlog", text(info.end_xlog.map(|l| l.to_string())));
-    out.result("begin_wal", text(info.begin_wal.as_ref().map(ToString::to_string)));
-    out.result("end_wal", text(info.end_wal.as_ref().map(ToString::to_string)));
-    out.result("begin_time", text(info.begin_time.as_ref().map(format_py_datetime)));
-    out.result("end_time", text(info.end_time.as_ref().map(format_py_datetime)));
-    out.result("size", info.size.map_or(serde_json::Value::Null, Into::into));
-    out.line(format!("Backup {id}: {}", info.status.as_str()));
-}
-
-/// `12.3 MiB`, as Barman's `pretty_size`.
-fn human_size(bytes: u64) -> String {
-    let mut value = bytes as f64;
-    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
-        if value < 1024.0 || unit == "TiB" {
-            return if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") };
-        }
-        value /= 1024.0;
-    }
-    format!("{bytes} B")
-}
-
-fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs < 1 {
-        "less than one second".into()
-    } else if secs == 1 {
-        "1 second".into()
-    } else if secs < 60 {
-        format!("{secs} seconds")
-    } else {
-        format!("{} minutes, {} seconds", secs / 60, secs % 60)
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::cmd::check_backup::{self, WalVerdict};
 use barman_common::catalogue::sync::PrimaryInfo;
-use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, Catalogue, LockKind, ServerLock};
+use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, Catalogue, LockKind, ServerLock, Tablespace};
 use barman_common::durable;
 use barman_common::manifest::Manifest;
 use barman_common::wal::WalSegSize;
@@ -173,19 +173,9 @@ fn copy_and_verify(
         .rsync
         .run(transfer(false), None)
         .map_err(|f| RelayError::Sync(format!("failure syncing server {} backup {id}: {f}", relay.server.name)))?;
-    // Tablespace links, as barman-backup and Barman lay them out: data/pg_tblspc/<oid> ->
-    // the copy's <oid> directory. A tar-format backup (backup.info `compression` set) keeps
-    // its tablespaces in data/<oid>.tar.<ext> and has no such links.
     let tar_format = record.compression.is_some();
-    let tblspc = dest.join("data").join("pg_tblspc");
-    for t in tablespaces.iter().filter(|_| !tar_format) {
-        let link = tblspc.join(t.oid.to_string());
-        let target = dest.join(t.oid.to_string());
-        if fs::symlink_metadata(&link).is_ok() {
-            fs::remove_file(&link)?;
-        }
-        durable::create_dir_all(&tblspc)?;
-        symlink(&target, &link)?;
+    if !tar_format {
+        link_tablespaces(&dest, &tablespaces)?;
     }
     let manifest = dest.join("data").join("backup_manifest");
     if manifest.is_file() && !tar_format {
@@ -196,25 +186,48 @@ fn copy_and_verify(
         // No manifest (rsync-method or PostgreSQL < 13 backups), or one describing the
         // content of tar archives: a second pass must find every file present with the
         // primary's size and time.
-        let mut cmd = transfer(true);
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
-        let out = cmd.output()?;
-        let pending: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with(">f") || l.starts_with("cL") || l.starts_with("*deleting"))
-            .map(str::to_owned)
-            .collect();
-        if !out.status.success() || !pending.is_empty() {
-            return Err(RelayError::Verify(format!(
-                "the copy differs from the primary's ({} entries, first: {})",
-                pending.len(),
-                pending.first().map_or("rsync failed", String::as_str)
-            )));
-        }
+        verify_by_dry_run(transfer(true))?;
     }
     move_keep(relay, id, &dest)?;
     durable::sync_filesystem_of(&dest)?;
     Ok(stats)
+}
+
+/// Tablespace links, as barman-backup and Barman lay them out: data/pg_tblspc/<oid> -> the
+/// copy's <oid> directory (a tar-format backup keeps its tablespaces in data/<oid>.tar.<ext>
+/// and has no such links).
+fn link_tablespaces(dest: &std::path::Path, tablespaces: &[Tablespace]) -> Result<(), RelayError> {
+    let tblspc = dest.join("data").join("pg_tblspc");
+    for t in tablespaces {
+        let link = tblspc.join(t.oid.to_string());
+        let target = dest.join(t.oid.to_string());
+        if fs::symlink_metadata(&link).is_ok() {
+            fs::remove_file(&link)?;
+        }
+        durable::create_dir_all(&tblspc)?;
+        symlink(&target, &link)?;
+    }
+    Ok(())
+}
+
+/// Runs the copy's rsync again as `--dry-run --itemize-changes`: anything it would still
+/// transfer or delete means the copy differs from the primary's.
+fn verify_by_dry_run(mut cmd: std::process::Command) -> Result<(), RelayError> {
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let out = cmd.output()?;
+    let pending: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(">f") || l.starts_with("cL") || l.starts_with("*deleting"))
+        .map(str::to_owned)
+        .collect();
+    if !out.status.success() || !pending.is_empty() {
+        return Err(RelayError::Verify(format!(
+            "the copy differs from the primary's ({} entries, first: {})",
+            pending.len(),
+            pending.first().map_or("rsync failed", String::as_str)
+        )));
+    }
+    Ok(())
 }
 
 /// Moves the keep annotation the copy brought along from the backup directory into `meta/`

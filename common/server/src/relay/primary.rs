@@ -1,9 +1,9 @@
 //! Asking the primary backup host: `barman sync-info` run through `primary_ssh_command`,
 //! exactly as Barman's passive node does it (spec `relay.md` §4).
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use barman_common::remote::shell_quote;
+use barman_common::remote::{run_captured, shell_quote, RemoteShell};
 
 use super::RelayError;
 
@@ -48,9 +48,7 @@ impl Primary {
 
     /// `sh -c '<primary_ssh_command> <quoted remote>'`.
     pub fn remote(&self, remote: &str) -> Command {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(format!("{} {}", self.ssh_command, shell_quote(remote)));
-        cmd
+        RemoteShell::new(self.ssh_command.as_str()).command(remote)
     }
 
     /// Runs `sync-info`, incremental from `last` when given. Exit 1 with a position sent
@@ -72,12 +70,10 @@ impl Primary {
     }
 
     fn call(&self, remote: &str) -> Result<String, (i32, String)> {
-        let output = self
-            .remote(remote)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| (-1, format!("cannot run primary_ssh_command: {e}")))?;
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        let output = run_captured(&mut self.remote(remote), None)
+            .map_err(|e| (-1, format!("cannot run primary_ssh_command: {e}")))?
+            .ok_or((-1, "timed out".to_owned()))?;
+        let stderr = output.stderr_text();
         match output.status.code() {
             Some(0) => String::from_utf8(output.stdout).map_err(|_| (-1, "the answer is not UTF-8".to_owned())),
             Some(code) => Err((code, if stderr.is_empty() { format!("exit status {code}") } else { stderr })),
