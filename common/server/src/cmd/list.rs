@@ -41,14 +41,7 @@ pub fn ctime(t: &chrono::DateTime<chrono::FixedOffset>) -> String {
     t.format("%a %b %e %H:%M:%S %Y").to_string()
 }
 
-/// The servers named on the command line, `all` meaning every one.
-pub fn expand_servers(ctx: &Context, names: &[String]) -> Vec<String> {
-    if names.iter().any(|n| n == "all") {
-        ctx.server_names()
-    } else {
-        names.to_vec()
-    }
-}
+pub use super::select::expand_servers;
 
 /// The retention report of a server's catalogue, or `None` when no policy is enforced.
 pub fn retention_report(

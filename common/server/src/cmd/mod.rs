@@ -16,6 +16,7 @@ pub mod recover;
 pub mod recover_tar;
 pub mod relay;
 pub mod replication_status;
+mod select;
 pub mod show;
 pub mod show_servers;
 pub mod status;
@@ -23,33 +24,13 @@ pub mod switch_wal;
 pub mod sync_info;
 pub mod verify_restore;
 
+pub use select::{resolve_backup, sorted_servers, sql_runtime};
+
 use std::io;
 
 use crate::context::Context;
 use crate::output::Output;
 use crate::CmdError;
-
-/// The single-threaded runtime the commands use for their SQL connections.
-pub fn sql_runtime() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
-}
-
-/// The names a server argument list means (`all` = every server), sorted, each once.
-pub fn sorted_servers(ctx: &Context, names: &[String]) -> Vec<String> {
-    let mut names = list::expand_servers(ctx, names);
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// The backup a user named (id, name or shortcut), or Barman's `Unknown backup` error.
-pub fn resolve_backup<'a>(
-    catalogue: &'a barman_common::catalogue::Catalogue,
-    backup: &str,
-    server: &str,
-) -> Result<&'a (barman_common::catalogue::BackupId, barman_common::catalogue::BackupInfo), CmdError> {
-    catalogue.resolve(backup).map_err(|_| CmdError::Error(format!("Unknown backup '{backup}' for server '{server}'")))
-}
 
 /// `put-wal [--test] SERVER`.
 pub fn put_wal_cmd(ctx: &Context, name: &str, test: bool, out: &mut Output) -> Result<(), CmdError> {

@@ -19,8 +19,10 @@ use barman_common::durable;
 use barman_common::manifest::Manifest;
 use barman_common::wal::WalSegSize;
 
+use super::error::RelayError;
 use super::rsync::{local_dir, Rsync, Stats};
-use super::{wals, Relay, RelayError};
+use super::session::Relay;
+use super::wals;
 
 /// Where rsync keeps the part of a file an interrupted run received.
 const PARTIAL_DIR: &str = ".barman-relay-partial";

@@ -14,9 +14,11 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+mod error;
 mod options;
 pub mod primary;
 pub mod rsync;
+mod session;
 pub mod wals;
 
 use std::cell::RefCell;
@@ -24,132 +26,18 @@ use std::time::{Duration, Instant};
 
 use crate::context::Context;
 use crate::output::Output;
-use crate::server::Server;
+
 use barman_common::catalogue::relay as state;
 use barman_common::catalogue::sync::PrimaryInfo;
-use barman_common::catalogue::{BackupId, Catalogue, CatalogueError};
-use barman_common::config::ServerConfig;
+use barman_common::catalogue::{BackupId, Catalogue};
 
+pub use error::RelayError;
 pub use options::{Mode, Options};
+pub use session::Relay;
+use session::{LOG_MODULE, RECOVERY_WARNING};
 
 use self::primary::Primary;
 use self::rsync::Rsync;
-
-/// How a run failed; each variant owns its exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// A copy failed; the next run resumes it (exit 1).
-    #[error("{0}")]
-    Sync(String),
-    /// A copy arrived but does not match the primary's (backup marked FAILED, exit 1).
-    #[error("{0}")]
-    Verify(String),
-    /// The primary could not be asked (exit 2).
-    #[error("{0}")]
-    Primary(String),
-    /// Bad input: configuration, unknown or non-passive server (exit 3).
-    #[error("{0}")]
-    Usage(String),
-}
-
-impl RelayError {
-    /// The process exit status.
-    pub fn code(&self) -> i32 {
-        match self {
-            RelayError::Sync(_) | RelayError::Verify(_) => 1,
-            RelayError::Primary(_) => 2,
-            RelayError::Usage(_) => 3,
-        }
-    }
-}
-
-impl From<std::io::Error> for RelayError {
-    fn from(e: std::io::Error) -> Self {
-        RelayError::Sync(e.to_string())
-    }
-}
-
-impl From<CatalogueError> for RelayError {
-    fn from(e: CatalogueError) -> Self {
-        RelayError::Sync(e.to_string())
-    }
-}
-
-impl From<barman_common::catalogue::LockError> for RelayError {
-    fn from(e: barman_common::catalogue::LockError) -> Self {
-        RelayError::Sync(e.to_string())
-    }
-}
-
-/// The module name in log lines (`barman.relay`).
-const LOG_MODULE: &str = "relay";
-
-/// Printed when the primary refused an incremental `sync-info` and the full answer was used.
-const RECOVERY_WARNING: &str =
-    "sync-info is out of sync. Self-recovery procedure started: requesting all WAL files from the primary";
-
-/// One passive server and how to reach its primary.
-pub struct Relay<'a> {
-    /// The local server.
-    pub server: Server,
-    /// Its configuration.
-    pub cfg: &'a ServerConfig,
-    /// `sync-info` through `primary_ssh_command`.
-    pub primary: Primary,
-    /// rsync through `primary_ssh_command`.
-    pub rsync: Rsync,
-    out: RefCell<Output>,
-}
-
-impl Relay<'_> {
-    /// An informational line (also in Barman's log file, where `barman cron`'s detached
-    /// relays leave their trace).
-    pub fn say(&self, msg: impl Into<String>) {
-        let msg = msg.into();
-        if crate::log::has_file() {
-            crate::log::info(LOG_MODULE, &msg);
-        }
-        self.out.borrow_mut().info(msg);
-    }
-
-    /// A `WARNING:` line (also logged).
-    pub fn warn(&self, msg: impl Into<String>) {
-        let msg = msg.into();
-        if crate::log::has_file() {
-            crate::log::warning(LOG_MODULE, &msg);
-        }
-        self.out.borrow_mut().warning(msg);
-    }
-
-    /// Asks the primary (incrementally from `sync-wals.info` when `incremental`), saves
-    /// `primary.info` and parses it.
-    pub fn fetch_info(&self, incremental: bool) -> Result<PrimaryInfo, RelayError> {
-        let last = if incremental { state::read_sync_wals_info(&self.server.layout) } else { None };
-        let answer = self.primary.sync_info(last.as_ref().map(|(w, p)| (w.as_str(), p.as_str())))?;
-        if answer.recovered {
-            self.warn(
-                "sync-info is out of sync. Self-recovery procedure started: requesting all WAL files from the primary",
-            );
-        }
-        let info = PrimaryInfo::parse(&answer.text)
-            .map_err(|e| RelayError::Primary(format!("the primary's sync-info answer is not valid: {e}")))?;
-        state::save_primary_info(&self.server.layout, &answer.text)?;
-        Ok(info)
-    }
-
-    /// The saved `primary.info`.
-    pub fn cached_info(&self) -> Result<PrimaryInfo, RelayError> {
-        let path = state::primary_info_path(&self.server.layout);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            RelayError::Sync(format!(
-                "cannot read {}: {e} (run `barman sync-info --primary {}` first)",
-                path.display(),
-                self.server.name
-            ))
-        })?;
-        PrimaryInfo::parse(&text).map_err(|e| RelayError::Sync(format!("{}: {e}", path.display())))
-    }
-}
 
 /// Runs the tool.
 pub fn run(opts: &Options) -> Result<(), RelayError> {

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use barman_common::remote::{run_captured, shell_quote, RemoteShell};
 
-use super::RelayError;
+use super::error::RelayError;
 
 /// The primary of one passive server.
 #[derive(Debug, Clone)]

@@ -22,8 +22,9 @@ use barman_common::catalogue::{BackupStatus, Catalogue, LockKind, ServerLock, Xl
 use barman_common::durable;
 use barman_common::wal::{WalFileName, WalSegSize};
 
+use super::error::RelayError;
 use super::rsync::{local_dir, Rsync, Stats};
-use super::{Relay, RelayError};
+use super::session::Relay;
 
 /// What one WAL pass did.
 #[derive(Debug, Default, Clone)]
