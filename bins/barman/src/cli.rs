@@ -318,6 +318,9 @@ pub struct Backup {
     /// wait for every required WAL file to be archived
     #[arg(short = 'w', long)]
     pub wait: bool,
+    /// the time, in seconds, spent waiting for the required WAL files to be archived before timing out
+    #[arg(long, value_name = "TIMEOUT")]
+    pub wait_timeout: Option<u64>,
     /// request a fast checkpoint
     #[arg(long, overrides_with = "no_immediate_checkpoint")]
     pub immediate_checkpoint: bool,

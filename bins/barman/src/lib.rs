@@ -40,6 +40,7 @@ fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> 
                 servers: a.servers.clone(),
                 name: a.name.clone(),
                 wait: a.wait,
+                wait_timeout: a.wait_timeout,
                 immediate_checkpoint: checkpoint(a),
                 reuse_backup: a.reuse_backup(),
             };

@@ -22,6 +22,8 @@ pub struct BackupRequest {
     pub name: Option<String>,
     /// `--wait`.
     pub wait: bool,
+    /// `--wait-timeout` seconds (0 or none: wait forever).
+    pub wait_timeout: Option<u64>,
     /// `--immediate-checkpoint` (true) / `--no-immediate-checkpoint` (false).
     pub immediate_checkpoint: Option<bool>,
     /// `--reuse-backup`.
@@ -96,6 +98,9 @@ fn backup_command(req: &BackupRequest, json: bool) -> Command {
     }
     if req.wait {
         cmd.arg("--wait");
+    }
+    if let Some(secs) = req.wait_timeout {
+        cmd.arg("--wait-timeout").arg(secs.to_string());
     }
     match req.immediate_checkpoint {
         Some(true) => cmd.arg("--immediate-checkpoint"),
