@@ -3,7 +3,7 @@
 //! recovery settings appended to `postgresql.auto.conf`, the signal files and the
 //! configuration safety pass (`#BARMAN#`), with Barman's console lines. A tar-format backup
 //! (backup.info `compression` set) is extracted from its archives instead of copied
-//! ([`super::recover_tar`]). A local result is fsynced before success is reported.
+//! ([`tar`]). A local result is fsynced before success is reported.
 //!
 //! With `--remote-ssh-command` the destination is on another host: after Barman's checks
 //! over that command (`<ssh> true`, the destination and tablespace directories empty), the
@@ -11,6 +11,8 @@
 //! inside `barman_home`) exactly as a local recovery would build it, but with every path
 //! written into it (tablespace links, `restore_command`, `recovery_end_command`) naming the
 //! remote locations; it is then shipped with `rsync -a --delete -e '<ssh>'` and removed.
+
+pub mod tar;
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
@@ -24,7 +26,7 @@ use barman_common::durable;
 use barman_common::wal::{Lsn, TimelineId, WalFileName, WalSegSize};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
 
-use crate::cmd::recover_tar::TarFormat;
+use self::tar::TarFormat;
 use crate::context::Context;
 use crate::output::Output;
 use crate::progress::Progress;
