@@ -1,37 +1,27 @@
-//! The remote side of a `--remote-ssh-command` recovery: Barman's checks (`<ssh> true`,
-//! `ls -A DIR` on the destination and tablespace directories), the local staging directory the result is built in, and its
+//! The remote side of a `--remote-ssh-command` recovery, over the shared runner
+//! ([`barman_common::remote`]): Barman's checks (`<ssh> true`, `ls -A DIR` on the destination
+//! and tablespace directories), the local staging directory the result is built in, and its
 //! shipping (`mkdir -p DIR`, then `rsync -a --delete -e '<ssh>'`). Also this host's name as
 //! Python's `socket.getfqdn()` gives it, for the remote `barman-wal-restore`.
 
 use std::fs;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use barman_common::config::OptionValue;
-use barman_common::remote::RemoteShell;
+use barman_common::remote::{run_captured, shell_quote, Captured, RemoteShell};
 
 use super::plan::{not_empty, Plan, WriteTo};
 use crate::context::Context;
 use crate::CmdError;
 
-/// Single-quotes `s` for a POSIX shell.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Runs `<ssh> <remote>` through the local shell, as Barman's `Command(shell=True)`.
-fn run(ssh: &RemoteShell, remote: &str) -> Result<Output, CmdError> {
-    Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!("{} {}", ssh.line(), quote(remote)))
-        .stdin(Stdio::null())
-        .output()
+/// Runs `<ssh> <remote>` and captures its output.
+fn run(ssh: &RemoteShell, remote: &str) -> Result<Captured, CmdError> {
+    ssh.run(remote, None)
+        .and_then(|c| c.ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut)))
         .map_err(|e| CmdError::Error(format!("Unable to execute {}: {e}", ssh.line())))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_owned()
 }
 
 /// `<ssh> true`, as Barman's `UnixRemoteCommand` does first.
@@ -45,7 +35,7 @@ pub fn check_connection(ssh: &RemoteShell) -> Result<(), CmdError> {
 /// Barman's `list_dir_content` check (`ls`; hidden files count here too, since the
 /// copy runs with `--delete`).
 pub fn ensure_empty(ssh: &RemoteShell, dir: &Path, tablespace: Option<&str>) -> Result<(), CmdError> {
-    let o = run(ssh, &format!("ls -A {}", quote(&dir.to_string_lossy())))?;
+    let o = run(ssh, &format!("ls -A {}", shell_quote(&dir.to_string_lossy())))?;
     if o.stdout.iter().any(|b| !b.is_ascii_whitespace()) {
         return Err(not_empty(dir, tablespace));
     }
@@ -70,12 +60,12 @@ pub fn ship(ssh: &RemoteShell, plan: &Plan<'_>, to: &WriteTo, staging: &Staging)
 
 /// `mkdir -p DIR` on the remote host.
 fn mkdir(ssh: &RemoteShell, dir: &Path) -> Result<(), CmdError> {
-    let o = run(ssh, &format!("mkdir -p {}", quote(&dir.to_string_lossy())))?;
+    let o = run(ssh, &format!("mkdir -p {}", shell_quote(&dir.to_string_lossy())))?;
     if !o.status.success() {
         return Err(CmdError::Error(format!(
             "unable to initialise destination directory '{}': {}",
             dir.display(),
-            stderr(&o)
+            o.stderr_text()
         )));
     }
     Ok(())
@@ -83,17 +73,18 @@ fn mkdir(ssh: &RemoteShell, dir: &Path) -> Result<(), CmdError> {
 
 /// `rsync -a --delete -e '<ssh>' FROM/ :TO/`.
 fn rsync(ssh: &RemoteShell, from: &Path, to: &Path) -> Result<(), String> {
-    let o = Command::new("rsync")
-        .args(["-a", "--delete", "-e", ssh.line()])
+    let mut cmd = Command::new("rsync");
+    cmd.args(["-a", "--delete", "-e", ssh.line()])
         .arg(format!("{}/", from.display()))
         .arg(format!(":{}/", to.display()))
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::null());
+    let o = run_captured(&mut cmd, None)
+        .and_then(|c| c.ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut)))
         .map_err(|e| format!("rsync: {e}"))?;
     if o.status.success() {
         Ok(())
     } else {
-        Err(format!("rsync exited with {}: {}", o.status, stderr(&o)))
+        Err(format!("rsync exited with {}: {}", o.status, o.stderr_text()))
     }
 }
 
