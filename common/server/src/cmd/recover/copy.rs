@@ -30,13 +30,13 @@ pub fn base_backup(plan: &Plan<'_>, to: &WriteTo, out: &mut Output) -> Result<()
     let mut progress = Progress::new("base backup", plan.info.size.unwrap_or(0));
     match plan.tar {
         Some(fmt) => extract(fmt, plan, to, &mut progress)?,
-        None => copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(copy_failure)?,
+        None => copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(|e| copy_failure(&e))?,
     }
     for (t, location) in &plan.tablespaces {
         let oid = t.oid.to_string();
         if plan.tar.is_none() {
             copy_tree(&plan.backup_dir().join(&oid), &to.tablespace(t, location), &mut progress)
-                .map_err(copy_failure)?;
+                .map_err(|e| copy_failure(&e))?;
         }
         let link = to.root.join("pg_tblspc").join(&oid);
         if fs::symlink_metadata(&link).is_ok() {
@@ -51,7 +51,7 @@ pub fn base_backup(plan: &Plan<'_>, to: &WriteTo, out: &mut Output) -> Result<()
 }
 
 /// Barman's error for a failed copy.
-fn copy_failure(e: io::Error) -> CmdError {
+fn copy_failure(e: &io::Error) -> CmdError {
     CmdError::Error(format!("Failure copying base backup: {e}"))
 }
 
@@ -63,7 +63,7 @@ fn extract(fmt: TarFormat, plan: &Plan<'_>, to: &WriteTo, progress: &mut Progres
     }
     let links: Vec<(u32, PathBuf)> = plan.tablespaces.iter().map(|(t, l)| (t.oid, l.clone())).collect();
     fmt.extract_base(&data, &to.root, &links, progress)?;
-    prepare_extracted(&to.root, plan.tablespaces.iter().map(|(t, l)| to.tablespace(t, l))).map_err(copy_failure)
+    prepare_extracted(&to.root, plan.tablespaces.iter().map(|(t, l)| to.tablespace(t, l))).map_err(|e| copy_failure(&e))
 }
 
 /// backup.info kept as `.barman-recover.info`; `backup_manifest` renamed
