@@ -12,11 +12,11 @@
 //! written into it (tablespace links, `restore_command`, `recovery_end_command`) naming the
 //! remote locations; it is then shipped with `rsync -a --delete -e '<ssh>'` and removed.
 //!
-//! The phases live in their own modules: [`plan`] (validations, backup, targets,
-//! destination checks; the [`plan::Plan`] every phase reads), [`copy`] (base backup and
-//! tablespaces), [`wal`] (required WAL, `restore_command`), [`settings`] (recovery
-//! settings, signal file, safety pass), [`remote`] (ssh checks, staging, rsync) and
-//! [`report`] (console lines). This module only runs them in order.
+//! The phases live in their own modules: `plan` (validations, backup, targets,
+//! destination checks; the `plan::Plan` every phase reads), `copy` (base backup and
+//! tablespaces), `wal` (required WAL, `restore_command`), `settings` (recovery
+//! settings, signal file, safety pass), `remote` (ssh checks, staging, rsync) and
+//! `report` (console lines). This module only runs them in order.
 
 mod copy;
 mod options;
