@@ -13,7 +13,6 @@ pub mod metrics;
 pub mod put_wal;
 pub mod receive_wal;
 pub mod recover;
-pub mod recover_tar;
 pub mod relay;
 pub mod replication_status;
 mod select;

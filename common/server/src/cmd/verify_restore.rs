@@ -24,7 +24,7 @@ use std::process::{Command, Output as ProcessOutput, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use barman_common::catalogue::{BackupInfo, Catalogue, XlogDb};
+use barman_common::catalogue::{BackupId, BackupInfo, Catalogue, XlogDb};
 use barman_common::wal::{Lsn, WalFileName, WalSegSize};
 use serde_json::{json, Value};
 
@@ -50,6 +50,10 @@ struct Report {
     lsn: Option<String>,
     last_xact: Option<String>,
     port: u16,
+    /// Seconds from the start to the end of the recovery.
+    recover_secs: f64,
+    /// Seconds from the start to the first answered query.
+    rto: f64,
 }
 
 /// The scratch directory; PostgreSQL is stopped and the directory removed when dropped.
@@ -60,6 +64,16 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// `<base>/.verify-restore-<server>-<pid>` with its `sock/` directory, made afresh.
+    fn create(base: &Path, server_name: &str, pg_ctl: &Path) -> Result<Self, CmdError> {
+        let path = base.join(format!(".verify-restore-{server_name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(path.join("sock"))
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o700)))
+            .map_err(|e| CmdError::Error(format!("cannot create the scratch directory '{}': {e}", path.display())))?;
+        Ok(Scratch { path, pg_ctl: Some(pg_ctl.to_owned()), running: false })
+    }
+
     fn data(&self) -> PathBuf {
         self.path.join("data")
     }
@@ -86,6 +100,73 @@ impl Drop for Scratch {
     }
 }
 
+/// The PostgreSQL tools, found in the server's `path_prefix` then `PATH`.
+struct Tools {
+    /// The directories searched, also the `PATH` PostgreSQL runs with.
+    dirs: Vec<PathBuf>,
+    pg_ctl: PathBuf,
+    psql: PathBuf,
+}
+
+impl Tools {
+    fn find(path_prefix: Option<&str>) -> Result<Self, CmdError> {
+        let env_path = std::env::var("PATH").unwrap_or_default();
+        let dirs: Vec<PathBuf> = path_prefix
+            .iter()
+            .flat_map(|p| p.split(':'))
+            .chain(env_path.split(':'))
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        let find = |tool: &str| dirs.iter().map(|d| d.join(tool)).find(|p| p.is_file());
+        let (Some(pg_ctl), Some(psql)) = (find("pg_ctl"), find("psql")) else {
+            return Err(CmdError::Error("pg_ctl and psql not found in the server's path_prefix nor in PATH".into()));
+        };
+        Ok(Tools { dirs, pg_ctl, psql })
+    }
+
+    /// The `PATH` value PostgreSQL's tools run with.
+    fn path_env(&self) -> String {
+        self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
+    }
+}
+
+/// The PostgreSQL started on the scratch copy, and how to reach it.
+struct Instance<'a> {
+    id: &'a BackupId,
+    tools: &'a Tools,
+    data: PathBuf,
+    sock: PathBuf,
+    log: PathBuf,
+    port: u16,
+    user: String,
+    timeout: Duration,
+}
+
+impl Instance<'_> {
+    /// `verify-restore of backup <id> failed: <why>` with the log's reasons.
+    fn failed(&self, why: &str) -> CmdError {
+        CmdError::Error(format!("verify-restore of backup {} failed: {why}{}", self.id, log_reasons(&self.log)))
+    }
+
+    /// One query through psql on the Unix socket: its trimmed output, or psql's stderr.
+    fn sql(&self, q: &str) -> Result<String, String> {
+        let o: ProcessOutput = Command::new(&self.tools.psql)
+            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.sock)
+            .args(["-p", &self.port.to_string(), "-U", &self.user, "-d", "postgres", "-c", q])
+            .env("PATH", self.tools.path_env())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).trim().to_owned())
+        }
+    }
+}
+
 /// `verify-restore SERVER [BACKUP_ID]`.
 pub fn run(ctx: &Context, server_name: &str, backup: &str, opts: &Options, out: &mut Output) -> Result<(), CmdError> {
     let started = Instant::now();
@@ -99,31 +180,52 @@ pub fn run(ctx: &Context, server_name: &str, backup: &str, opts: &Options, out: 
     let catalogue = Catalogue::load(&server.layout)?;
     let (id, info) = crate::cmd::resolve_backup(&catalogue, backup, server_name)?;
     let (id, info): (_, BackupInfo) = (id.clone(), info.clone());
-    let env_path = std::env::var("PATH").unwrap_or_default();
-    let path_dirs: Vec<PathBuf> = cfg
-        .path_prefix
-        .iter()
-        .flat_map(|p| p.split(':'))
-        .chain(env_path.split(':'))
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    let find = |tool: &str| path_dirs.iter().map(|d| d.join(tool)).find(|p| p.is_file());
-    let (Some(pg_ctl), Some(psql)) = (find("pg_ctl"), find("psql")) else {
-        return Err(CmdError::Error("pg_ctl and psql not found in the server's path_prefix nor in PATH".into()));
-    };
-
-    // The scratch directory.
+    let tools = Tools::find(cfg.path_prefix.as_deref())?;
     let base = opts.scratch.clone().unwrap_or_else(|| ctx.config().global().barman_home.clone());
-    let path = base.join(format!(".verify-restore-{server_name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&path);
-    fs::create_dir_all(path.join("sock"))
-        .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o700)))
-        .map_err(|e| CmdError::Error(format!("cannot create the scratch directory '{}': {e}", path.display())))?;
-    let mut scratch = Scratch { path, pg_ctl: Some(pg_ctl.clone()), running: false };
+    let mut scratch = Scratch::create(&base, server_name, &tools.pg_ctl)?;
 
     // 1. The recovery, quietly (its own lines are Barman's recover output).
-    let mut ropts = opts.target.clone();
+    let (ropts, is_pitr) = recovery_options(&opts.target, &info, &scratch.path);
+    out.info(format!("Verifying restore of backup {id} of server {server_name}"));
+    let mut quiet = Output::new(false, true);
+    let data = scratch.data();
+    let recovered = recover::run(ctx, server_name, id.as_str(), &data.to_string_lossy(), &ropts, &mut quiet);
+    recovered.map_err(|e| CmdError::Error(format!("verify-restore of backup {id} failed: recovery refused: {e}")))?;
+    let recover_secs = started.elapsed().as_secs_f64();
+
+    // 2. PostgreSQL on it; 3. the end of recovery and the recovery point.
+    let pg = Instance {
+        id: &id,
+        tools: &tools,
+        sock: scratch.path.join("sock"),
+        log: scratch.path.join("postgres.log"),
+        port: free_port()?,
+        user: conninfo_user(cfg.conninfo.as_deref()),
+        timeout: opts.timeout.max(Duration::from_secs(5)),
+        data,
+    };
+    configure(&pg, &scratch.path)?;
+    start(&pg, &mut scratch)?;
+    wait_for_end_of_recovery(&pg, &mut scratch)?;
+    let report = recovery_point(&pg, started, recover_secs)?;
+    scratch.stop("fast");
+
+    // 4. Without a target, replay must have reached the end of the archived WAL.
+    if !is_pitr {
+        if let Some(why) = stopped_early(&server, &info, report.lsn.as_deref())? {
+            return Err(pg.failed(&why));
+        }
+    }
+    drop(scratch);
+    print_report(out, server_name, &id, &report, is_pitr);
+    Ok(())
+}
+
+/// The recover options for the scratch copy, and whether a target was given: without one,
+/// an archive recovery to the latest timeline; always promoted at the end, WAL copied,
+/// local, tablespaces relocated into the scratch directory.
+fn recovery_options(target: &recover::Options, info: &BackupInfo, scratch: &Path) -> (recover::Options, bool) {
+    let mut ropts = target.clone();
     let is_pitr = ropts.target_time.is_some()
         || ropts.target_xid.is_some()
         || ropts.target_lsn.is_some()
@@ -143,25 +245,31 @@ pub fn run(ctx: &Context, server_name: &str, backup: &str, opts: &Options, out: 
         .tablespaces
         .iter()
         .flatten()
-        .map(|t| format!("{}:{}", t.name, scratch.path.join("tblspc").join(&t.name).display()))
+        .map(|t| format!("{}:{}", t.name, scratch.join("tblspc").join(&t.name).display()))
         .collect();
-    out.info(format!("Verifying restore of backup {id} of server {server_name}"));
-    let mut quiet = Output::new(false, true);
-    let data = scratch.data();
-    let recovered = recover::run(ctx, server_name, id.as_str(), &data.to_string_lossy(), &ropts, &mut quiet);
-    recovered.map_err(|e| CmdError::Error(format!("verify-restore of backup {id} failed: recovery refused: {e}")))?;
-    let recover_secs = started.elapsed().as_secs_f64();
+    (ropts, is_pitr)
+}
 
-    // 2. PostgreSQL on it.
-    let port = free_port()?;
-    let sock = scratch.path.join("sock");
-    let hba = scratch.path.join("pg_hba.conf");
+/// The `user=` of the server's conninfo (default `postgres`).
+fn conninfo_user(conninfo: Option<&str>) -> String {
+    conninfo
+        .and_then(|c| c.split_whitespace().find_map(|kv| kv.strip_prefix("user=")))
+        .unwrap_or("postgres")
+        .trim_matches('\'')
+        .to_owned()
+}
+
+/// A trust-only `pg_hba.conf` in the scratch directory and the settings that keep the
+/// restored server private (its port, no TCP, the scratch socket, no archiving) appended
+/// to its `postgresql.auto.conf`; a stale `postmaster.pid` removed.
+fn configure(pg: &Instance<'_>, scratch: &Path) -> Result<(), CmdError> {
+    let hba = scratch.join("pg_hba.conf");
     fs::write(&hba, "local all all trust\n")?;
     let mut extra = String::from("\n# Added by barman verify-restore\n");
     for (k, v) in [
-        ("port", port.to_string()),
+        ("port", pg.port.to_string()),
         ("listen_addresses", "''".into()),
-        ("unix_socket_directories", quote(&sock.to_string_lossy())),
+        ("unix_socket_directories", quote(&pg.sock.to_string_lossy())),
         ("hba_file", quote(&hba.to_string_lossy())),
         ("archive_mode", "off".into()),
         ("hot_standby", "on".into()),
@@ -170,99 +278,86 @@ pub fn run(ctx: &Context, server_name: &str, backup: &str, opts: &Options, out: 
     ] {
         let _ = writeln!(extra, "{k} = {v}");
     }
-    let auto = data.join("postgresql.auto.conf");
+    let auto = pg.data.join("postgresql.auto.conf");
     let mut text = fs::read_to_string(&auto).unwrap_or_default();
     text.push_str(&extra);
     fs::write(&auto, text)?;
-    let _ = fs::remove_file(data.join("postmaster.pid"));
-    let log = scratch.path.join("postgres.log");
-    let user = cfg
-        .conninfo
-        .as_deref()
-        .and_then(|c| c.split_whitespace().find_map(|kv| kv.strip_prefix("user=")))
-        .unwrap_or("postgres")
-        .trim_matches('\'')
-        .to_owned();
-    let path_env = path_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":");
-    let timeout = opts.timeout.max(Duration::from_secs(5));
-    let start = Command::new(&pg_ctl)
+    let _ = fs::remove_file(pg.data.join("postmaster.pid"));
+    Ok(())
+}
+
+/// `pg_ctl start -w` as the barman user, from the scratch directory.
+fn start(pg: &Instance<'_>, scratch: &mut Scratch) -> Result<(), CmdError> {
+    let pg_ctl = &pg.tools.pg_ctl;
+    let start = Command::new(pg_ctl)
         .arg("-D")
-        .arg(&data)
+        .arg(&pg.data)
         .arg("-l")
-        .arg(&log)
-        .args(["-w", "-t", &timeout.as_secs().to_string(), "start"])
+        .arg(&pg.log)
+        .args(["-w", "-t", &pg.timeout.as_secs().to_string(), "start"])
         .current_dir(&scratch.path)
-        .env("PATH", &path_env)
+        .env("PATH", pg.tools.path_env())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| CmdError::Error(format!("cannot run {}: {e}", pg_ctl.display())))?;
     scratch.running = true;
-    let failed = |why: &str, log: &Path| {
-        CmdError::Error(format!("verify-restore of backup {id} failed: {why}{}", log_reasons(log)))
-    };
     if !start.status.success() {
-        return Err(failed("PostgreSQL did not start on the restored data", &log));
+        return Err(pg.failed("PostgreSQL did not start on the restored data"));
     }
-    let sql = |q: &str| -> Result<String, String> {
-        let o: ProcessOutput = Command::new(&psql)
-            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&sock)
-            .args(["-p", &port.to_string(), "-U", &user, "-d", "postgres", "-c", q])
-            .env("PATH", &path_env)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if o.status.success() {
-            Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&o.stderr).trim().to_owned())
-        }
-    };
-    // 3. Wait for the end of recovery (promotion at the target, or end of crash recovery).
-    let deadline = Instant::now() + timeout;
+    Ok(())
+}
+
+/// Waits for the end of recovery (promotion at the target, or end of crash recovery).
+fn wait_for_end_of_recovery(pg: &Instance<'_>, scratch: &mut Scratch) -> Result<(), CmdError> {
+    let deadline = Instant::now() + pg.timeout;
     loop {
-        match sql("select pg_is_in_recovery()") {
-            Ok(r) if r == "f" => break,
+        match pg.sql("select pg_is_in_recovery()") {
+            Ok(r) if r == "f" => return Ok(()),
             Ok(_) => {}
             Err(e) => {
-                if !data.join("postmaster.pid").exists() {
+                if !pg.data.join("postmaster.pid").exists() {
                     scratch.running = false;
-                    return Err(failed("PostgreSQL stopped during recovery", &log));
+                    return Err(pg.failed("PostgreSQL stopped during recovery"));
                 }
                 if Instant::now() > deadline {
-                    return Err(failed(&format!("PostgreSQL does not answer: {e}"), &log));
+                    return Err(pg.failed(&format!("PostgreSQL does not answer: {e}")));
                 }
             }
         }
         if Instant::now() > deadline {
-            return Err(failed(&format!("recovery did not end within {} seconds", timeout.as_secs()), &log));
+            return Err(pg.failed(&format!("recovery did not end within {} seconds", pg.timeout.as_secs())));
         }
         sleep(Duration::from_millis(200));
     }
-    let one = sql("select 1").map_err(|e| failed(&format!("select 1 failed: {e}"), &log))?;
+}
+
+/// `select 1` (the RTO is measured when it answers), then the replay position and the
+/// time of the last replayed transaction.
+fn recovery_point(pg: &Instance<'_>, started: Instant, recover_secs: f64) -> Result<Report, CmdError> {
+    let one = pg.sql("select 1").map_err(|e| pg.failed(&format!("select 1 failed: {e}")))?;
     let rto = started.elapsed().as_secs_f64();
     if one != "1" {
-        return Err(failed(&format!("select 1 returned {one:?}"), &log));
+        return Err(pg.failed(&format!("select 1 returned {one:?}")));
     }
-    let point = sql("select coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text, \
-         coalesce(pg_last_xact_replay_timestamp()::text, '')")
-    .map_err(|e| failed(&format!("reading the recovery point failed: {e}"), &log))?;
+    let point = pg
+        .sql(
+            "select coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text, \
+         coalesce(pg_last_xact_replay_timestamp()::text, '')",
+        )
+        .map_err(|e| pg.failed(&format!("reading the recovery point failed: {e}")))?;
     let mut parts = point.splitn(2, '|');
-    let report = Report {
+    Ok(Report {
         lsn: parts.next().filter(|s| !s.is_empty()).map(str::to_owned),
         last_xact: parts.next().filter(|s| !s.is_empty()).map(str::to_owned),
-        port,
-    };
-    scratch.stop("fast");
+        port: pg.port,
+        recover_secs,
+        rto,
+    })
+}
 
-    // 4. Without a target, replay must have reached the end of the archived WAL.
-    if !is_pitr {
-        if let Some(why) = stopped_early(&server, &info, report.lsn.as_deref())? {
-            return Err(failed(&why, &log));
-        }
-    }
-    drop(scratch);
-
+/// The text lines and the JSON result of a successful verification.
+fn print_report(out: &mut Output, server_name: &str, id: &BackupId, report: &Report, is_pitr: bool) {
+    let (rto, recover_secs) = (report.rto, report.recover_secs);
     let lsn = report.lsn.clone().unwrap_or_else(|| "unknown".into());
     let xact = report.last_xact.clone().unwrap_or_else(|| "none replayed".into());
     out.line(format!("Recovered into a scratch directory and started PostgreSQL on port {}", report.port));
@@ -284,13 +379,14 @@ pub fn run(ctx: &Context, server_name: &str, backup: &str, opts: &Options, out: 
     for (k, v) in results {
         out.result(k, v);
     }
-    Ok(())
 }
 
+/// A PostgreSQL string literal (`'` doubled).
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// A TCP port free on the loopback interface now.
 fn free_port() -> Result<u16, CmdError> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())

@@ -1,0 +1,87 @@
+//! `barman recover` (alias `restore`): Barman 3.20.1's validations, the base backup and
+//! tablespace copy, the required WAL (decompressed) or a get-wal `restore_command`, the
+//! recovery settings appended to `postgresql.auto.conf`, the signal files and the
+//! configuration safety pass (`#BARMAN#`), with Barman's console lines. A tar-format backup
+//! (backup.info `compression` set) is extracted from its archives instead of copied
+//! ([`tar`]). A local result is fsynced before success is reported.
+//!
+//! With `--remote-ssh-command` the destination is on another host: after Barman's checks
+//! over that command (`<ssh> true`, the destination and tablespace directories empty), the
+//! whole result is built in a local staging directory (under `recovery_staging_path`, else
+//! inside `barman_home`) exactly as a local recovery would build it, but with every path
+//! written into it (tablespace links, `restore_command`, `recovery_end_command`) naming the
+//! remote locations; it is then shipped with `rsync -a --delete -e '<ssh>'` and removed.
+//!
+//! The phases live in their own modules: `plan` (validations, backup, targets,
+//! destination checks; the `plan::Plan` every phase reads), `copy` (base backup and
+//! tablespaces), `wal` (required WAL, `restore_command`), `settings` (recovery
+//! settings, signal file, safety pass), `remote` (ssh checks, staging, rsync) and
+//! `report` (console lines). This module only runs them in order.
+
+mod copy;
+mod options;
+mod plan;
+mod remote;
+mod report;
+mod settings;
+pub mod tar;
+mod wal;
+
+pub use options::{Options, TargetTli};
+
+use chrono::Local;
+
+use self::plan::{Plan, WriteTo};
+use crate::context::Context;
+use crate::output::Output;
+use crate::CmdError;
+
+/// `recover SERVER BACKUP_ID DESTINATION`.
+pub fn run(
+    ctx: &Context,
+    server_name: &str,
+    backup: &str,
+    destination: &str,
+    opts: &Options,
+    out: &mut Output,
+) -> Result<(), CmdError> {
+    let plan = Plan::build(ctx, server_name, backup, destination, opts, out)?;
+    if !opts.skip_archive_wal {
+        wal::archive_incoming(ctx, server_name, out);
+    }
+    // The WAL the backup needs must all be archived; the destinations must be empty.
+    let entries = wal::archived(&plan.server)?;
+    if let Some(ssh) = &plan.remote {
+        remote::check_connection(ssh)?;
+    }
+    wal::check_backup_wals(&plan)?;
+    match &plan.remote {
+        Some(ssh) => plan.destinations().try_for_each(|(dir, t)| remote::ensure_empty(ssh, dir, t))?,
+        None => plan.destinations().try_for_each(|(dir, t)| plan::ensure_empty(dir, t))?,
+    }
+
+    let start = Local::now();
+    report::starting(&plan, out);
+    // Where files are written: the destination itself, or a local staging copy of it.
+    let staging = plan.remote.as_ref().map(|_| remote::Staging::create(ctx, server_name)).transpose()?;
+    let to = WriteTo::new(&plan, staging.as_ref().map(|s| s.path.as_path()));
+    report::pitr(&plan, out);
+
+    // 1. Base backup and tablespaces; 2. WAL; 3-5. recovery configuration; 6. safety pass.
+    copy::base_backup(&plan, &to, out)?;
+    if !plan.get_wal {
+        wal::copy_required(&plan, &to.root, &entries, out)?;
+    }
+    let lines = settings::recovery_configuration(&plan, &to.root, out)?;
+    wal::create_status_dir(&plan, &to.root)?;
+    let findings = settings::safety_pass(&to.root, &lines, out)?;
+
+    // A local result is made durable before it is reported ready; a staged one is shipped
+    // by rsync and removed.
+    match (&plan.remote, &staging) {
+        (Some(ssh), Some(staging)) => remote::ship(ssh, &plan, &to, staging)?,
+        _ => copy::make_durable(&plan, &to.root)?,
+    }
+    report::finished(&plan, &findings, start, out);
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! What the user asked of one `barman recover`: the [`Options`] the command line fills in
+//! (targets, tablespace relocations, WAL handling, remote destination) and the
+//! `--target-tli` value ([`TargetTli`]).
+
+use barman_common::wal::{Lsn, TimelineId};
+
+/// Options of one recover call.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--target-time`.
+    pub target_time: Option<String>,
+    /// `--target-xid`.
+    pub target_xid: Option<String>,
+    /// `--target-lsn`.
+    pub target_lsn: Option<Lsn>,
+    /// `--target-name`.
+    pub target_name: Option<String>,
+    /// `--target-immediate`.
+    pub target_immediate: bool,
+    /// `--target-tli`: a number, `current` or `latest`.
+    pub target_tli: Option<TargetTli>,
+    /// `--target-action`: `pause`, `shutdown` or `promote`.
+    pub target_action: Option<&'static str>,
+    /// `--exclusive`.
+    pub exclusive: bool,
+    /// `--tablespace NAME:LOCATION` rules.
+    pub tablespaces: Vec<String>,
+    /// `--get-wal` (true) / `--no-get-wal` (false); `None` follows `recovery_options`.
+    pub get_wal: Option<bool>,
+    /// `--standby-mode`.
+    pub standby_mode: bool,
+    /// `--remote-ssh-command`: recover onto another host through this command.
+    pub remote_ssh_command: Option<String>,
+    /// `--skip-archive-wal`.
+    pub skip_archive_wal: bool,
+    /// `--restore-command`: replaces the generated get-wal `restore_command`.
+    pub restore_command: Option<String>,
+    /// `-j/--jobs`: overrides `parallel_jobs` (`-p N` of a remote `barman-wal-restore`).
+    pub jobs: Option<i64>,
+    /// `--recovery-option-port`: `--port` of a remote `barman-wal-restore`.
+    pub recovery_option_port: Option<String>,
+}
+
+impl Options {
+    /// Which of the exclusive targets (time, xid, lsn, name, immediate) are given.
+    pub(super) fn targets(&self) -> [bool; 5] {
+        [
+            self.target_time.is_some(),
+            self.target_xid.is_some(),
+            self.target_lsn.is_some(),
+            self.target_name.is_some(),
+            self.target_immediate,
+        ]
+    }
+}
+
+/// `--target-tli`: a timeline number, `current` (the backup's) or `latest` (the newest
+/// with a history file in the archive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetTli {
+    /// `current`.
+    Current,
+    /// `latest`.
+    Latest,
+    /// A timeline number.
+    Id(TimelineId),
+}
+
+impl std::str::FromStr for TargetTli {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "current" => Ok(TargetTli::Current),
+            "latest" => Ok(TargetTli::Latest),
+            n => {
+                n.parse::<u32>().ok().and_then(TimelineId::new).map(TargetTli::Id).ok_or_else(|| {
+                    format!("'{n}' is not a valid recovery target timeline (a number, current or latest)")
+                })
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TargetTli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetTli::Current => f.write_str("current"),
+            TargetTli::Latest => f.write_str("latest"),
+            TargetTli::Id(id) => write!(f, "{}", id.get()),
+        }
+    }
+}
