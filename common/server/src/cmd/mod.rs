@@ -9,6 +9,7 @@ pub mod delete;
 pub mod get_wal;
 pub mod keep;
 pub mod list;
+pub mod live;
 pub mod metrics;
 pub mod put_wal;
 pub mod receive_wal;

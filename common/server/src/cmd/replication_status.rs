@@ -173,6 +173,7 @@ fn lsn_field(c: &Sender, key: &str) -> Option<String> {
     }
 }
 
+/// The console writer: a heading, then one line per client (`--minimal`) or a block each.
 fn console(name: &str, title: &str, minimal: bool, server_lsn: Option<&String>, clients: &[Sender], out: &mut Output) {
     if minimal {
         match server_lsn {
@@ -191,70 +192,79 @@ fn console(name: &str, title: &str, minimal: bool, server_lsn: Option<&String>, 
     }
     if minimal {
         for (n, c) in clients.iter().enumerate() {
-            let addr = c.client_addr.clone().unwrap_or_else(|| "socket".into());
-            let user = text(c.usename.as_ref());
-            let an = text(c.application_name.as_ref());
-            if c.replay_lsn.is_none() {
-                out.info(format!(
-                    "  {}. W) {user}@{addr} S:{} W:{} P:{} AN:{an}",
-                    n + 1,
-                    text(c.sent_lsn.as_ref()),
-                    text(c.write_lsn.as_ref()),
-                    c.sync_priority
-                ));
-            } else {
-                out.info(format!(
-                    "  {}. {}) {user}@{addr} S:{} F:{} R:{} P:{} AN:{an}",
-                    n + 1,
-                    c.sync_state.chars().next().map_or(' ', |ch| ch.to_ascii_uppercase()),
-                    text(c.sent_lsn.as_ref()),
-                    text(c.flush_lsn.as_ref()),
-                    text(c.replay_lsn.as_ref()),
-                    c.sync_priority
-                ));
-            }
+            out.info(minimal_line(n + 1, c));
         }
         return;
     }
     out.info(format!("  Number of {title}: {}", clients.len()));
     for (n, c) in clients.iter().enumerate() {
-        let s = stage(c);
-        out.info("");
-        out.info(format!("  {}. {}", n + 1, s.name));
-        out.info(format!("     Application name: {}", text(c.application_name.as_ref())));
-        out.info(format!("     Sync stage      : {}", s.stage));
-        if let Some(addr) = c.client_addr.as_ref().filter(|a| !a.is_empty()) {
-            out.info("     Communication   : TCP/IP");
-            out.info(format!(
-                "     IP Address      : {addr} / Port: {} / Host: {}",
-                text(c.client_port.as_ref()),
-                c.client_hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "-".into())
-            ));
-        } else {
-            out.info("     Communication   : Unix domain socket");
-        }
-        out.info(format!("     User name       : {}", text(c.usename.as_ref())));
-        out.info(format!("     Current state   : {} ({})", text(c.state.as_ref()), c.sync_state));
-        if let Some(slot) = c.slot_name.as_ref().filter(|s| !s.is_empty()) {
-            out.info(format!("     Replication slot: {slot}"));
-        }
-        out.info(format!("     WAL sender PID  : {}", text(c.pid.as_ref())));
-        out.info(format!("     Started at      : {}", text(c.backend_start.as_ref())));
-        if let Some(xmin) = c.backend_xmin.as_ref().filter(|x| !x.is_empty()) {
-            out.info(format!("     Standby's xmin  : {xmin}"));
-        }
-        for (key, label) in
-            [("sent", "Sent LSN   "), ("write", "Write LSN  "), ("flush", "Flush LSN  "), ("replay", "Replay LSN ")]
-        {
-            if let Some(lsn) = lsn_field(c, key) {
-                let diff = s.diffs.iter().find(|(k, _)| *k == key).and_then(|(_, d)| *d).unwrap_or(0);
-                out.info(format!("     {label}: {lsn} (diff: {})", pretty_size(diff as f64)));
-            }
-        }
-        let _ = s.client_type;
+        client_block(n + 1, c, out);
     }
 }
 
+/// `--minimal`'s line for client number `n`.
+fn minimal_line(n: usize, c: &Sender) -> String {
+    let addr = c.client_addr.clone().unwrap_or_else(|| "socket".into());
+    let user = text(c.usename.as_ref());
+    let an = text(c.application_name.as_ref());
+    if c.replay_lsn.is_none() {
+        format!(
+            "  {n}. W) {user}@{addr} S:{} W:{} P:{} AN:{an}",
+            text(c.sent_lsn.as_ref()),
+            text(c.write_lsn.as_ref()),
+            c.sync_priority
+        )
+    } else {
+        format!(
+            "  {n}. {}) {user}@{addr} S:{} F:{} R:{} P:{} AN:{an}",
+            c.sync_state.chars().next().map_or(' ', |ch| ch.to_ascii_uppercase()),
+            text(c.sent_lsn.as_ref()),
+            text(c.flush_lsn.as_ref()),
+            text(c.replay_lsn.as_ref()),
+            c.sync_priority
+        )
+    }
+}
+
+/// The full block of client number `n`.
+fn client_block(n: usize, c: &Sender, out: &mut Output) {
+    let s = stage(c);
+    out.info("");
+    out.info(format!("  {n}. {}", s.name));
+    out.info(format!("     Application name: {}", text(c.application_name.as_ref())));
+    out.info(format!("     Sync stage      : {}", s.stage));
+    if let Some(addr) = c.client_addr.as_ref().filter(|a| !a.is_empty()) {
+        out.info("     Communication   : TCP/IP");
+        out.info(format!(
+            "     IP Address      : {addr} / Port: {} / Host: {}",
+            text(c.client_port.as_ref()),
+            c.client_hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "-".into())
+        ));
+    } else {
+        out.info("     Communication   : Unix domain socket");
+    }
+    out.info(format!("     User name       : {}", text(c.usename.as_ref())));
+    out.info(format!("     Current state   : {} ({})", text(c.state.as_ref()), c.sync_state));
+    if let Some(slot) = c.slot_name.as_ref().filter(|s| !s.is_empty()) {
+        out.info(format!("     Replication slot: {slot}"));
+    }
+    out.info(format!("     WAL sender PID  : {}", text(c.pid.as_ref())));
+    out.info(format!("     Started at      : {}", text(c.backend_start.as_ref())));
+    if let Some(xmin) = c.backend_xmin.as_ref().filter(|x| !x.is_empty()) {
+        out.info(format!("     Standby's xmin  : {xmin}"));
+    }
+    for (key, label) in
+        [("sent", "Sent LSN   "), ("write", "Write LSN  "), ("flush", "Flush LSN  "), ("replay", "Replay LSN ")]
+    {
+        if let Some(lsn) = lsn_field(c, key) {
+            let diff = s.diffs.iter().find(|(k, _)| *k == key).and_then(|(_, d)| *d).unwrap_or(0);
+            out.info(format!("     {label}: {lsn} (diff: {})", pretty_size(diff as f64)));
+        }
+    }
+    let _ = s.client_type;
+}
+
+/// The JSON writer's value for one server.
 fn json_value(title: &str, minimal: bool, server_lsn: Option<&String>, clients: &[Sender]) -> Value {
     let key = title.to_lowercase().replace(' ', "_");
     let mut m = Map::new();
@@ -264,60 +274,61 @@ fn json_value(title: &str, minimal: bool, server_lsn: Option<&String>, clients: 
         m.insert("standby_info".into(), json!(format!("No {title} attached")));
         return Value::Object(m);
     }
-    let list: Vec<Value> = clients
-        .iter()
-        .map(|c| {
-            let addr = c.client_addr.clone().unwrap_or_else(|| "socket".into());
-            if minimal {
-                if c.replay_lsn.is_none() {
-                    json!({"user_name": c.usename, "client_addr": addr, "sent_lsn": c.sent_lsn,
-                           "write_lsn": c.write_lsn, "sync_priority": c.sync_priority,
-                           "application_name": c.application_name})
-                } else {
-                    json!({"sync_state": c.sync_state.chars().next().map(|ch| ch.to_ascii_uppercase().to_string()),
-                           "user_name": c.usename, "client_addr": addr, "sent_lsn": c.sent_lsn,
-                           "flush_lsn": c.flush_lsn, "replay_lsn": c.replay_lsn,
-                           "sync_priority": c.sync_priority, "application_name": c.application_name})
-                }
-            } else {
-                let s = stage(c);
-                let mut o = Map::new();
-                o.insert("name".into(), json!(s.name));
-                o.insert("application_name".into(), json!(c.application_name));
-                o.insert("sync_stage".into(), json!(s.stage));
-                if let Some(a) = c.client_addr.as_ref().filter(|a| !a.is_empty()) {
-                    o.insert("communication".into(), json!("TCP/IP"));
-                    o.insert("ip_address".into(), json!(a));
-                    o.insert("port".into(), int_or_str(c.client_port.as_ref()));
-                    o.insert("host".into(), json!(c.client_hostname.clone().filter(|h| !h.is_empty())));
-                } else {
-                    o.insert("communication".into(), json!("Unix domain socket"));
-                }
-                o.insert("user_name".into(), json!(c.usename));
-                o.insert("current_state".into(), json!(c.state));
-                o.insert("current_sync_state".into(), json!(c.sync_state));
-                if let Some(slot) = c.slot_name.as_ref().filter(|s| !s.is_empty()) {
-                    o.insert("replication_slot".into(), json!(slot));
-                }
-                o.insert("wal_sender_pid".into(), int_or_str(c.pid.as_ref()));
-                o.insert("started_at".into(), json!(c.backend_start));
-                if let Some(x) = c.backend_xmin.as_ref().filter(|x| !x.is_empty()) {
-                    o.insert("standbys_xmin".into(), json!(x));
-                }
-                for (k, d) in &s.diffs {
-                    if let Some(lsn) = lsn_field(c, k) {
-                        let d = d.unwrap_or(0);
-                        o.insert(format!("{k}_lsn"), json!(lsn));
-                        o.insert(format!("{k}_lsn_diff"), json!(pretty_size(d as f64)));
-                        o.insert(format!("{k}_lsn_diff_bytes"), json!(d));
-                    }
-                }
-                Value::Object(o)
-            }
-        })
-        .collect();
+    let list: Vec<Value> = clients.iter().map(|c| if minimal { minimal_json(c) } else { client_json(c) }).collect();
     m.insert(key, Value::Array(list));
     Value::Object(m)
+}
+
+/// `--minimal`'s object for one client.
+fn minimal_json(c: &Sender) -> Value {
+    let addr = c.client_addr.clone().unwrap_or_else(|| "socket".into());
+    if c.replay_lsn.is_none() {
+        json!({"user_name": c.usename, "client_addr": addr, "sent_lsn": c.sent_lsn,
+               "write_lsn": c.write_lsn, "sync_priority": c.sync_priority,
+               "application_name": c.application_name})
+    } else {
+        json!({"sync_state": c.sync_state.chars().next().map(|ch| ch.to_ascii_uppercase().to_string()),
+               "user_name": c.usename, "client_addr": addr, "sent_lsn": c.sent_lsn,
+               "flush_lsn": c.flush_lsn, "replay_lsn": c.replay_lsn,
+               "sync_priority": c.sync_priority, "application_name": c.application_name})
+    }
+}
+
+/// The full object for one client.
+fn client_json(c: &Sender) -> Value {
+    let s = stage(c);
+    let mut o = Map::new();
+    o.insert("name".into(), json!(s.name));
+    o.insert("application_name".into(), json!(c.application_name));
+    o.insert("sync_stage".into(), json!(s.stage));
+    if let Some(a) = c.client_addr.as_ref().filter(|a| !a.is_empty()) {
+        o.insert("communication".into(), json!("TCP/IP"));
+        o.insert("ip_address".into(), json!(a));
+        o.insert("port".into(), int_or_str(c.client_port.as_ref()));
+        o.insert("host".into(), json!(c.client_hostname.clone().filter(|h| !h.is_empty())));
+    } else {
+        o.insert("communication".into(), json!("Unix domain socket"));
+    }
+    o.insert("user_name".into(), json!(c.usename));
+    o.insert("current_state".into(), json!(c.state));
+    o.insert("current_sync_state".into(), json!(c.sync_state));
+    if let Some(slot) = c.slot_name.as_ref().filter(|s| !s.is_empty()) {
+        o.insert("replication_slot".into(), json!(slot));
+    }
+    o.insert("wal_sender_pid".into(), int_or_str(c.pid.as_ref()));
+    o.insert("started_at".into(), json!(c.backend_start));
+    if let Some(x) = c.backend_xmin.as_ref().filter(|x| !x.is_empty()) {
+        o.insert("standbys_xmin".into(), json!(x));
+    }
+    for (k, d) in &s.diffs {
+        if let Some(lsn) = lsn_field(c, k) {
+            let d = d.unwrap_or(0);
+            o.insert(format!("{k}_lsn"), json!(lsn));
+            o.insert(format!("{k}_lsn_diff"), json!(pretty_size(d as f64)));
+            o.insert(format!("{k}_lsn_diff_bytes"), json!(d));
+        }
+    }
+    Value::Object(o)
 }
 
 /// `--target`: which replication clients to list.

@@ -281,25 +281,8 @@ fn show_backup_json(
     id: &BackupId,
     info: &BackupInfo,
 ) -> Result<Value, CmdError> {
-    let mut o = Map::new();
-    o.insert("backup_id".into(), json!(id.as_str()));
-    o.insert("status".into(), json!(info.status.as_str()));
-    if let Some(n) = info.backup_name.as_ref().filter(|n| !n.is_empty()) {
-        o.insert("backup_name".into(), json!(n));
-    }
-    if let Some(s) = info.systemid.as_ref().filter(|s| !s.is_empty()) {
-        o.insert("system_id".into(), json!(s));
-    }
-    let available = info.status.is_available();
-    let btype = info.backup_type().as_str();
-    if available {
-        o.insert("backup_type".into(), json!(btype));
-    }
-    o.insert(
-        "server_information".into(),
-        json!({"data_checksums": info.data_checksums, "summarize_wal": info.summarize_wal}),
-    );
-    if !available {
+    let mut o = header_json(id, info);
+    if !info.status.is_available() {
         if let Some(e) = info.error.as_ref().filter(|e| !e.is_empty()) {
             o.insert("error".into(), json!(e));
         }
@@ -322,15 +305,54 @@ fn show_backup_json(
     let entries: Vec<_> = XlogDb::open(layout)?.entries()?.into_iter().map(|(_, e)| e).collect();
     let next = catalogue.next(id, &BackupStatus::AVAILABLE);
     let wi = wal_info(info, next.map(|(_, i)| i), &entries);
+    let stats = barman_common::catalogue::sync::backup_to_json(id, info);
+    o.insert("base_backup_information".into(), Value::Object(base_json(info, &wi, &stats)));
+    let report = retention_report(cfg, catalogue, layout)?;
+    let rstatus = report.and_then(|r| r.get(id).map(|s| s.as_str().to_owned()));
+    let next_id = next.map(|(n, _)| n.to_string());
+    o.insert("catalog_information".into(), Value::Object(catalog_json(catalogue, id, info, rstatus, next_id)));
+    let children = info.timeline.map(|t| children_timelines(layout, t, info.end_xlog)).unwrap_or_default();
+    o.insert("wal_information".into(), Value::Object(walinfo_json(info, &wi, &children)));
+    if let Some(snap) = stats.get("snapshots_info").filter(|s| !s.is_null()) {
+        o.insert("snapshots_info".into(), snap.clone());
+    }
+    Ok(Value::Object(o))
+}
+
+/// The keys every backup has: id, status, name, system id, type, server information.
+fn header_json(id: &BackupId, info: &BackupInfo) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("backup_id".into(), json!(id.as_str()));
+    o.insert("status".into(), json!(info.status.as_str()));
+    if let Some(n) = info.backup_name.as_ref().filter(|n| !n.is_empty()) {
+        o.insert("backup_name".into(), json!(n));
+    }
+    if let Some(s) = info.systemid.as_ref().filter(|s| !s.is_empty()) {
+        o.insert("system_id".into(), json!(s));
+    }
+    if info.status.is_available() {
+        o.insert("backup_type".into(), json!(info.backup_type().as_str()));
+    }
+    o.insert(
+        "server_information".into(),
+        json!({"data_checksums": info.data_checksums, "summarize_wal": info.summarize_wal}),
+    );
+    o
+}
+
+/// `1 - size / (num * segment size)` when the backup's WAL range is known, else 0.
+fn wal_ratio(info: &BackupInfo, wi: &WalInfo, size: u64, num: u64) -> f64 {
     let complete = wi.first.is_some() && wi.last.is_some();
     let seg = info.xlog_segment_size.map_or(16_777_216.0, |s| f64::from(s.bytes()));
-    let ratio = |size: u64, num: u64| {
-        if complete && num > 0 {
-            1.0 - size as f64 / (num as f64 * seg)
-        } else {
-            0.0
-        }
-    };
+    if complete && num > 0 {
+        1.0 - size as f64 / (num as f64 * seg)
+    } else {
+        0.0
+    }
+}
+
+/// `base_backup_information`.
+fn base_json(info: &BackupInfo, wi: &WalInfo, stats: &Value) -> Map<String, Value> {
     let dedup = info.deduplicated_size.unwrap_or(0);
     let mut b = Map::new();
     b.insert("backup_method".into(), json!(info.mode));
@@ -354,49 +376,67 @@ fn show_backup_json(
     b.insert("end_offset".into(), json!(info.end_offset));
     b.insert("begin_lsn".into(), opt_json(info.begin_xlog.as_ref()));
     b.insert("end_lsn".into(), opt_json(info.end_xlog.as_ref()));
-    if matches!(btype, "rsync" | "incremental") {
-        let size = if btype == "rsync" { info.size } else { info.cluster_size };
-        let dratio = match size {
-            Some(s) if s > 0 && dedup > 0 => 1.0 - dedup as f64 / s as f64,
-            _ => 0.0,
-        };
-        let est = info.cluster_size.filter(|s| *s > 0).or(info.size).unwrap_or(0) as f64 * dratio;
-        b.insert("resources_saved".into(), json!(pretty_size(est)));
-        b.insert("resources_saved_bytes".into(), py_int(est));
-        b.insert("resources_saved_percentage".into(), json!(percent(dratio)));
+    resources_saved_json(info, dedup, &mut b);
+    let ratio = wal_ratio(info, wi, wi.wal_size, wi.wal_num);
+    if ratio > 0.0 {
+        b.insert("wal_compression_ratio".into(), json!(percent(ratio)));
     }
-    let wal_ratio = ratio(wi.wal_size, wi.wal_num);
-    if wal_ratio > 0.0 {
-        b.insert("wal_compression_ratio".into(), json!(percent(wal_ratio)));
+    copy_stats_json(info, dedup, stats, &mut b);
+    b
+}
+
+/// `resources_saved*` of rsync and incremental backups.
+fn resources_saved_json(info: &BackupInfo, dedup: u64, b: &mut Map<String, Value>) {
+    let btype = info.backup_type().as_str();
+    if !matches!(btype, "rsync" | "incremental") {
+        return;
     }
-    let stats = barman_common::catalogue::sync::backup_to_json(id, info);
+    let size = if btype == "rsync" { info.size } else { info.cluster_size };
+    let dratio = match size {
+        Some(s) if s > 0 && dedup > 0 => 1.0 - dedup as f64 / s as f64,
+        _ => 0.0,
+    };
+    let est = info.cluster_size.filter(|s| *s > 0).or(info.size).unwrap_or(0) as f64 * dratio;
+    b.insert("resources_saved".into(), json!(pretty_size(est)));
+    b.insert("resources_saved_bytes".into(), py_int(est));
+    b.insert("resources_saved_percentage".into(), json!(percent(dratio)));
+}
+
+/// Copy time, analysis time, throughput and workers, when the copy time is known.
+fn copy_stats_json(info: &BackupInfo, dedup: u64, stats: &Value, b: &mut Map<String, Value>) {
     let stat = |k: &str| stats.get("copy_stats").and_then(|c| c.get(k)).cloned();
     let cp = info.copy_stat("copy_time").unwrap_or(0.0);
-    if cp > 0.0 {
-        b.insert("copy_time".into(), json!(human_seconds(cp)));
-        b.insert("copy_time_seconds".into(), stat("copy_time").unwrap_or(Value::Null));
-        let analysis = info.copy_stat("analysis_time").unwrap_or(0.0);
-        if analysis >= 1.0 {
-            b.insert("analysis_time".into(), json!(human_seconds(analysis)));
-            b.insert("analysis_time_seconds".into(), stat("analysis_time").unwrap_or(Value::Null));
-        }
-        let throughput = dedup as f64 / cp;
-        b.insert("throughput".into(), json!(format!("{}/s", pretty_size(throughput))));
-        b.insert("throughput_bytes".into(), py_int(throughput));
-        let workers = stat("number_of_workers").filter(|w| dedup > 0 && w.as_f64().is_some_and(|n| n > 1.0));
-        b.insert("number_of_workers".into(), workers.unwrap_or_else(|| json!(1)));
+    if cp <= 0.0 {
+        return;
     }
-    o.insert("base_backup_information".into(), Value::Object(b));
+    b.insert("copy_time".into(), json!(human_seconds(cp)));
+    b.insert("copy_time_seconds".into(), stat("copy_time").unwrap_or(Value::Null));
+    let analysis = info.copy_stat("analysis_time").unwrap_or(0.0);
+    if analysis >= 1.0 {
+        b.insert("analysis_time".into(), json!(human_seconds(analysis)));
+        b.insert("analysis_time_seconds".into(), stat("analysis_time").unwrap_or(Value::Null));
+    }
+    let throughput = dedup as f64 / cp;
+    b.insert("throughput".into(), json!(format!("{}/s", pretty_size(throughput))));
+    b.insert("throughput_bytes".into(), py_int(throughput));
+    let workers = stat("number_of_workers").filter(|w| dedup > 0 && w.as_f64().is_some_and(|n| n > 1.0));
+    b.insert("number_of_workers".into(), workers.unwrap_or_else(|| json!(1)));
+}
 
-    let report = retention_report(cfg, catalogue, layout)?;
-    let rstatus = report.and_then(|r| r.get(id).map(|s| s.as_str().to_owned()));
+/// `catalog_information`: retention status, neighbours, the incremental chain, children.
+fn catalog_json(
+    catalogue: &Catalogue,
+    id: &BackupId,
+    info: &BackupInfo,
+    rstatus: Option<String>,
+    next_id: Option<String>,
+) -> Map<String, Value> {
     let prev = catalogue.previous(id, &BackupStatus::AVAILABLE).map(|(p, _)| p.to_string());
     let mut c = Map::new();
     c.insert("retention_policy".into(), json!(rstatus.unwrap_or_else(|| "not enforced".into())));
     c.insert("previous_backup".into(), json!(prev.unwrap_or_else(|| "- (this is the oldest base backup)".into())));
-    let next_id = next.map(|(n, _)| n.to_string());
     c.insert("next_backup".into(), json!(next_id.unwrap_or_else(|| "- (this is the latest base backup)".into())));
-    if btype == "incremental" {
+    if info.backup_type().as_str() == "incremental" {
         let mut chain = 1;
         let mut root = id.clone();
         let mut cur = info.parent_backup_id.clone();
@@ -414,9 +454,13 @@ fn show_backup_json(
         let kids = kids.map(|k| k.iter().map(|i| json!(i.as_str())).collect::<Vec<_>>());
         c.insert("children_backup_ids".into(), kids.map_or(Value::Null, Value::Array));
     }
-    o.insert("catalog_information".into(), Value::Object(c));
+    c
+}
 
-    let children = info.timeline.map(|t| children_timelines(layout, t, info.end_xlog)).unwrap_or_default();
+/// `wal_information`: the WAL archived until the next backup, its rate and ratio, and
+/// the timelines forked from the backup's.
+fn walinfo_json(info: &BackupInfo, wi: &WalInfo, children: &[u32]) -> Map<String, Value> {
+    let complete = wi.first.is_some() && wi.last.is_some();
     let mut w = Map::new();
     w.insert("no_of_files".into(), json!(wi.until_next_num));
     w.insert("disk_usage".into(), json!(pretty_size(wi.until_next_size as f64)));
@@ -430,7 +474,7 @@ fn show_backup_json(
         w.insert("wal_rate".into(), json!(format!("{:.2}/hour", per_second * 3600.0)));
         w.insert("wal_rate_per_second".into(), float(per_second));
     }
-    let next_ratio = ratio(wi.until_next_size, wi.until_next_num);
+    let next_ratio = wal_ratio(info, wi, wi.until_next_size, wi.until_next_num);
     if next_ratio > 0.0 {
         w.insert("compression_ratio".into(), json!(percent(next_ratio)));
     }
@@ -438,11 +482,7 @@ fn show_backup_json(
     if !children.is_empty() {
         w.insert("_WARNING".into(), json!(TIMELINES_WARNING));
     }
-    o.insert("wal_information".into(), Value::Object(w));
-    if let Some(snap) = stats.get("snapshots_info").filter(|s| !s.is_null()) {
-        o.insert("snapshots_info".into(), snap.clone());
-    }
-    Ok(Value::Object(o))
+    w
 }
 
 /// Barman's JSON warning, with the indentation its source's line continuations leave in it.

@@ -13,8 +13,9 @@ use barman_common::config::{OptionValue, ServerConfig};
 use barman_common::pg::{ConnInfo, ReplicationConnection};
 use serde_json::{Map, Value};
 
-use crate::cmd::check::{human_delta, layout, remote_status, Remote};
-use crate::context::Context;
+use crate::cmd::check::human_delta;
+use crate::cmd::live::{remote_status, Remote};
+use crate::context::{layout, Context};
 use crate::output::Output;
 use crate::CmdError;
 
@@ -216,6 +217,25 @@ async fn more_remote(cfg: &ServerConfig, m: &mut Map<String, Value>) {
     let Some(info) = cfg.conninfo.as_deref().and_then(|c| ConnInfo::parse(c).ok()) else { return };
     let Ok(mut conn) = ReplicationConnection::connect_database(&info).await else { return };
     let c = &mut conn;
+    settings(c, m).await;
+    config_files(c, m).await;
+    m.insert("replication_slot_support".into(), Value::Bool(true));
+    m.insert("replication_slot".into(), Value::Null);
+    if let Some(slot) = &cfg.slot_name {
+        replication_slot(c, slot, m).await;
+    }
+    synchronous_standby_names(c, m).await;
+    if cfg.archiver {
+        archiver_stats(c, m).await;
+    }
+    conn.close().await;
+    if cfg.backup_method == barman_common::config::BackupMethod::Postgres || cfg.streaming_archiver {
+        identify_system(cfg, m).await;
+    }
+}
+
+/// Settings, privileges, the current LSN and the WAL segment size.
+async fn settings(c: &mut ReplicationConnection, m: &mut Map<String, Value>) {
     for name in ["hot_standby", "max_wal_senders", "data_checksums", "max_replication_slots", "wal_compression"] {
         m.insert(name.into(), text(one(c, &format!("SHOW \"{name}\"")).await));
     }
@@ -240,6 +260,10 @@ async fn more_remote(cfg: &ServerConfig, m: &mut Map<String, Value>) {
         WHERE name = 'wal_segment_size'",
     );
     m.insert("xlog_segment_size".into(), int(seg.await));
+}
+
+/// `config_file`, `hba_file`, `ident_file` and the files the configuration includes.
+async fn config_files(c: &mut ReplicationConnection, m: &mut Map<String, Value>) {
     for row in
         rows(c, "SELECT name, setting FROM pg_settings WHERE name IN ('config_file', 'hba_file', 'ident_file')").await
     {
@@ -259,63 +283,67 @@ async fn more_remote(cfg: &ServerConfig, m: &mut Map<String, Value>) {
     if !included.is_empty() {
         m.insert("included_files".into(), Value::Array(included));
     }
-    m.insert("replication_slot_support".into(), Value::Bool(true));
-    m.insert("replication_slot".into(), Value::Null);
-    if let Some(slot) = &cfg.slot_name {
-        let sql = format!(
-            "SELECT slot_name, active::text, restart_lsn::text FROM pg_replication_slots \
-             WHERE slot_type = 'physical' AND slot_name = '{}'",
-            slot.replace('\'', "''")
+}
+
+/// The configured slot as psycopg2's `Record` repr, when it exists.
+async fn replication_slot(c: &mut ReplicationConnection, slot: &str, m: &mut Map<String, Value>) {
+    let sql = format!(
+        "SELECT slot_name, active::text, restart_lsn::text FROM pg_replication_slots \
+         WHERE slot_type = 'physical' AND slot_name = '{}'",
+        slot.replace('\'', "''")
+    );
+    if let Some(row) = rows(c, &sql).await.into_iter().next() {
+        let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let active = if col(1) == "true" { "True" } else { "False" };
+        m.insert(
+            "replication_slot".into(),
+            Value::String(format!("Record(slot_name='{}', active={active}, restart_lsn='{}')", col(0), col(2))),
         );
-        if let Some(row) = rows(c, &sql).await.into_iter().next() {
-            let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-            let active = if col(1) == "true" { "True" } else { "False" };
-            m.insert(
-                "replication_slot".into(),
-                Value::String(format!("Record(slot_name='{}', active={active}, restart_lsn='{}')", col(0), col(2))),
-            );
-        }
     }
+}
+
+/// `synchronous_standby_names` as Barman's list of names.
+async fn synchronous_standby_names(c: &mut ReplicationConnection, m: &mut Map<String, Value>) {
     let names = one(c, "SHOW \"synchronous_standby_names\"").await.unwrap_or_default();
     let start = names.find('(').map_or(0, |i| i + 1);
     let end = names.rfind(')').unwrap_or(names.len()).max(start);
     let list: Vec<Value> =
         names[start..end].split(',').map(|n| Value::String(n.trim().trim_matches('"').to_owned())).collect();
     m.insert("synchronous_standby_names".into(), Value::Array(list));
-    if cfg.archiver {
-        let sql = "SELECT archived_count::text, last_archived_wal, last_archived_time::text, failed_count::text, \
-            last_failed_wal, last_failed_time::text, stats_reset::text, \
-            (current_setting('archive_mode') IN ('on', 'always') AND (last_failed_wal IS NULL \
-            OR last_failed_wal LIKE '%.history' AND substring(last_failed_wal from 1 for 8) \
-            <= substring(last_archived_wal from 1 for 8) OR last_failed_time <= last_archived_time))::text, \
-            (CAST (archived_count AS NUMERIC) / EXTRACT (EPOCH FROM age(now(), stats_reset)))::text \
-            FROM pg_stat_archiver";
-        if let Some(row) = rows(c, sql).await.into_iter().next() {
-            let col = |i: usize| row.get(i).cloned().flatten();
-            m.insert("archived_count".into(), int(col(0)));
-            m.insert("last_archived_wal".into(), text(col(1)));
-            m.insert("last_archived_time".into(), py_time(col(2)));
-            m.insert("failed_count".into(), int(col(3)));
-            m.insert("last_failed_wal".into(), text(col(4)));
-            m.insert("last_failed_time".into(), py_time(col(5)));
-            m.insert("stats_reset".into(), py_time(col(6)));
-            m.insert("is_archiving".into(), col(7).map_or(Value::Null, |t| Value::Bool(t == "true")));
-            m.insert("current_archived_wals_per_second".into(), text(col(8)));
-        }
+}
+
+/// The file archiver's `pg_stat_archiver` keys.
+async fn archiver_stats(c: &mut ReplicationConnection, m: &mut Map<String, Value>) {
+    let sql = "SELECT archived_count::text, last_archived_wal, last_archived_time::text, failed_count::text, \
+        last_failed_wal, last_failed_time::text, stats_reset::text, \
+        (current_setting('archive_mode') IN ('on', 'always') AND (last_failed_wal IS NULL \
+        OR last_failed_wal LIKE '%.history' AND substring(last_failed_wal from 1 for 8) \
+        <= substring(last_archived_wal from 1 for 8) OR last_failed_time <= last_archived_time))::text, \
+        (CAST (archived_count AS NUMERIC) / EXTRACT (EPOCH FROM age(now(), stats_reset)))::text \
+        FROM pg_stat_archiver";
+    let Some(row) = rows(c, sql).await.into_iter().next() else { return };
+    let col = |i: usize| row.get(i).cloned().flatten();
+    m.insert("archived_count".into(), int(col(0)));
+    m.insert("last_archived_wal".into(), text(col(1)));
+    m.insert("last_archived_time".into(), py_time(col(2)));
+    m.insert("failed_count".into(), int(col(3)));
+    m.insert("last_failed_wal".into(), text(col(4)));
+    m.insert("last_failed_time".into(), py_time(col(5)));
+    m.insert("stats_reset".into(), py_time(col(6)));
+    m.insert("is_archiving".into(), col(7).map_or(Value::Null, |t| Value::Bool(t == "true")));
+    m.insert("current_archived_wals_per_second".into(), text(col(8)));
+}
+
+/// The streaming connection's `IDENTIFY_SYSTEM`: `timeline` and `xlogpos`.
+async fn identify_system(cfg: &ServerConfig, m: &mut Map<String, Value>) {
+    let text_info = cfg.streaming_conninfo.as_deref().or(cfg.conninfo.as_deref()).unwrap_or_default();
+    let Ok(info) = ConnInfo::parse(text_info) else { return };
+    let Ok(mut conn) = ReplicationConnection::connect(&info).await else { return };
+    if let Ok(id) = conn.identify_system().await {
+        m.insert("timeline".into(), Value::from(id.timeline.get()));
+        m.insert("xlogpos".into(), Value::String(id.xlogpos.to_string()));
     }
     conn.close().await;
-    if cfg.backup_method == barman_common::config::BackupMethod::Postgres || cfg.streaming_archiver {
-        let text_info = cfg.streaming_conninfo.as_deref().or(cfg.conninfo.as_deref()).unwrap_or_default();
-        if let Ok(info) = ConnInfo::parse(text_info) {
-            if let Ok(mut conn) = ReplicationConnection::connect(&info).await {
-                if let Ok(id) = conn.identify_system().await {
-                    m.insert("timeline".into(), Value::from(id.timeline.get()));
-                    m.insert("xlogpos".into(), Value::String(id.xlogpos.to_string()));
-                }
-                conn.close().await;
-            }
-        }
-    }
 }
 
 /// `PostgresBackupExecutor.fetch_remote_status`: the `pg_basebackup` on the server's path.
@@ -360,6 +388,61 @@ fn pg_basebackup(cfg: &ServerConfig, server_version: u32, m: &mut Map<String, Va
     }
 }
 
+/// ` (inactive)` or ` (WARNING: disabled)` after the server's name.
+fn suffix(cfg: &ServerConfig) -> Option<&'static str> {
+    if !cfg.active {
+        Some("(inactive)")
+    } else if cfg.is_disabled() {
+        Some("(WARNING: disabled)")
+    } else {
+        None
+    }
+}
+
+/// Everything `show-servers` prints for one server.
+fn server_map(cfg: &ServerConfig) -> Result<Map<String, Value>, CmdError> {
+    let mut m = config_map(cfg);
+    m.insert("passive_node".into(), Value::Bool(cfg.is_passive()));
+    if !cfg.is_passive() {
+        let timeout = Duration::from_secs(u64::try_from(cfg.check_timeout).ok().filter(|t| *t > 0).unwrap_or(30));
+        remote_map(cfg, &remote_status(cfg, timeout), &mut m);
+        if let Ok(rt) = crate::cmd::sql_runtime() {
+            let _ = rt.block_on(async { tokio::time::timeout(timeout, more_remote(cfg, &mut m)).await });
+        }
+    }
+    m.insert("last_backup_maximum_age".into(), Value::String(last_backup_age(cfg)?));
+    m.insert("active_model".into(), cfg.active_model().map_or(Value::Null, |a| Value::String(a.to_owned())));
+    Ok(m)
+}
+
+/// `{"description": <suffix>, <key>: <value>…}` (a null never replaces a key already set).
+fn write_json(name: &str, suffix: Option<&str>, m: Map<String, Value>, out: &mut Output) {
+    let mut obj = Map::new();
+    obj.insert("description".into(), suffix.map_or(Value::Null, |s| Value::String(s.to_owned())));
+    for (k, v) in m {
+        if v.is_null() && obj.contains_key(&k) {
+            continue;
+        }
+        obj.insert(k, v);
+    }
+    out.result(name.to_owned(), Value::Object(obj));
+}
+
+/// `Server NAME[ suffix]:` and sorted `\t<key>: <str(value)>` lines, passwords redacted.
+fn write_console(name: &str, suffix: Option<&str>, m: &Map<String, Value>, out: &mut Output) {
+    let header = match suffix {
+        Some(s) => format!("Server {name} {s}:"),
+        None => format!("Server {name}:"),
+    };
+    let mut text = redact(&format!("{header}\n"));
+    let sorted: std::collections::BTreeMap<&String, &Value> = m.iter().collect();
+    for (k, v) in sorted {
+        text.push_str(&redact(&format!("\t{k}: {}\n", py_str(v, true))));
+    }
+    text.pop();
+    out.info(text);
+}
+
 /// `show-servers SERVER...|all`.
 pub fn run(ctx: &Context, names: &[String], out: &mut Output) -> Result<(), CmdError> {
     let names = crate::cmd::sorted_servers(ctx, names);
@@ -370,46 +453,11 @@ pub fn run(ctx: &Context, names: &[String], out: &mut Output) -> Result<(), CmdE
             unknown = true;
             continue;
         };
-        let suffix = if !cfg.active {
-            Some("(inactive)")
-        } else if cfg.is_disabled() {
-            Some("(WARNING: disabled)")
-        } else {
-            None
-        };
-        let mut m = config_map(cfg);
-        m.insert("passive_node".into(), Value::Bool(cfg.is_passive()));
-        if !cfg.is_passive() {
-            let timeout = Duration::from_secs(u64::try_from(cfg.check_timeout).ok().filter(|t| *t > 0).unwrap_or(30));
-            remote_map(cfg, &remote_status(cfg, timeout), &mut m);
-            if let Ok(rt) = crate::cmd::sql_runtime() {
-                let _ = rt.block_on(async { tokio::time::timeout(timeout, more_remote(cfg, &mut m)).await });
-            }
-        }
-        m.insert("last_backup_maximum_age".into(), Value::String(last_backup_age(cfg)?));
-        m.insert("active_model".into(), cfg.active_model().map_or(Value::Null, |a| Value::String(a.to_owned())));
+        let m = server_map(cfg)?;
         if out.is_json() {
-            let mut obj = Map::new();
-            obj.insert("description".into(), suffix.map_or(Value::Null, |s| Value::String(s.to_owned())));
-            for (k, v) in m {
-                if v.is_null() && obj.contains_key(&k) {
-                    continue;
-                }
-                obj.insert(k, v);
-            }
-            out.result(name.clone(), Value::Object(obj));
+            write_json(name, suffix(cfg), m, out);
         } else {
-            let header = match suffix {
-                Some(s) => format!("Server {name} {s}:"),
-                None => format!("Server {name}:"),
-            };
-            let mut text = redact(&format!("{header}\n"));
-            let sorted: std::collections::BTreeMap<&String, &Value> = m.iter().collect();
-            for (k, v) in sorted {
-                text.push_str(&redact(&format!("\t{k}: {}\n", py_str(v, true))));
-            }
-            text.pop();
-            out.info(text);
+            write_console(name, suffix(cfg), &m, out);
         }
     }
     if unknown {

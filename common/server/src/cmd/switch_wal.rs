@@ -10,6 +10,7 @@ use barman_common::pg::{ConnInfo, ReplicationConnection};
 use barman_common::wal::WalFileName;
 
 use crate::cmd::archive_wal;
+use crate::cmd::live::{query_one, segment_before, value};
 use crate::context::Context;
 use crate::output::Output;
 use crate::server::Server;
@@ -38,14 +39,6 @@ enum Switch {
     NoCheckpointPrivileges,
     /// Connecting or a query failed.
     Failed,
-}
-
-async fn first(conn: &mut ReplicationConnection, sql: &str) -> Option<Vec<Option<String>>> {
-    conn.simple_query(sql).await.ok()?.into_iter().next()
-}
-
-async fn value(conn: &mut ReplicationConnection, sql: &str) -> Option<String> {
-    first(conn, sql).await?.into_iter().next()?
 }
 
 async fn switch(cfg: &ServerConfig, force: bool) -> Switch {
@@ -77,7 +70,7 @@ async fn switch_on(conn: &mut ReplicationConnection, force: bool) -> Switch {
     } else {
         "SELECT pg_walfile_name(pg_current_wal_insert_lsn()), NULL"
     };
-    let Some(pre) = first(conn, pre_sql).await else { return Switch::Failed };
+    let Some(pre) = query_one(conn, pre_sql).await else { return Switch::Failed };
     let Some(Some(pre_name)) = pre.first().cloned() else { return Switch::Failed };
     if conn.simple_query("SELECT pg_walfile_name(pg_switch_wal())").await.is_err() {
         return Switch::Failed;
@@ -89,11 +82,7 @@ async fn switch_on(conn: &mut ReplicationConnection, force: bool) -> Switch {
         return Switch::NotRequired;
     }
     if version >= 170_000 && pre.get(1).cloned().flatten().as_deref() == Some("0") {
-        let seg = value(conn, "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'")
-            .await
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(16 << 20);
-        return Switch::Closed(crate::cmd::check::previous_segment(&pre_name, seg).unwrap_or(pre_name));
+        return Switch::Closed(segment_before(conn, pre_name).await);
     }
     Switch::Closed(pre_name)
 }

@@ -1,0 +1,123 @@
+//! `barman check [--nagios] [--check-timeout S] SERVER...|all`: Barman 3.20.1's checks, in
+//! its order, names and hints (`Server.check` and the archivers' and backup manager's
+//! `check`), with its console, JSON and Nagios writers.
+//!
+//! The checks live by concern: [`archive`] (WAL archive, queues, archivers, errors),
+//! [`postgres`] (connections, slot, backup executor, system identifier), [`backups`]
+//! (catalogue), [`ssh`] (a passive node's primary); the writers in [`report`] and
+//! [`nagios`]. The live PostgreSQL status they read is [`crate::cmd::live`].
+
+mod archive;
+mod backups;
+mod nagios;
+mod postgres;
+mod report;
+mod results;
+mod ssh;
+mod subject;
+
+use std::time::Duration;
+
+use barman_common::config::{BackupMethod, ServerConfig};
+
+pub use self::backups::{human_delta, last_backup, non_incremental_done};
+pub use crate::cmd::live::{previous_segment, remote_status, ArchiverStats, Remote, Slot, StreamingStatus};
+/// The catalogue layout of a server (also for disabled ones, which `Context::server` refuses).
+pub use crate::context::layout;
+use crate::context::Context;
+use crate::output::Output;
+use crate::CmdError;
+use results::{Check, Checks, ServerChecks};
+use subject::Subject;
+
+/// Every check of one server, in Barman's order. A check timeout (gathering the PostgreSQL
+/// status, or the ssh check) ends the list with a failed `check timeout`.
+fn server_checks(cfg: &ServerConfig, timeout: Duration) -> Result<Vec<Check>, CmdError> {
+    let s = Subject::load(cfg)?;
+    let mut c = Checks::default();
+    archive::check_archive(&s, &mut c);
+    let remote = remote_status(cfg, timeout);
+    if remote.timed_out {
+        c.timed_out();
+        return Ok(c.list);
+    }
+    if s.live {
+        postgres::check_postgres(&remote, &mut c);
+        postgres::check_replication_slot(&s, &remote, &mut c);
+    }
+    backups::check_directories(&s, &mut c);
+    backups::check_retention_policy_settings(&s, &mut c);
+    let now = chrono::Utc::now();
+    backups::check_backup_validity(&s, now, &mut c);
+    backups::check_wal_validity(&s, now, &mut c)?;
+    backups::check_backup_manager(&s, &mut c);
+    if s.live && cfg.backup_method == BackupMethod::Postgres {
+        postgres::check_backup_executor(&remote, &mut c);
+    }
+    if let Some(ssh) = cfg.primary_ssh_command.as_deref().filter(|_| cfg.active) {
+        if !ssh::check_primary_ssh(cfg, ssh, timeout, &mut c) {
+            c.timed_out();
+            return Ok(c.list);
+        }
+    }
+    backups::check_configuration(&s, &mut c);
+    postgres::check_identity(&s, &remote, &mut c);
+    if s.live {
+        archive::check_archivers(&s, &remote, &mut c);
+    }
+    archive::check_archiver_errors(&s, &mut c);
+    Ok(c.list)
+}
+
+/// `--check-timeout`, else the server's `check_timeout` (30 s when unreadable); 0 means
+/// an hour.
+fn timeout_for(cfg: &ServerConfig, check_timeout: Option<u64>) -> Duration {
+    let timeout = Duration::from_secs(check_timeout.unwrap_or(u64::try_from(cfg.check_timeout).unwrap_or(30)));
+    if timeout.is_zero() {
+        Duration::from_hours(1)
+    } else {
+        timeout
+    }
+}
+
+/// `check [--nagios] [--check-timeout S] SERVER...|all`.
+pub fn run(
+    ctx: &Context,
+    names: &[String],
+    nagios: bool,
+    check_timeout: Option<u64>,
+    out: &mut Output,
+) -> Result<(), CmdError> {
+    let names = crate::cmd::sorted_servers(ctx, names);
+    let mut all: Vec<ServerChecks> = Vec::new();
+    let mut failed_active = false;
+    let mut unknown = false;
+    for name in &names {
+        let Some(cfg) = ctx.config().server(name) else {
+            out.error(format!("Unknown server '{name}'"));
+            unknown = true;
+            failed_active = true;
+            continue;
+        };
+        let checks = server_checks(cfg, timeout_for(cfg, check_timeout))?;
+        if cfg.active && checks.iter().any(|c| !c.ok) {
+            failed_active = true;
+        }
+        match (nagios, out.is_json()) {
+            (true, _) => {}
+            (false, true) => report::json(name, cfg, &checks, out),
+            (false, false) => report::console(name, cfg, &checks, out),
+        }
+        all.push(ServerChecks { name: name.clone(), checks });
+    }
+    if nagios {
+        for line in nagios::lines(&all, unknown, failed_active) {
+            println!("{line}");
+        }
+        return if failed_active { Err(CmdError::Silent(2)) } else { Ok(()) };
+    }
+    if failed_active {
+        return Err(CmdError::Silent(1));
+    }
+    Ok(())
+}
