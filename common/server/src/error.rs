@@ -16,16 +16,10 @@ pub enum CmdError {
     /// `check` does for its failed checks).
     #[error("exit status {0}")]
     Silent(i32),
-}
-
-impl From<std::io::Error> for CmdError {
-    fn from(e: std::io::Error) -> Self {
-        CmdError::Exception(e.to_string())
-    }
-}
-
-impl From<barman_common::catalogue::CatalogueError> for CmdError {
-    fn from(e: barman_common::catalogue::CatalogueError) -> Self {
-        CmdError::Exception(e.to_string())
-    }
+    /// A file operation failed unexpectedly: `EXCEPTION:` and exit 1.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The catalogue could not be read or written: `EXCEPTION:` and exit 1.
+    #[error(transparent)]
+    Catalogue(#[from] barman_common::catalogue::CatalogueError),
 }

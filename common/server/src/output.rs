@@ -127,6 +127,10 @@ pub fn report(result: Result<(), crate::CmdError>, out: &mut Output) -> i32 {
             out.exception(msg);
             1
         }
+        Err(e @ (CmdError::Io(_) | CmdError::Catalogue(_))) => {
+            out.exception(e.to_string());
+            1
+        }
         Err(CmdError::Silent(code)) => code,
     }
 }

@@ -1,6 +1,6 @@
 //! [`RelayError`]: how a relay run failed, with its exit code.
 
-use barman_common::catalogue::CatalogueError;
+use barman_common::catalogue::{CatalogueError, LockError};
 
 /// How a run failed; each variant owns its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -17,33 +17,28 @@ pub enum RelayError {
     /// Bad input: configuration, unknown or non-passive server (exit 3).
     #[error("{0}")]
     Usage(String),
+    /// A local file operation failed; the next run resumes (exit 1).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The local catalogue could not be read or written (exit 1).
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    /// A server lock could not be taken (exit 1).
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 impl RelayError {
     /// The process exit status.
     pub fn code(&self) -> i32 {
         match self {
-            RelayError::Sync(_) | RelayError::Verify(_) => 1,
+            RelayError::Sync(_)
+            | RelayError::Verify(_)
+            | RelayError::Io(_)
+            | RelayError::Catalogue(_)
+            | RelayError::Lock(_) => 1,
             RelayError::Primary(_) => 2,
             RelayError::Usage(_) => 3,
         }
-    }
-}
-
-impl From<std::io::Error> for RelayError {
-    fn from(e: std::io::Error) -> Self {
-        RelayError::Sync(e.to_string())
-    }
-}
-
-impl From<CatalogueError> for RelayError {
-    fn from(e: CatalogueError) -> Self {
-        RelayError::Sync(e.to_string())
-    }
-}
-
-impl From<barman_common::catalogue::LockError> for RelayError {
-    fn from(e: barman_common::catalogue::LockError) -> Self {
-        RelayError::Sync(e.to_string())
     }
 }
