@@ -43,12 +43,15 @@ use std::path::PathBuf;
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
 use serde_json::{Map, Number, Value};
 
+use super::backup_id::BackupId;
+use super::backup_info::{BackupInfo, BackupStatus, Tablespace};
+use super::backups::Catalogue;
+use super::error::CatalogueError;
 use super::identity::python_json;
+use super::layout::ServerLayout;
 use super::pyliteral::{repr_str, PyValue};
 use super::pytime::{format_py_datetime, parse_py_datetime};
-use super::{
-    BackupId, BackupInfo, BackupStatus, Catalogue, CatalogueError, ServerLayout, Tablespace, XlogDb, XlogDbEntry,
-};
+use super::xlogdb::{XlogDb, XlogDbEntry};
 use crate::config::ServerConfig;
 use crate::wal::WalSegSize;
 
