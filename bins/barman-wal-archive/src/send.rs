@@ -12,7 +12,8 @@ use barman_common::compress;
 use barman_common::remote::{shell_quote, SshTarget, SSH_CONNECTION_FAILED};
 use barman_common::wire::{write_member, write_member_header, write_padding, MemberMeta, SumAlgo};
 
-use crate::{Options, ToolError};
+use crate::cli::Options;
+use crate::error::ToolError;
 
 fn target(opts: &Options) -> SshTarget {
     SshTarget { user: opts.user.clone(), host: opts.host.clone(), port: opts.port }
