@@ -133,7 +133,7 @@ fn receive(
             Member::Sums(sums) => {
                 return Err(corrupt(WireError::UnsupportedName(sums.algo().member_name().to_owned())))
             }
-            Member::Wal(member) => pending.push(receive_member(member, dir, &mut scratch)?),
+            Member::Wal(member) => pending.push(receive_member(*member, dir, &mut scratch)?),
         }
     }
     match pending.first() {

@@ -52,8 +52,9 @@ pub struct Members<'a, R: Read> {
 
 /// One member of a stream.
 pub enum Member<'a, R: Read> {
-    /// A WAL file (or history, backup label, partial file): read it.
-    Wal(WalMember<'a, R>),
+    /// A WAL file (or history, backup label, partial file): read it. Boxed: a tar entry
+    /// and a hasher are large next to the sums.
+    Wal(Box<WalMember<'a, R>>),
     /// A sums member (`SHA256SUMS` or `MD5SUMS`).
     Sums(Sums),
 }
@@ -82,7 +83,7 @@ fn classify<R: Read>(mut entry: tar::Entry<'_, R>) -> Result<Member<'_, R>, Wire
     }
     match name.parse::<WalFileName>() {
         Ok(wal) if !name.contains('/') => {
-            Ok(Member::Wal(WalMember { name: wal, entry, sha256: SumAlgo::Sha256.hasher(), len: 0 }))
+            Ok(Member::Wal(Box::new(WalMember { name: wal, entry, sha256: SumAlgo::Sha256.hasher(), len: 0 })))
         }
         _ => Err(WireError::UnsupportedName(name)),
     }

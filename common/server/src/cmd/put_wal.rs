@@ -50,7 +50,7 @@ fn receive(server: &Server, input: impl Read) -> Result<(Vec<Received>, Option<S
                 }
                 sums = Some(parsed);
             }
-            Member::Wal(member) => files.push(receive_member(server, member)?),
+            Member::Wal(member) => files.push(receive_member(server, *member)?),
         }
     }
     Ok((files, sums))
