@@ -8,6 +8,7 @@ use std::process::Stdio;
 
 use barman_common::compress;
 use barman_common::durable::TempFile;
+use barman_common::exit::ExitCode;
 
 use crate::cli::Options;
 use crate::command::{map_status, remote_words, target};
@@ -22,7 +23,8 @@ pub fn test_connection(opts: &Options) -> Result<(), ToolError> {
     let _ = io::stdout().write_all(&out.stderr);
     match out.status.code() {
         Some(0) => Ok(()),
-        c => Err(ToolError::TestStatus(c.unwrap_or(4))),
+        // `None`: killed by a signal.
+        c => Err(ToolError::TestStatus(c.unwrap_or(ExitCode::Internal.code()))),
     }
 }
 
