@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::{ArgMatches, Command};
 
 /// Parses `args` with `cmd`. `--help`/`--version` print and yield `Err(SUCCESS)`; a usage
-/// error prints clap's message and yields `Err(usage_code)`.
-pub fn parse_args<I, T>(cmd: Command, args: I, usage_code: u8) -> Result<ArgMatches, ExitCode>
+/// error prints clap's message and yields `Err(usage_code)` (a [`crate::exit::ExitCode`] or a
+/// raw status).
+pub fn parse_args<I, T>(cmd: Command, args: I, usage_code: impl Into<ExitCode>) -> Result<ArgMatches, ExitCode>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -16,7 +17,7 @@ where
     cmd.try_get_matches_from(args).map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
-            ExitCode::from(usage_code)
+            usage_code.into()
         } else {
             ExitCode::SUCCESS
         }

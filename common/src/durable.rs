@@ -19,7 +19,7 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The directory holding `path` (`.` for a bare name).
-fn parent_of(path: &Path) -> &Path {
+pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

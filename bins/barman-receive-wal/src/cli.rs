@@ -56,7 +56,6 @@ pub struct Options {
 
 /// The clap definition (also used to generate the man page).
 pub fn command() -> Command {
-    let flag = |name: &'static str| Arg::new(name).long(name).action(ArgAction::SetTrue);
     Command::new("barman-receive-wal")
         .version(concat!(env!("CARGO_PKG_VERSION"), " (pg_receivewal 15 compatible)"))
         .about("Receive PostgreSQL write-ahead logs over streaming replication (pg_receivewal compatible)")
@@ -74,62 +73,68 @@ pub fn command() -> Command {
                 .action(ArgAction::Version)
                 .help("output version information, then exit"),
         )
-        .arg(
-            Arg::new("directory")
-                .short('D')
-                .long("directory")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("receive write-ahead log files into this directory"),
-        )
-        .arg(
-            Arg::new("endpos")
-                .short('E')
-                .long("endpos")
-                .value_parser(clap::value_parser!(Lsn))
-                .help("exit after receiving the specified LSN"),
-        )
-        .arg(flag("if-not-exists").help("do not error if slot already exists when creating a slot"))
-        .arg(flag("no-loop").short('n').help("do not loop on connection lost"))
-        .arg(flag("no-sync").help("do not wait for changes to be written safely to disk"))
-        .arg(
-            Arg::new("status-interval")
-                .short('s')
-                .long("status-interval")
-                .value_parser(clap::value_parser!(u32))
-                .default_value("10")
-                .help("time between status packets sent to server (in seconds)"),
-        )
-        .arg(Arg::new("slot").short('S').long("slot").help("replication slot to use"))
-        .arg(flag("synchronous").help("flush write-ahead log immediately after writing"))
-        .arg(Arg::new("verbose").short('v').long("verbose").action(ArgAction::Count).help("output verbose messages"))
-        .arg(
-            Arg::new("compress").short('Z').long("compress").value_name("METHOD[:DETAIL]").help(
-                "compress as specified: gzip, lz4 or none, with :LEVEL or :level=LEVEL; a bare 0-9 is a gzip level",
-            ),
-        )
-        .arg(Arg::new("dbname").short('d').long("dbname").help("connection string"))
-        .arg(Arg::new("host").short('h').long("host").help("database server host or socket directory"))
-        .arg(Arg::new("port").short('p').long("port").help("database server port number"))
-        .arg(Arg::new("username").short('U').long("username").help("connect as specified database user"))
-        .arg(flag("no-password").short('w').help("never prompt for password"))
-        .arg(
-            flag("password")
-                .short('W')
-                .conflicts_with("no-password")
-                .help("force password prompt (should happen automatically)"),
-        )
-        .arg(
-            flag("create-slot")
-                .conflicts_with("drop-slot")
-                .help("create a new replication slot (for the slot's name see --slot)"),
-        )
-        .arg(flag("drop-slot").help("drop the replication slot (for the slot's name see --slot)"))
-        .arg(
-            flag("identify")
-                .hide(true)
-                .conflicts_with_all(["create-slot", "drop-slot"])
-                .help("print the server position and the slot state as key=value lines, then exit"),
-        )
+        .args(streaming_args())
+        .args(connection_args())
+}
+
+fn flag(name: &'static str) -> Arg {
+    Arg::new(name).long(name).action(ArgAction::SetTrue)
+}
+
+/// pg_receivewal's options, in its order: where and how WAL is received.
+fn streaming_args() -> [Arg; 10] {
+    [
+        Arg::new("directory")
+            .short('D')
+            .long("directory")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("receive write-ahead log files into this directory"),
+        Arg::new("endpos")
+            .short('E')
+            .long("endpos")
+            .value_parser(clap::value_parser!(Lsn))
+            .help("exit after receiving the specified LSN"),
+        flag("if-not-exists").help("do not error if slot already exists when creating a slot"),
+        flag("no-loop").short('n').help("do not loop on connection lost"),
+        flag("no-sync").help("do not wait for changes to be written safely to disk"),
+        Arg::new("status-interval")
+            .short('s')
+            .long("status-interval")
+            .value_parser(clap::value_parser!(u32))
+            .default_value("10")
+            .help("time between status packets sent to server (in seconds)"),
+        Arg::new("slot").short('S').long("slot").help("replication slot to use"),
+        flag("synchronous").help("flush write-ahead log immediately after writing"),
+        Arg::new("verbose").short('v').long("verbose").action(ArgAction::Count).help("output verbose messages"),
+        Arg::new("compress")
+            .short('Z')
+            .long("compress")
+            .value_name("METHOD[:DETAIL]")
+            .help("compress as specified: gzip, lz4 or none, with :LEVEL or :level=LEVEL; a bare 0-9 is a gzip level"),
+    ]
+}
+
+/// The connection options and the optional actions, in pg_receivewal's order.
+fn connection_args() -> [Arg; 9] {
+    [
+        Arg::new("dbname").short('d').long("dbname").help("connection string"),
+        Arg::new("host").short('h').long("host").help("database server host or socket directory"),
+        Arg::new("port").short('p').long("port").help("database server port number"),
+        Arg::new("username").short('U').long("username").help("connect as specified database user"),
+        flag("no-password").short('w').help("never prompt for password"),
+        flag("password")
+            .short('W')
+            .conflicts_with("no-password")
+            .help("force password prompt (should happen automatically)"),
+        flag("create-slot")
+            .conflicts_with("drop-slot")
+            .help("create a new replication slot (for the slot's name see --slot)"),
+        flag("drop-slot").help("drop the replication slot (for the slot's name see --slot)"),
+        flag("identify")
+            .hide(true)
+            .conflicts_with_all(["create-slot", "drop-slot"])
+            .help("print the server position and the slot state as key=value lines, then exit"),
+    ]
 }
 
 /// Converts parsed arguments into [`Options`], with pg_receivewal's consistency checks.

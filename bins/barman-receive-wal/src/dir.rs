@@ -10,7 +10,7 @@ use barman_common::wal::{
     validate_segment_header, ExpectedSegment, Lsn, SegNo, TimelineId, WalFileKind, WalFileName, WalSegSize,
 };
 
-use crate::ToolError;
+use crate::error::{DirectoryError, ToolError};
 
 /// Where streaming resumes from the directory's contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +66,16 @@ fn gzip_isize(path: &Path) -> io::Result<u64> {
     Ok(u64::from(u32::from_le_bytes(trailer)))
 }
 
+/// The directory `dir` cannot be read (`<what> "<dir>": <cause>`).
+fn dir_io<'a>(what: &'a str, dir: &'a Path) -> impl FnOnce(io::Error) -> ToolError + 'a {
+    move |source| ToolError::Directory(DirectoryError::Io { context: format!("{what} \"{}\"", dir.display()), source })
+}
+
 fn scan(dir: &Path, size: WalSegSize) -> Result<Vec<Found>, ToolError> {
-    let entries = fs::read_dir(dir)
-        .map_err(|e| ToolError::Directory(format!("could not open directory \"{}\": {e}", dir.display())))?;
+    let entries = fs::read_dir(dir).map_err(dir_io("could not open directory", dir))?;
     let mut found = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| ToolError::Directory(format!("could not read directory \"{}\": {e}", dir.display())))?;
+        let entry = entry.map_err(dir_io("could not read directory", dir))?;
         let Some((name, gz, partial)) = entry.file_name().to_str().and_then(classify) else { continue };
         let Ok(segno) = name.segno(size) else { continue };
         if !partial {
@@ -107,8 +110,7 @@ pub fn find_streaming_start(dir: &Path, size: WalSegSize) -> Result<Option<Resum
 /// uncompressed segment or `.partial` with data must carry `system_id` in its long page
 /// header. Pre-zeroed `.partial` files that never received data are skipped.
 pub fn check_same_system(dir: &Path, system_id: u64, size: WalSegSize) -> Result<(), ToolError> {
-    let entries = fs::read_dir(dir)
-        .map_err(|e| ToolError::Directory(format!("could not open directory \"{}\": {e}", dir.display())))?;
+    let entries = fs::read_dir(dir).map_err(dir_io("could not open directory", dir))?;
     for entry in entries.flatten() {
         let Some((name, None, _)) = entry.file_name().to_str().and_then(classify) else { continue };
         let mut header = Vec::with_capacity(40);
@@ -118,12 +120,8 @@ pub fn check_same_system(dir: &Path, system_id: u64, size: WalSegSize) -> Result
         }
         let expected =
             ExpectedSegment { name: &name, system_id: Some(system_id), seg_size: Some(size), file_len: None };
-        validate_segment_header(&header, &expected).map_err(|e| {
-            ToolError::Directory(format!(
-                "directory \"{}\" holds WAL that does not belong to this server: {e}",
-                dir.display()
-            ))
-        })?;
+        validate_segment_header(&header, &expected)
+            .map_err(|source| ToolError::Directory(DirectoryError::Foreign { dir: dir.to_owned(), source }))?;
     }
     Ok(())
 }

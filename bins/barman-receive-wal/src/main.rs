@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
+use barman_common::exit::{self, HasExitCode};
 use barman_receive_wal::{cli, run, ToolError};
 
 fn main() -> ExitCode {
-    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), 3) {
+    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), exit::ExitCode::BadInput) {
         Ok(m) => m,
         Err(code) => return code,
     };
@@ -18,7 +19,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("barman-receive-wal: error: {e}");
-            ExitCode::from(e.code() as u8)
+            e.exit_code().into()
         }
     }
 }

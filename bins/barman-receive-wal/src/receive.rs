@@ -14,8 +14,9 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::cli::{Action, Options};
+use crate::dir;
+use crate::error::ToolError;
 use crate::writer::SegmentWriter;
-use crate::{dir, ToolError};
 
 /// How long to wait between connection attempts (pg_receivewal's 5 seconds).
 const RETRY_PAUSE: Duration = Duration::from_secs(5);
@@ -30,12 +31,10 @@ struct StopSignals {
 
 impl StopSignals {
     fn install() -> Result<StopSignals, ToolError> {
-        let io = |e: std::io::Error| {
-            ToolError::Io(std::io::Error::new(e.kind(), format!("could not install signal handlers: {e}")))
-        };
+        let io = ToolError::io_at;
         Ok(StopSignals {
-            int: signal(SignalKind::interrupt()).map_err(io)?,
-            term: signal(SignalKind::terminate()).map_err(io)?,
+            int: signal(SignalKind::interrupt()).map_err(io("could not install signal handlers"))?,
+            term: signal(SignalKind::terminate()).map_err(io("could not install signal handlers"))?,
         })
     }
 
@@ -153,7 +152,7 @@ async fn file_mode(conn: &mut ReplicationConnection) -> u32 {
 async fn stream(opts: &Options, signals: &mut StopSignals) -> Result<(), ToolError> {
     let dir = opts.directory.clone().expect("cli checked -D");
     if !dir.is_dir() {
-        return Err(ToolError::Directory(format!("could not access directory \"{}\": not a directory", dir.display())));
+        return Err(ToolError::directory(format!("could not access directory \"{}\": not a directory", dir.display())));
     }
     let mut conn = tokio::select! {
         c = connect(&opts.conninfo) => c.map_err(ToolError::Connect)?,
@@ -210,7 +209,7 @@ async fn pause(signals: &mut StopSignals) -> bool {
 async fn start_position(ctx: &Context<'_>, conn: &mut ReplicationConnection) -> Result<(Lsn, TimelineId), ToolError> {
     let ident = conn.identify_system().await.map_err(ToolError::Server)?;
     if ident.system_id != ctx.system_id {
-        return Err(ToolError::Directory(format!(
+        return Err(ToolError::directory(format!(
             "the server's system identifier changed from {} to {}",
             ctx.system_id, ident.system_id
         )));
@@ -486,6 +485,7 @@ fn stream_error(slot: Option<&str>, e: PgError) -> ToolError {
 
 #[cfg(test)]
 mod tests {
+    use barman_common::exit::HasExitCode;
     use barman_common::pg::ServerError;
 
     use super::*;
@@ -504,7 +504,7 @@ mod tests {
         let e = stream_error(Some("barman"), removed());
         assert!(matches!(e, ToolError::SlotInvalidated { .. }), "{e}");
         assert!(e.is_fatal());
-        assert_eq!(e.code(), 1);
+        assert_eq!(e.exit_code().code(), 1);
         let text = e.to_string();
         assert!(
             text.starts_with("replication slot \"barman\" has been invalidated (WAL needed was removed: requested"),

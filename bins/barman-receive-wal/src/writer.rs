@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use barman_common::durable::fsync_dir;
 use barman_common::wal::{Lsn, SegNo, TimelineId, WalFileName, WalSegSize};
 
-use crate::ToolError;
+use crate::error::ToolError;
 
 /// Zero-fill chunk, as pg_receivewal's `XLOG_BLCKSZ` writes.
 const PAD_CHUNK: usize = 8192;
@@ -155,7 +155,7 @@ impl SegmentWriter {
             self.ensure_open(SegNo(pos / seg), offset)?;
             let current = self.current.as_mut().expect("ensure_open opened a segment");
             let n = data.len().min((seg - offset) as usize);
-            current.file.write_all(&data[..n]).map_err(|e| self.io_error("could not write to", &e))?;
+            current.file.write_all(&data[..n]).map_err(|e| self.io_error("could not write to", e))?;
             let current = self.current.as_mut().expect("still open");
             current.offset += n as u64;
             pos += n as u64;
@@ -168,9 +168,9 @@ impl SegmentWriter {
         Ok(completed)
     }
 
-    fn io_error(&self, what: &str, e: &std::io::Error) -> ToolError {
+    fn io_error(&self, what: &str, e: std::io::Error) -> ToolError {
         let name = self.current.as_ref().map(|c| self.partial_path(&c.name)).unwrap_or_default();
-        ToolError::Io(std::io::Error::new(e.kind(), format!("{what} file \"{}\": {e}", name.display())))
+        ToolError::io_at(format!("{what} file \"{}\"", name.display()))(e)
     }
 
     fn ensure_open(&mut self, segno: SegNo, offset: u64) -> Result<(), ToolError> {
@@ -192,14 +192,13 @@ impl SegmentWriter {
         if self.compression != WalCompression::None {
             // A compressed segment is written from its start in one stream; a leftover
             // `.partial` of an interrupted run is replaced.
-            let file = OpenOptions::new().write(true).create(true).truncate(true).mode(self.mode).open(&path).map_err(
-                |e| {
-                    ToolError::Io(std::io::Error::new(
-                        e.kind(),
-                        format!("could not open file \"{}\": {e}", path.display()),
-                    ))
-                },
-            )?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(self.mode)
+                .open(&path)
+                .map_err(ToolError::io_at(format!("could not open file \"{}\"", path.display())))?;
             if self.sync {
                 fsync_dir(&self.dir).map_err(ToolError::Io)?;
             }
@@ -212,9 +211,7 @@ impl SegmentWriter {
             return Ok(());
         }
         let seg = u64::from(self.size.bytes());
-        let io = |what: &str, e: std::io::Error| {
-            ToolError::Io(std::io::Error::new(e.kind(), format!("{what} \"{}\": {e}", path.display())))
-        };
+        let io = |what: &str, e: std::io::Error| ToolError::io_at(format!("{what} \"{}\"", path.display()))(e);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -239,7 +236,7 @@ impl SegmentWriter {
             }
             file.seek(SeekFrom::Start(0)).map_err(|e| io("could not seek to beginning of file", e))?;
         } else {
-            return Err(ToolError::Directory(format!(
+            return Err(ToolError::directory(format!(
                 "write-ahead log file \"{}\" has {len} bytes, should be 0 or {seg}",
                 path.display()
             )));
@@ -255,16 +252,14 @@ impl SegmentWriter {
             Some(c) if sync => c.file.flush(true),
             _ => Ok(()),
         };
-        result.map_err(|e| self.io_error("could not fsync", &e))
+        result.map_err(|e| self.io_error("could not fsync", e))
     }
 
     fn close_complete(&mut self) -> Result<(), ToolError> {
         let current = self.current.take().expect("a segment is open");
         let from = self.partial_path(&current.name);
         let to = self.final_path(&current.name);
-        let io = |what: &str, e: std::io::Error| {
-            ToolError::Io(std::io::Error::new(e.kind(), format!("{what} \"{}\": {e}", from.display())))
-        };
+        let io = |what: &str, e: std::io::Error| ToolError::io_at(format!("{what} \"{}\"", from.display()))(e);
         let file = current.file.finish().map_err(|e| io("could not close file", e))?;
         if self.sync {
             file.sync_all().map_err(|e| io("could not fsync file", e))?;

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 
 use barman_common::durable;
 use barman_common::wal::{WalFileName, WalSegSize};
-use sha2::{Digest, Sha256};
+use barman_common::wire::{digest_hex, SumAlgo};
 
+use crate::cli::Options;
+use crate::error::ToolError;
 use crate::send::send_files;
-use crate::{Options, ToolError};
 
 const CACHE_FILE: &str = "wal-last-archived";
 
@@ -22,7 +23,7 @@ const CACHE_FILE: &str = "wal-last-archived";
 fn default_cache_dir(opts: &Options) -> PathBuf {
     let port = opts.port.map_or_else(|| "None".to_owned(), |p| p.to_string());
     let key = format!("{}:{}:{}", opts.host, port, opts.config.as_deref().unwrap_or("None"));
-    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    let hash = digest_hex(SumAlgo::Sha256, key.as_bytes());
     PathBuf::from(format!("/tmp/barman-{}-{}", opts.server, &hash[..16]))
 }
 

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use barman_common::compress;
+use barman_common::exit::ExitCode;
 use barman_common::remote::{shell_quote, SshTarget, SSH_CONNECTION_FAILED};
 use barman_common::wire::{write_member, write_member_header, write_padding, MemberMeta, SumAlgo};
 
-use crate::{Options, ToolError};
+use crate::cli::Options;
+use crate::error::ToolError;
 
 fn target(opts: &Options) -> SshTarget {
     SshTarget { user: opts.user.clone(), host: opts.host.clone(), port: opts.port }
@@ -39,7 +41,8 @@ pub fn test_connection(opts: &Options) -> Result<(), ToolError> {
     match out.status.code() {
         Some(0) => Ok(()),
         Some(c) => Err(ToolError::TestStatus(c)),
-        None => Err(ToolError::TestStatus(4)),
+        // Killed by a signal.
+        None => Err(ToolError::TestStatus(ExitCode::Internal.code())),
     }
 }
 

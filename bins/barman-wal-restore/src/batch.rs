@@ -11,19 +11,19 @@
 //! sent compressed (`--batch-lz4`: the server packs uncompressed files as LZ4 frames, which
 //! takes the bulk of the bytes off ssh).
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 
 use barman_common::compress;
-use barman_common::remote::SshTarget;
-use barman_common::wal::{read_head, validate_segment_header, ExpectedSegment, WalFileName};
-use barman_common::wire::{parse_sums, Hasher, SumAlgo};
+use barman_common::wal::read_head;
+use barman_common::wire::{Member, StreamReader, SumAlgo, Sums, WalMember, WireError};
 
-use crate::fetch::{map_status, remote_words};
+use crate::cli::Options;
+use crate::command::{map_status, remote_words, target};
+use crate::error::{Corruption, ToolError};
 use crate::spool::SpoolFile;
-use crate::{Options, ToolError};
+use crate::verify::verify_head;
 
 /// Bytes of a member kept in memory to sniff compression and check the page header.
 const HEAD: usize = 64;
@@ -62,22 +62,21 @@ pub fn fetch_batch(
     // Stored bytes as they are, and uncompressed files as LZ4 on the way (our server's
     // `--batch-lz4`): received into memory, checked and decompressed as any compressed member.
     let flags = vec!["--batch".to_owned(), format!("'{n}'"), "--keep-compression".to_owned(), "--batch-lz4".to_owned()];
-    let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
-    let target = SshTarget { user: opts.user.clone(), host: opts.host.clone(), port: opts.port };
-    let mut child = target
+    let local = ToolError::local(dir);
+    let mut child = target(opts)
         .command(&remote_words(opts, &flags, first))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(local)?;
+        .map_err(&local)?;
     let stdout = child.stdout.take().expect("stdout was requested as piped");
     barman_common::remote::widen_pipe(&stdout);
     let mut published = Vec::new();
     let received = receive(stdout, dir, &mut published, more);
     // The pipe is closed by now (receive owned it), so a remote still writing gets EPIPE
     // instead of blocking this wait.
-    let status = map_status(child.wait().map_err(local)?.code());
+    let status = map_status(child.wait().map_err(&local)?.code());
     match (status, received) {
         (Ok(()), Ok(())) => Ok(published),
         (_, Ok(())) if !published.is_empty() => Ok(published),
@@ -86,8 +85,14 @@ pub fn fetch_batch(
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> ToolError {
-    ToolError::Corrupt(format!("batch stream: {e}"))
+/// A stream that cannot be read, or holds a member it must not.
+fn corrupt(e: WireError) -> ToolError {
+    Corruption::Stream(e).into()
+}
+
+/// A member whose bytes cannot be read.
+fn unreadable(e: io::Error) -> ToolError {
+    corrupt(WireError::Io(e))
 }
 
 /// Buffers reused for every member of a stream: a segment is 16 MiB, and fresh buffers
@@ -110,89 +115,79 @@ fn receive(
     published: &mut Vec<String>,
     more: &mut dyn FnMut(&str) -> bool,
 ) -> Result<(), ToolError> {
-    let mut archive = tar::Archive::new(input);
+    let mut stream = StreamReader::new(input);
     let mut pending: Vec<Received> = Vec::new();
     let mut scratch = Scratch::default();
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let name = entry.path().map_err(corrupt)?.to_string_lossy().into_owned();
-        if name == SumAlgo::Sha256.member_name() {
-            let mut body = String::new();
-            entry.read_to_string(&mut body).map_err(corrupt)?;
-            let sums: HashMap<String, String> = parse_sums(&body).0.into_iter().collect();
-            for file in take_summed(&mut pending, &sums) {
-                published.push(publish(file, &sums, dir, &mut scratch)?);
+    for member in stream.members().map_err(corrupt)? {
+        match member.map_err(corrupt)? {
+            Member::Sums(sums) if sums.algo() == SumAlgo::Sha256 => {
+                for file in take_summed(&mut pending, &sums) {
+                    published.push(publish(file, &sums, dir, &mut scratch)?);
+                }
+                match published.last() {
+                    Some(last) if pending.is_empty() && !more(last) => return Ok(()),
+                    _ => {}
+                }
             }
-            match published.last() {
-                Some(last) if pending.is_empty() && !more(last) => return Ok(()),
-                _ => continue,
+            // Our server sends SHA-256 sums only.
+            Member::Sums(sums) => {
+                return Err(corrupt(WireError::UnsupportedName(sums.algo().member_name().to_owned())))
             }
+            Member::Wal(member) => pending.push(receive_member(*member, dir, &mut scratch)?),
         }
-        if name.parse::<WalFileName>().is_err() || name.contains('/') {
-            return Err(corrupt(format!("unexpected member '{name}'")));
-        }
-        let size = entry.size();
-        pending.push(receive_member(&mut entry, size, name, dir, &mut scratch)?);
     }
     match pending.first() {
-        Some(f) => Err(corrupt(format!("no checksum for {}", f.name))),
+        Some(f) => Err(Corruption::NoChecksum(f.name.clone()).into()),
         None => Ok(()),
     }
 }
 
 /// Removes from `pending` the files `sums` covers, in stream order.
-fn take_summed(pending: &mut Vec<Received>, sums: &HashMap<String, String>) -> Vec<Received> {
-    let (summed, rest) = std::mem::take(pending).into_iter().partition(|f| sums.contains_key(&f.name));
+fn take_summed(pending: &mut Vec<Received>, sums: &Sums) -> Vec<Received> {
+    let (summed, rest) = std::mem::take(pending).into_iter().partition(|f| sums.covers(&f.name));
     *pending = rest;
     summed
 }
 
-/// Receives one member of `size` bytes (as its tar header says), hashing it (the bytes as
-/// sent: for a compressed file, the compressed bytes, once) and keeping its first bytes. The
-/// magic in the first bytes decides where it goes: a plain file into a spool temp file as it
-/// arrives, a compressed one into memory (see [`Body`]).
+/// Receives one member (hashed by the member as it is read: for a compressed file, the
+/// compressed bytes, once), keeping its first bytes. The magic in the first bytes decides
+/// where it goes: a plain file into a spool temp file as it arrives, a compressed one into
+/// memory (see [`Body`]).
 fn receive_member(
-    entry: &mut impl Read,
-    size: u64,
-    name: String,
+    mut member: WalMember<'_, impl Read>,
     dir: &Path,
     scratch: &mut Scratch,
 ) -> Result<Received, ToolError> {
-    let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
-    let mut hasher: Hasher = SumAlgo::Sha256.hasher();
+    let local = ToolError::local(dir);
+    let name = member.name().to_string();
     // The first bytes, enough to tell a compressed member by its magic.
     let mut head = vec![0u8; HEAD];
-    let got = read_head(entry, &mut head).map_err(corrupt)?;
+    let got = read_head(&mut member, &mut head).map_err(unreadable)?;
     head.truncate(got);
-    hasher.update(&head);
     if let Some(codec) = compress::detect(&head) {
         // A compressed segment is a few MiB; the header's size bounds the first allocation
         // only loosely (a lying header just makes the read come up short or grow the buffer).
         let mut data = scratch.spare.pop().unwrap_or_default();
-        let want = usize::try_from(size).unwrap_or(0).clamp(got, 64 << 20);
+        let want = usize::try_from(member.size()).unwrap_or(0).clamp(got, 64 << 20);
         if data.len() < want {
             data.resize(want, 0);
         }
         data[..got].copy_from_slice(&head);
-        let n = got + read_into(entry, &mut data, got).map_err(corrupt)?;
-        hasher.update(&data[got..n]);
-        return Ok(Received { name, body: Body::Compressed(codec, data, n), digest: hasher.hex() });
+        let n = got + read_into(&mut member, &mut data, got).map_err(unreadable)?;
+        return Ok(Received { name, body: Body::Compressed(codec, data, n), digest: member.sha256() });
     }
-    let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
-    tmp.file().write_all(&head).map_err(local)?;
-    let mut len = got as u64;
+    let mut tmp = SpoolFile::create(dir, &name).map_err(&local)?;
+    tmp.file().write_all(&head).map_err(&local)?;
     scratch.chunk.resize(CHUNK, 0);
     loop {
-        let k = entry.read(&mut scratch.chunk).map_err(corrupt)?;
+        let k = member.read(&mut scratch.chunk).map_err(unreadable)?;
         if k == 0 {
             break;
         }
-        let chunk = &scratch.chunk[..k];
-        hasher.update(chunk);
-        tmp.file().write_all(chunk).map_err(local)?;
-        len += k as u64;
+        tmp.file().write_all(&scratch.chunk[..k]).map_err(&local)?;
     }
-    Ok(Received { name, body: Body::Plain(tmp, head, len), digest: hasher.hex() })
+    let len = member.len();
+    Ok(Received { name, body: Body::Plain(tmp, head, len), digest: member.sha256() })
 }
 
 /// Reads `input` to its end into `buf` from `at` on, growing `buf` (never zeroing what it
@@ -212,17 +207,12 @@ fn read_into(input: &mut impl Read, buf: &mut Vec<u8>, at: usize) -> io::Result<
 
 /// Checks a received file against its sum, decompresses it if it was stored compressed,
 /// checks a segment's header and length, and renames it into place.
-fn publish(
-    file: Received,
-    sums: &HashMap<String, String>,
-    dir: &Path,
-    scratch: &mut Scratch,
-) -> Result<String, ToolError> {
-    let local = |e: io::Error| ToolError::Local(format!("{}: {e}", dir.display()));
-    if sums.get(&file.name) != Some(&file.digest) {
-        return Err(ToolError::Corrupt(format!("batch member {}: checksum mismatch", file.name)));
+fn publish(file: Received, sums: &Sums, dir: &Path, scratch: &mut Scratch) -> Result<String, ToolError> {
+    let local = ToolError::local(dir);
+    let Received { name, body, digest } = file;
+    if let Err(source) = sums.check(&name, &digest) {
+        return Err(Corruption::Checksum { name, source }.into());
     }
-    let Received { name, body, .. } = file;
     let tmp = match body {
         Body::Plain(tmp, head, len) => {
             verify_head(&name, &head, len)?;
@@ -234,28 +224,16 @@ fn publish(
             let decoded = compress::decoder(codec, &data[..used])
                 .and_then(|mut decoder| read_into(&mut decoder, &mut scratch.plain, 0));
             scratch.spare.push(data);
-            let n = decoded.map_err(|e| ToolError::Corrupt(format!("batch member {name}: cannot decompress: {e}")))?;
+            let n = decoded.map_err(|source| Corruption::Decompress { name: name.clone(), source })?;
             let plain = &scratch.plain[..n];
             verify_head(&name, &plain[..n.min(HEAD)], n as u64)?;
-            let mut tmp = SpoolFile::create(dir, &name).map_err(local)?;
-            tmp.file().write_all(plain).map_err(local)?;
+            let mut tmp = SpoolFile::create(dir, &name).map_err(&local)?;
+            tmp.file().write_all(plain).map_err(&local)?;
             tmp
         }
     };
-    tmp.publish(&dir.join(&name)).map_err(local)?;
+    tmp.publish(&dir.join(&name)).map_err(&local)?;
     Ok(name)
-}
-
-/// A plain segment must be a whole segment whose first page is where its name says.
-pub fn verify_head(wal: &str, head: &[u8], len: u64) -> Result<(), ToolError> {
-    let Ok(name) = wal.parse::<WalFileName>() else { return Ok(()) };
-    if !name.is_segment() {
-        return Ok(());
-    }
-    let expected = ExpectedSegment { name: &name, system_id: None, seg_size: None, file_len: Some(len) };
-    validate_segment_header(head, &expected)
-        .map(|_| ())
-        .map_err(|e| ToolError::Corrupt(format!("received {wal} failed verification: {e}")))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! One get-wal exchange: ssh, receive into a temp file, decompress, verify, rename; and
-//! `get-wal --peek`.
+//! `get-wal --peek` and `--test`.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
@@ -8,59 +8,31 @@ use std::process::Stdio;
 
 use barman_common::compress;
 use barman_common::durable::TempFile;
-use barman_common::remote::{shell_quote, SshTarget, SSH_CONNECTION_FAILED};
+use barman_common::exit::ExitCode;
 
-use crate::{Options, ToolError};
-
-fn target(opts: &Options) -> SshTarget {
-    SshTarget { user: opts.user.clone(), host: opts.host.clone(), port: opts.port }
-}
-
-/// `barman [--config CFG] "get-wal <opts> 'SERVER' 'WAL'"`, the get-wal part as one word as
-/// Barman's client builds it.
-pub fn remote_words(opts: &Options, flags: &[String], wal: &str) -> Vec<String> {
-    let mut words = vec!["barman".to_owned()];
-    if let Some(cfg) = &opts.config {
-        words.push(format!("--config {}", shell_quote(cfg)));
-    }
-    let mut get = vec!["get-wal".to_owned()];
-    get.extend(flags.iter().cloned());
-    get.extend([format!("'{}'", opts.server.replace('\'', "")), format!("'{}'", wal.replace('\'', ""))]);
-    words.push(get.join(" "));
-    words
-}
-
-pub(crate) fn map_status(code: Option<i32>) -> Result<(), ToolError> {
-    match code {
-        Some(0) => Ok(()),
-        Some(SSH_CONNECTION_FAILED) => Err(ToolError::Connection),
-        Some(c) => Err(ToolError::Remote(c)),
-        None => Err(ToolError::Local("ssh was killed by a signal".into())),
-    }
-}
+use crate::cli::Options;
+use crate::command::{map_status, remote_words, target};
+use crate::error::{Corruption, ToolError};
+use crate::verify::verify_head;
 
 /// `--test`: print the remote output and return its raw status.
 pub fn test_connection(opts: &Options) -> Result<(), ToolError> {
     let words = remote_words(opts, &["--test".to_owned()], "dummy_wal_name");
-    let out =
-        target(opts).command(&words).stdin(Stdio::null()).output().map_err(|e| ToolError::Local(e.to_string()))?;
+    let out = target(opts).command(&words).stdin(Stdio::null()).output().map_err(ToolError::Ssh)?;
     let _ = io::stdout().write_all(&out.stdout);
     let _ = io::stdout().write_all(&out.stderr);
     match out.status.code() {
         Some(0) => Ok(()),
-        c => Err(ToolError::TestStatus(c.unwrap_or(4))),
+        // `None`: killed by a signal.
+        c => Err(ToolError::TestStatus(c.unwrap_or(ExitCode::Internal.code()))),
     }
 }
 
 /// `get-wal --peek N`: the available names starting at `wal`.
 pub fn peek(opts: &Options, wal: &str, n: usize) -> Result<Vec<String>, ToolError> {
     let words = remote_words(opts, &["--peek".to_owned(), format!("'{n}'")], wal);
-    let out = target(opts)
-        .command(&words)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| ToolError::Local(e.to_string()))?;
+    let out =
+        target(opts).command(&words).stdin(Stdio::null()).stderr(Stdio::null()).output().map_err(ToolError::Ssh)?;
     map_status(out.status.code())?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -87,20 +59,20 @@ fn get_flags(opts: &Options) -> Vec<String> {
 /// Fetches `wal` into a temp file in `tmp_dir`, decompresses and verifies it, then renames
 /// it onto `dest`. Nothing appears at `dest` unless every step succeeded.
 pub fn fetch_verified(opts: &Options, wal: &str, tmp_dir: &Path, dest: &Path) -> Result<(), ToolError> {
-    let local = |e: io::Error| ToolError::Local(format!("{}: {e}", tmp_dir.display()));
+    let local = ToolError::local(tmp_dir);
     let mut raw = TempFile::create(&tmp_dir.join(wal), 0o600)
-        .map_err(|e| ToolError::BadDest(format!("cannot write into {}: {e}", tmp_dir.display())))?;
-    let file = raw.file().try_clone().map_err(local)?;
+        .map_err(|source| ToolError::DestUnwritable { dir: tmp_dir.to_owned(), source })?;
+    let file = raw.file().try_clone().map_err(&local)?;
     let status = target(opts)
         .command(&remote_words(opts, &get_flags(opts), wal))
         .stdin(Stdio::null())
         .stdout(file)
         .status()
-        .map_err(local)?;
+        .map_err(&local)?;
     map_status(status.code())?;
-    let plain = decompress_if_needed(raw, tmp_dir, wal).map_err(local)?;
+    let plain = decompress_if_needed(raw, tmp_dir, wal).map_err(&local)?;
     verify(plain.temp_path(), wal)?;
-    plain.publish_to(dest).map_err(local)
+    plain.publish_to(dest).map_err(&local)
 }
 
 /// Replaces a compressed download by its decompressed content (files sent with
@@ -117,12 +89,12 @@ fn decompress_if_needed(raw: TempFile, dir: &Path, wal: &str) -> io::Result<Temp
 
 /// A plain segment must be a whole segment whose first page is where its name says.
 fn verify(path: &Path, wal: &str) -> Result<(), ToolError> {
-    let corrupt = |m: String| ToolError::Corrupt(format!("received {wal} failed verification: {m}"));
+    let unreadable = |source| Corruption::Unreadable { wal: wal.to_owned(), source };
     let mut head = Vec::with_capacity(64);
-    let f = File::open(path).map_err(|e| corrupt(e.to_string()))?;
-    let len = f.metadata().map_err(|e| corrupt(e.to_string()))?.len();
-    f.take(64).read_to_end(&mut head).map_err(|e| corrupt(e.to_string()))?;
-    crate::batch::verify_head(wal, &head, len)
+    let f = File::open(path).map_err(unreadable)?;
+    let len = f.metadata().map_err(unreadable)?.len();
+    f.take(64).read_to_end(&mut head).map_err(unreadable)?;
+    verify_head(wal, &head, len)
 }
 
 /// Moves a verified spool file onto `dest` (copying when the spool is on another

@@ -16,58 +16,17 @@
 
 mod batch;
 pub mod cli;
+mod command;
+mod error;
 mod fetch;
 mod prefetch;
 mod spool;
+mod verify;
 
-use std::fmt;
 use std::path::Path;
 
 pub use cli::Options;
-
-/// Why restoring failed, with the exit code Barman's client uses for it.
-#[derive(Debug)]
-pub enum ToolError {
-    /// The remote get-wal failed with this status (1 = not found, 3 = invalid name).
-    Remote(i32),
-    /// ssh exited 255 (2).
-    Connection,
-    /// WAL_DEST unusable (3).
-    BadDest(String),
-    /// Spool or local I/O problem (2).
-    Local(String),
-    /// The received file failed verification (2).
-    Corrupt(String),
-    /// `--test` exit status.
-    TestStatus(i32),
-}
-
-impl ToolError {
-    /// The process exit status.
-    pub fn code(&self) -> i32 {
-        match self {
-            ToolError::Remote(c) | ToolError::TestStatus(c) => *c,
-            ToolError::Connection | ToolError::Local(_) | ToolError::Corrupt(_) => 2,
-            ToolError::BadDest(_) => 3,
-        }
-    }
-
-    /// Whether `-s` applies (only after a failed get-wal, as Barman).
-    pub fn sleeps(&self) -> bool {
-        matches!(self, ToolError::Remote(_) | ToolError::Connection)
-    }
-}
-
-impl fmt::Display for ToolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ToolError::Remote(_) => f.write_str("Remote 'barman get-wal' command has failed!"),
-            ToolError::Connection => f.write_str("Connection problem with ssh"),
-            ToolError::BadDest(m) | ToolError::Local(m) | ToolError::Corrupt(m) => f.write_str(m),
-            ToolError::TestStatus(c) => write!(f, "test exited with status {c}"),
-        }
-    }
-}
+pub use error::{Corruption, ToolError};
 
 /// Restores `opts.wal_name` into `opts.wal_dest`.
 pub fn run(opts: &Options) -> Result<(), ToolError> {

@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
+use barman_common::exit::{self, HasExitCode};
 use barman_wal_restore::{cli, run, ToolError};
 
 fn main() -> ExitCode {
-    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), 3) {
+    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), exit::ExitCode::BadInput) {
         Ok(m) => m,
         Err(code) => return code,
     };
@@ -16,14 +17,14 @@ fn main() -> ExitCode {
     }
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(ToolError::TestStatus(code)) => ExitCode::from(code as u8),
+        Err(e @ ToolError::TestStatus(_)) => e.exit_code().into(),
         Err(e) => {
             eprintln!("ERROR: {e}");
             if e.sleeps() && opts.sleep > 0 {
                 println!("Sleeping for {} seconds.", opts.sleep);
                 std::thread::sleep(std::time::Duration::from_secs(opts.sleep));
             }
-            ExitCode::from(e.code() as u8)
+            e.exit_code().into()
         }
     }
 }

@@ -26,10 +26,10 @@ use barman_common::wal::{WalFileName, WalSegSize};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::batch::fetch_batch;
-use crate::cli::daemon_args;
+use crate::cli::{daemon_args, Options};
+use crate::error::ToolError;
 use crate::fetch::{fetch_verified, peek};
 use crate::spool;
-use crate::{Options, ToolError};
 
 const REQUESTED: &str = ".requested";
 const LOCK: &str = ".prefetch.lock";
@@ -49,7 +49,7 @@ pub fn ensure_spool(opts: &Options) -> Result<(), ToolError> {
     match fs::DirBuilder::new().mode(0o700).create(&opts.spool_dir) {
         Ok(()) => Ok(()),
         Err(_) if opts.spool_dir.is_dir() => Ok(()),
-        Err(e) => Err(ToolError::Local(format!("Cannot create '{}' directory: {e}", opts.spool_dir.display()))),
+        Err(source) => Err(ToolError::Spool { dir: opts.spool_dir.clone(), source }),
     }
 }
 
@@ -103,7 +103,7 @@ pub fn fill(
     n: usize,
     more: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Vec<String>, ToolError> {
-    spool::claim(&opts.spool_dir).map_err(|e| ToolError::Local(format!("{}: {e}", opts.spool_dir.display())))?;
+    spool::claim(&opts.spool_dir).map_err(ToolError::local(&opts.spool_dir))?;
     if !batch_unsupported(&opts.spool_dir) {
         match fetch_batch(opts, first, STREAM_MAX.max(n), &opts.spool_dir, more) {
             Err(ToolError::Remote(2)) => {

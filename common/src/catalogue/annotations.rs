@@ -13,8 +13,11 @@ use std::io;
 use std::path::Path;
 use std::str::FromStr;
 
-use super::fsio::{create_dir_all_durable, fsync_dir, io_err, parent_of, read_optional, remove_optional, write_atomic};
-use super::{BackupId, CatalogueError, ServerLayout};
+use super::backup_id::BackupId;
+use super::error::CatalogueError;
+use super::fsio::{create_dir_all_durable, fsync_dir, io_err, read_optional, remove_optional, write_atomic};
+use super::layout::ServerLayout;
+use crate::durable::parent_of;
 
 /// The annotation key of a keep request.
 pub const KEEP_KEY: &str = "keep";

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use chrono::{Local, NaiveDateTime};
 
-use super::CatalogueError;
+use super::error::CatalogueError;
 
 const ID_FORMAT: &str = "%Y%m%dT%H%M%S";
 

@@ -10,8 +10,11 @@ use std::fs;
 use std::path::Path;
 
 use super::backup_id::looks_like_backup_id;
+use super::backup_id::BackupId;
+use super::backup_info::{BackupInfo, BackupStatus};
+use super::error::CatalogueError;
 use super::fsio::io_err;
-use super::{BackupId, BackupInfo, BackupStatus, CatalogueError, ServerLayout};
+use super::layout::ServerLayout;
 
 /// All backups of a server, sorted by id.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,11 +1,11 @@
 //! File-system helpers private to the catalogue: [`crate::durable`] with the path attached
 //! to errors, plus Barman's tolerant directory fsync and "absent is fine" read/remove.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::CatalogueError;
+use super::error::CatalogueError;
 use crate::durable;
 
 /// Wraps an I/O error with the path it concerns.
@@ -13,21 +13,12 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CatalogueError + 
     move |source| CatalogueError::Io { path: path.to_path_buf(), source }
 }
 
-/// fsyncs a directory; EINVAL (file systems that cannot sync directories) is ignored, as in
-/// Barman's `fsync_dir`.
+/// [`durable::fsync_dir`]; EINVAL (file systems that cannot sync directories) is ignored, as
+/// in Barman's `fsync_dir`.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), CatalogueError> {
-    let handle = File::open(dir).map_err(io_err(dir))?;
-    match handle.sync_all() {
+    match durable::fsync_dir(dir) {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
         other => other.map_err(io_err(dir)),
-    }
-}
-
-/// The directory holding `path` (`.` for a bare name).
-pub(crate) fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
     }
 }
 

@@ -9,9 +9,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::error::CatalogueError;
 use super::fsio::{io_err, read_optional, write_atomic};
+use super::layout::ServerLayout;
 use super::pyliteral::repr_float;
-use super::{CatalogueError, ServerLayout};
 
 /// The content of identity.json.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::backup_id::BackupId;
+use super::error::CatalogueError;
 use super::fsio::create_dir_all_durable;
-use super::{BackupId, CatalogueError, LockKind};
+use super::lock::LockKind;
 use crate::wal::WalFileName;
 
 /// Why a file was moved to `errors/` (the last part of its new name).

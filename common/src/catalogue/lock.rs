@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::BackupId;
+use super::backup_id::BackupId;
+use super::error::LockError;
 
 /// Which lock (the part of the file name after the server name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -68,35 +69,6 @@ impl LockKind {
     pub fn is_blocking(&self) -> bool {
         matches!(self, LockKind::XlogDb | LockKind::SyncWal)
     }
-}
-
-/// Why a lock could not be taken.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LockError {
-    /// Someone else holds it.
-    #[error("lock {} is held by another process{}", path.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
-    Busy {
-        /// The lock file.
-        path: PathBuf,
-        /// The PID written by the holder, if readable.
-        pid: Option<u32>,
-    },
-    /// The lock file cannot be created or opened.
-    #[error("permission denied creating lock file {}", path.display())]
-    PermissionDenied {
-        /// The lock file.
-        path: PathBuf,
-    },
-    /// Any other I/O failure.
-    #[error("lock file {}: {source}", path.display())]
-    Io {
-        /// The lock file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// A held lock. Dropping it releases it; [`ServerLock::release`] does so explicitly.

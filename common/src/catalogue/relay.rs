@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::ServerLayout;
+use super::layout::ServerLayout;
 use crate::durable;
 
 /// `<backup_directory>/primary.info`.

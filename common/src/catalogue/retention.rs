@@ -10,7 +10,9 @@ use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{BackupId, BackupInfo, BackupStatus, KeepTarget};
+use super::annotations::KeepTarget;
+use super::backup_id::BackupId;
+use super::backup_info::{BackupInfo, BackupStatus};
 
 /// A retention policy, as parsed from `retention_policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

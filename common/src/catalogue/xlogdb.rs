@@ -11,10 +11,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::error::CatalogueError;
 use super::fsio::{create_dir_all_durable, fsync_dir, io_err, remove_optional};
+use super::layout::ServerLayout;
 use super::lock::{LockKind, ServerLock};
 use super::pyliteral::repr_float;
-use super::{CatalogueError, ServerLayout};
 use crate::wal::{WalFileKind, WalFileName};
 
 /// One xlog.db line.
@@ -338,7 +339,7 @@ fn open_or_create(path: &Path) -> Result<(File, bool), CatalogueError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(path)(e)),
     }
-    let dir = super::fsio::parent_of(path);
+    let dir = crate::durable::parent_of(path);
     create_dir_all_durable(dir)?;
     let file = options.create(true).open(path).map_err(io_err(path))?;
     fsync_dir(dir)?;

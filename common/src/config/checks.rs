@@ -379,8 +379,7 @@ fn read_active_model(path: &Path) -> Option<String> {
 /// them; `barman-backup` refuses to start.
 pub fn backup_compression_issues(s: &ServerConfig) -> Vec<String> {
     let Some(method) = s.backup_compression else { return Vec::new() };
-    let (location, level, workers) =
-        (s.backup_compression_location, s.backup_compression_level, s.backup_compression_workers);
+    let location = s.backup_compression_location;
     let plain = s.backup_compression_format == Some(BackupCompressionFormat::Plain);
     let mut issues = Vec::new();
     if plain && location != Some(BackupCompressionLocation::Server) {
@@ -389,56 +388,56 @@ pub fn backup_compression_issues(s: &ServerConfig) -> Vec<String> {
             location.map_or("None", BackupCompressionLocation::as_str)
         ));
     }
+    issues.extend(compression_level_issue(method, s.backup_compression_level));
+    issues.extend(compression_workers_issue(method, s.backup_compression_workers));
+    issues
+}
+
+/// `backup_compression_level` out of the method's range.
+fn compression_level_issue(method: BackupCompression, level: Option<i64>) -> Option<String> {
     let unsupported =
         |l: i64, rest: &str| format!("backup_compression_level {l} unsupported by compression algorithm. {rest}");
+    let l = level?;
     match method {
-        BackupCompression::Gzip => {
-            if let Some(l) = level.filter(|l| !(1..=9).contains(l) && *l != -1) {
-                let mut msg = unsupported(
-                    l,
-                    "gzip expects a compression level between 1 and 9 (-1 will use default compression level).",
+        BackupCompression::Gzip if !(1..=9).contains(&l) && l != -1 => {
+            let mut msg = unsupported(
+                l,
+                "gzip expects a compression level between 1 and 9 (-1 will use default compression level).",
+            );
+            if l == 0 {
+                msg.push_str(
+                    " If you need to create an archive not compressed, you should set `backup_compression = none`.",
                 );
-                if l == 0 {
-                    msg.push_str(
-                        " If you need to create an archive not compressed, you should set `backup_compression = none`.",
-                    );
-                }
-                issues.push(msg);
             }
-            if workers.is_some() {
-                issues.push("backup_compression_workers is not compatible with compression gzip".into());
-            }
+            Some(msg)
         }
-        BackupCompression::Lz4 => {
-            if let Some(l) = level.filter(|l| !(0..=12).contains(l)) {
-                issues.push(unsupported(
-                    l,
-                    "lz4 expects a compression level between 1 and 12 (0 will use default compression level).",
-                ));
-            }
-            if workers.is_some() {
-                issues.push("backup_compression_workers is not compatible with compression lz4.".into());
-            }
+        BackupCompression::Lz4 if !(0..=12).contains(&l) => Some(unsupported(
+            l,
+            "lz4 expects a compression level between 1 and 12 (0 will use default compression level).",
+        )),
+        BackupCompression::Zstd if !(-131_072..=22).contains(&l) => Some(unsupported(
+            l,
+            "'zstd' expects a compression level between -131072 and 22 (3 will use default compression level).",
+        )),
+        BackupCompression::NoCompression if l != 0 => {
+            Some("backup_compression none only supports backup_compression_level 0.".into())
         }
-        BackupCompression::Zstd => {
-            if let Some(l) = level.filter(|l| !(-131_072..=22).contains(l)) {
-                issues.push(unsupported(
-                    l,
-                    "'zstd' expects a compression level between -131072 and 22 (3 will use default compression level).",
-                ));
-            }
-            if let Some(w) = workers.filter(|w| *w < 0) {
-                issues.push(format!("backup_compression_workers should be a positive integer: '{w}' is invalid."));
-            }
+        _ => None,
+    }
+}
+
+/// `backup_compression_workers` with a method that takes none, or a negative count.
+fn compression_workers_issue(method: BackupCompression, workers: Option<i64>) -> Option<String> {
+    let w = workers?;
+    match method {
+        BackupCompression::Gzip => Some("backup_compression_workers is not compatible with compression gzip".into()),
+        BackupCompression::Lz4 => Some("backup_compression_workers is not compatible with compression lz4.".into()),
+        BackupCompression::Zstd if w < 0 => {
+            Some(format!("backup_compression_workers should be a positive integer: '{w}' is invalid."))
         }
+        BackupCompression::Zstd => None,
         BackupCompression::NoCompression => {
-            if level.is_some_and(|l| l != 0) {
-                issues.push("backup_compression none only supports backup_compression_level 0.".into());
-            }
-            if workers.is_some() {
-                issues.push("backup_compression_workers is not compatible with compression 'none'.".into());
-            }
+            Some("backup_compression_workers is not compatible with compression 'none'.".into())
         }
     }
-    issues
 }

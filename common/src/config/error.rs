@@ -39,13 +39,23 @@ pub enum ConfigError {
     /// None of the default locations holds a configuration file.
     #[error("Could not find any configuration file at default locations.")]
     NoConfigFile,
-    /// A file exists but cannot be read (permissions, a directory, not UTF-8).
-    #[error("cannot read configuration file '{}': {reason}", .file.display())]
+    /// A file exists but cannot be read (permissions, a directory).
+    #[error("cannot read configuration file '{}': {source}", .file.display())]
     Unreadable {
         /// The file.
         file: PathBuf,
-        /// The operating-system or decoding error.
-        reason: String,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not UTF-8.
+    #[error("cannot read configuration file '{}': not UTF-8: {source}", .file.display())]
+    NotUtf8 {
+        /// The file.
+        file: PathBuf,
+        /// The decoding error.
+        #[source]
+        source: std::string::FromUtf8Error,
     },
     /// A line the INI reader cannot accept, or a broken `%(...)s` interpolation.
     #[error("{}:{line}: {message}", .file.display())]

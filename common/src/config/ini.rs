@@ -155,9 +155,8 @@ struct ParsedFile {
 }
 
 fn read_file(path: &Path) -> Result<ParsedFile, ConfigError> {
-    let unreadable = |reason: String| ConfigError::Unreadable { file: path.to_path_buf(), reason };
-    let bytes = fs::read(path).map_err(|e| unreadable(e.to_string()))?;
-    let text = String::from_utf8(bytes).map_err(|e| unreadable(format!("not UTF-8: {e}")))?;
+    let bytes = fs::read(path).map_err(|source| ConfigError::Unreadable { file: path.to_path_buf(), source })?;
+    let text = String::from_utf8(bytes).map_err(|source| ConfigError::NotUtf8 { file: path.to_path_buf(), source })?;
     parse_text(&text, path)
 }
 

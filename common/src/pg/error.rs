@@ -4,6 +4,8 @@
 use std::fmt;
 use std::io;
 
+use crate::exit::{ExitCode, HasExitCode};
+
 /// An `ErrorResponse` (or FATAL) sent by the server, with the fields a caller branches on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServerError {
@@ -123,5 +125,17 @@ impl PgError {
 
     pub(crate) fn protocol(what: impl Into<String>) -> PgError {
         PgError::Protocol(what.into())
+    }
+}
+
+/// The status of a failure to connect: a connection string or a setting this client cannot
+/// use is bad input (3); anything else means the server could not be reached or refused the
+/// login (2). A tool that fails later, while streaming, decides for itself.
+impl HasExitCode for PgError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            PgError::ConnInfo(_) | PgError::Unsupported(_) => ExitCode::BadInput,
+            _ => ExitCode::Connection,
+        }
     }
 }

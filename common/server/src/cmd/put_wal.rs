@@ -14,7 +14,7 @@ use std::path::Path;
 use barman_common::catalogue::ErrorsKind;
 use barman_common::durable::{self, TempFile};
 use barman_common::wal::WalFileName;
-use barman_common::wire::{parse_sums, Hasher, SumAlgo};
+use barman_common::wire::{Member, StreamReader, SumAlgo, SumError, Sums, WalMember, WireError};
 
 use crate::server::Server;
 use crate::CmdError;
@@ -39,66 +39,55 @@ pub fn run(server: &Server, input: impl Read) -> Result<Vec<String>, CmdError> {
     Ok(notes)
 }
 
-type Sums = (SumAlgo, HashMap<String, String>);
-
 fn receive(server: &Server, input: impl Read) -> Result<(Vec<Received>, Option<Sums>), CmdError> {
-    let mut archive = tar::Archive::new(input);
+    let mut stream = StreamReader::new(input);
     let (mut files, mut sums) = (Vec::new(), None);
-    for entry in archive.entries().map_err(stream_err)? {
-        let mut entry = entry.map_err(stream_err)?;
-        let raw = entry.path().map_err(stream_err)?.to_string_lossy().into_owned();
-        let name = raw.strip_prefix("./").unwrap_or(&raw).to_owned();
-        if !entry.header().entry_type().is_file() {
-            return Err(server.err(format!(
-                "Unsupported file type '{:?}' for file '{name}' in put-wal",
-                entry.header().entry_type()
-            )));
+    for member in stream.members().map_err(|e| wire_err(server, e))? {
+        match member.map_err(|e| wire_err(server, e))? {
+            Member::Sums(parsed) => {
+                for line in parsed.bad_lines() {
+                    eprintln!("WARNING: Bad checksum line '{line}' in put-wal for server '{}'", server.name);
+                }
+                sums = Some(parsed);
+            }
+            Member::Wal(member) => files.push(receive_member(server, *member)?),
         }
-        if let Some(algo) = SumAlgo::from_member_name(&name) {
-            sums = Some((algo, read_sums(server, &mut entry)?));
-            continue;
-        }
-        let wal = match name.parse::<WalFileName>() {
-            Ok(w) if !name.contains('/') => w,
-            _ => return Err(server.err(format!("Unsupported filename '{name}' in put-wal"))),
-        };
-        let mtime = entry.header().mtime().unwrap_or(0);
-        files.push(receive_member(server, wal, mtime, &mut entry)?);
     }
     Ok((files, sums))
 }
 
-fn read_sums(server: &Server, entry: &mut impl Read) -> Result<HashMap<String, String>, CmdError> {
-    let mut body = String::new();
-    entry.read_to_string(&mut body).map_err(stream_err)?;
-    let (sums, bad) = parse_sums(&body);
-    for line in bad {
-        eprintln!("WARNING: Bad checksum line '{line}' in put-wal for server '{}'", server.name);
+/// The error of a stream that cannot be read or holds a member put-wal refuses.
+fn wire_err(server: &Server, e: WireError) -> CmdError {
+    match e {
+        WireError::Io(e) => stream_err(e),
+        WireError::UnsupportedType { name, kind } => {
+            server.err(format!("Unsupported file type '{kind:?}' for file '{name}' in put-wal"))
+        }
+        WireError::UnsupportedName(name) => server.err(format!("Unsupported filename '{name}' in put-wal")),
     }
-    Ok(sums.into_iter().collect())
 }
 
-/// Copies one member into a temp file in incoming/, hashing it with SHA-256 on the way (the
-/// sums member comes after the data; an old client's MD5SUMS is checked by re-reading the
-/// temp file, which keeps the common path to one hash). Writeback is started while the data
-/// still arrives (see [`EarlySync`]), so the fsync before the commit finds little left to do;
-/// a writeback error seen early fails the member like one seen by that fsync.
-fn receive_member(server: &Server, name: WalFileName, mtime: u64, entry: &mut impl Read) -> Result<Received, CmdError> {
+/// Copies one member into a temp file in incoming/; the member hashes it with SHA-256 on the
+/// way (the sums member comes after the data; an old client's MD5SUMS is checked by
+/// re-reading the temp file, which keeps the common path to one hash). Writeback is started
+/// while the data still arrives (see [`EarlySync`]), so the fsync before the commit finds
+/// little left to do; a writeback error seen early fails the member like one seen by that
+/// fsync.
+fn receive_member(server: &Server, mut member: WalMember<'_, impl Read>) -> Result<Received, CmdError> {
+    let (name, mtime) = (member.name().clone(), member.mtime());
     let mut tmp = TempFile::create(&server.layout.incoming.join(name.as_str()), 0o600)?;
     let mut early = EarlySync::start(tmp.file());
-    let mut sha = SumAlgo::Sha256.hasher();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = entry.read(&mut buf).map_err(stream_err)?;
+        let n = member.read(&mut buf).map_err(stream_err)?;
         if n == 0 {
             break;
         }
-        sha.update(&buf[..n]);
         tmp.write_all(&buf[..n])?;
         early.wrote(n);
     }
     early.finish()?;
-    let digest = HashMap::from([(SumAlgo::Sha256, Hasher::hex(sha))]);
+    let digest = HashMap::from([(SumAlgo::Sha256, member.sha256())]);
     Ok(Received { name, tmp, digest, mtime })
 }
 
@@ -152,26 +141,28 @@ impl EarlySync {
 }
 
 fn verify(server: &Server, files: &mut [Received], sums: Option<&Sums>) -> Result<(), CmdError> {
-    let empty = (SumAlgo::Sha256, HashMap::new());
-    let (algo, sums) = sums.unwrap_or(&empty);
-    for name in sums.keys() {
+    let empty = Sums::empty(SumAlgo::Sha256);
+    let sums = sums.unwrap_or(&empty);
+    let algo = sums.algo();
+    for name in sums.names() {
         if !files.iter().any(|f| f.name.as_str() == name) {
             return Err(server.err(format!("Checksum without corresponding file '{name}' in put-wal")));
         }
     }
     for f in files.iter_mut() {
-        if !f.digest.contains_key(algo) {
-            let digest = hash_file(f.tmp.temp_path(), *algo)?;
-            f.digest.insert(*algo, digest);
+        if !f.digest.contains_key(&algo) {
+            let digest = hash_file(f.tmp.temp_path(), algo)?;
+            f.digest.insert(algo, digest);
         }
-        let got = &f.digest[algo];
-        match sums.get(f.name.as_str()) {
-            None => return Err(server.err(format!("Missing checksum for file '{}' in put-wal", f.name))),
-            Some(want) if want != got => {
+        match sums.check(f.name.as_str(), &f.digest[&algo]) {
+            Ok(()) => {}
+            Err(SumError::Missing { .. }) => {
+                return Err(server.err(format!("Missing checksum for file '{}' in put-wal", f.name)))
+            }
+            Err(SumError::Mismatch { got, want, .. }) => {
                 return Err(server
                     .err(format!("Bad file checksum '{got}' (should be {want}) for file '{}' in put-wal", f.name)))
             }
-            Some(_) => {}
         }
     }
     Ok(())
