@@ -23,6 +23,9 @@ pub enum ExitCode {
     /// 2 as well: a local failure of a WAL client (I/O, a corrupt file received), Barman's
     /// clients' default error status.
     Local,
+    /// 2 as well: a usage error of the `barman` command itself (argparse's status, which
+    /// Barman's runbooks see).
+    Usage,
     /// 3: bad input: usage, configuration, an unusable destination, an invalid WAL name
     /// (`barman get-wal` 3, ssh 255 in `barman-wal-archive`).
     BadInput,
@@ -39,7 +42,7 @@ impl ExitCode {
         match self {
             ExitCode::Success => 0,
             ExitCode::Failure => 1,
-            ExitCode::Connection | ExitCode::Local => 2,
+            ExitCode::Connection | ExitCode::Local | ExitCode::Usage => 2,
             ExitCode::BadInput => 3,
             ExitCode::Internal => 4,
             ExitCode::Other(code) => code,

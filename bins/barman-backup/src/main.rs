@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use barman_backup::{cli, run};
+use barman_common::exit::{self, HasExitCode};
 
 fn main() -> ExitCode {
-    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), 3) {
+    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), exit::ExitCode::BadInput) {
         Ok(m) => m,
         Err(code) => return code,
     };
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("barman-backup: ERROR: {e}");
-            ExitCode::from(e.code() as u8)
+            e.exit_code().into()
         }
     }
 }

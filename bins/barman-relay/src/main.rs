@@ -3,15 +3,16 @@
 
 use std::process::ExitCode;
 
+use barman_common::exit::{self, HasExitCode};
 use barman_relay::{cli, run};
 
 fn main() -> ExitCode {
-    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), 3) {
+    let matches = match barman_common::cli::parse_args(cli::command(), std::env::args_os(), exit::ExitCode::BadInput) {
         Ok(m) => m,
         Err(code) => return code,
     };
     match run(&cli::options(&matches)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => ExitCode::from(e.code() as u8),
+        Err(e) => e.exit_code().into(),
     }
 }

@@ -19,7 +19,7 @@ use barman_server::CmdError;
 use crate::cli::{Cli, Cmd, Format};
 
 /// Runs the parsed command line; returns the exit status.
-pub fn run(cli: &Cli) -> i32 {
+pub fn run(cli: &Cli) -> barman_common::exit::ExitCode {
     let mut out = Output::new(cli.format == Format::Json, cli.quiet);
     let result = Context::load(cli.config.as_deref(), &mut out).and_then(|ctx| dispatch(&ctx, cli, &mut out));
     let code = barman_server::output::report(result, &mut out);

@@ -3,19 +3,20 @@
 
 use std::process::ExitCode;
 
+use barman_common::exit;
 use clap::FromArgMatches;
 
 fn main() -> ExitCode {
     let args = barman::cli::normalise_args(std::env::args());
-    let matches = match barman_common::cli::parse_args(barman::cli::command(), args, 2) {
+    let matches = match barman_common::cli::parse_args(barman::cli::command(), args, exit::ExitCode::Usage) {
         Ok(m) => m,
         Err(code) => return code,
     };
     match barman::cli::Cli::from_arg_matches(&matches) {
-        Ok(cli) => ExitCode::from(barman::run(&cli) as u8),
+        Ok(cli) => barman::run(&cli).into(),
         Err(e) => {
             let _ = e.print();
-            ExitCode::from(2)
+            exit::ExitCode::Usage.into()
         }
     }
 }

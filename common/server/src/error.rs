@@ -1,5 +1,7 @@
 //! [`CmdError`]: how a backup-host operation failed, with the exit code Barman gives it.
 
+use barman_common::exit::{ExitCode, HasExitCode};
+
 /// A failed command, with the exit code Barman gives it.
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
@@ -22,4 +24,15 @@ pub enum CmdError {
     /// The catalogue could not be read or written: `EXCEPTION:` and exit 1.
     #[error(transparent)]
     Catalogue(#[from] barman_common::catalogue::CatalogueError),
+}
+
+impl HasExitCode for CmdError {
+    /// Barman's `barman` command exits 1 for an `ERROR:` or an `EXCEPTION:`; a command that
+    /// names its own status (get-wal's 3, check's failures) passes it through.
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CmdError::Error(_) | CmdError::Exception(_) | CmdError::Io(_) | CmdError::Catalogue(_) => ExitCode::Failure,
+            CmdError::Code(_, code) | CmdError::Silent(code) => ExitCode::from_status(*code),
+        }
+    }
 }

@@ -109,28 +109,17 @@ pub fn python_json(v: &Value, out: &mut String) {
 }
 
 /// Writes a command's failure the way Barman does and returns the exit status: `ERROR:`
-/// (exit 1, or the error's own code), `EXCEPTION:` for unexpected failures, nothing more
-/// for a command that already reported.
-pub fn report(result: Result<(), crate::CmdError>, out: &mut Output) -> i32 {
+/// (or the error's own status), `EXCEPTION:` for unexpected failures, nothing more for a
+/// command that already reported.
+pub fn report(result: Result<(), crate::CmdError>, out: &mut Output) -> barman_common::exit::ExitCode {
     use crate::CmdError;
-    match result {
-        Ok(()) => 0,
-        Err(CmdError::Error(msg)) => {
-            out.error(msg);
-            1
-        }
-        Err(CmdError::Code(msg, code)) => {
-            out.error(msg);
-            code
-        }
-        Err(CmdError::Exception(msg)) => {
-            out.exception(msg);
-            1
-        }
-        Err(e @ (CmdError::Io(_) | CmdError::Catalogue(_))) => {
-            out.exception(e.to_string());
-            1
-        }
-        Err(CmdError::Silent(code)) => code,
+    use barman_common::exit::{ExitCode, HasExitCode};
+    let Err(e) = result else { return ExitCode::Success };
+    match &e {
+        CmdError::Error(msg) | CmdError::Code(msg, _) => out.error(msg.clone()),
+        CmdError::Exception(msg) => out.exception(msg.clone()),
+        CmdError::Io(_) | CmdError::Catalogue(_) => out.exception(e.to_string()),
+        CmdError::Silent(_) => {}
     }
+    e.exit_code()
 }

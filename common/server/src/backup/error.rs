@@ -1,5 +1,7 @@
 //! [`ToolError`]: how a backup failed, with its exit code.
 
+use barman_common::exit::{ExitCode, HasExitCode};
+
 /// How a run failed; each variant owns its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -17,14 +19,13 @@ pub enum ToolError {
     Internal(String),
 }
 
-impl ToolError {
-    /// The process exit status (`common::exit` table).
-    pub fn code(&self) -> i32 {
+impl HasExitCode for ToolError {
+    fn exit_code(&self) -> ExitCode {
         match self {
-            ToolError::Failed(_) => 1,
-            ToolError::Connect(_) => 2,
-            ToolError::Usage(_) => 3,
-            ToolError::Internal(_) => 4,
+            ToolError::Failed(_) => ExitCode::Failure,
+            ToolError::Connect(_) => ExitCode::Connection,
+            ToolError::Usage(_) => ExitCode::BadInput,
+            ToolError::Internal(_) => ExitCode::Internal,
         }
     }
 }

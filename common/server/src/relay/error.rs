@@ -1,6 +1,7 @@
 //! [`RelayError`]: how a relay run failed, with its exit code.
 
 use barman_common::catalogue::{CatalogueError, LockError};
+use barman_common::exit::{ExitCode, HasExitCode};
 
 /// How a run failed; each variant owns its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -28,17 +29,16 @@ pub enum RelayError {
     Lock(#[from] LockError),
 }
 
-impl RelayError {
-    /// The process exit status.
-    pub fn code(&self) -> i32 {
+impl HasExitCode for RelayError {
+    fn exit_code(&self) -> ExitCode {
         match self {
             RelayError::Sync(_)
             | RelayError::Verify(_)
             | RelayError::Io(_)
             | RelayError::Catalogue(_)
-            | RelayError::Lock(_) => 1,
-            RelayError::Primary(_) => 2,
-            RelayError::Usage(_) => 3,
+            | RelayError::Lock(_) => ExitCode::Failure,
+            RelayError::Primary(_) => ExitCode::Connection,
+            RelayError::Usage(_) => ExitCode::BadInput,
         }
     }
 }
