@@ -70,14 +70,7 @@ fn next_available<'a>(catalogue: &'a Catalogue, id: &BackupId) -> Option<&'a Bac
 pub fn list_backups(ctx: &Context, names: &[String], minimal: bool, out: &mut Output) -> Result<(), CmdError> {
     // Barman lists inactive and disabled servers too; an unknown one is an error that does not
     // stop the others.
-    let names = crate::cmd::sorted_servers(ctx, names);
-    let mut unknown = false;
-    for name in names {
-        let Some(cfg) = ctx.config().server(&name) else {
-            out.error(format!("Unknown server '{name}'"));
-            unknown = true;
-            continue;
-        };
+    crate::cmd::for_each_server(ctx, names, out, |name, cfg, out| {
         let layout = crate::context::layout(cfg);
         let catalogue = Catalogue::load(&layout)?;
         let entries: Vec<XlogDbEntry> = XlogDb::open(&layout)?.entries()?.into_iter().map(|(_, e)| e).collect();
@@ -93,16 +86,13 @@ pub fn list_backups(ctx: &Context, names: &[String], minimal: bool, out: &mut Ou
                 continue;
             }
             let rstatus = report.as_ref().and_then(|r| r.get(id).copied()).filter(|s| *s != RetentionStatus::Valid);
-            let (line, row) = backup_row(&name, id, info, next_available(&catalogue, id), &entries, rstatus);
+            let (line, row) = backup_row(name, id, info, next_available(&catalogue, id), &entries, rstatus);
             out.line(line);
             rows.push(row);
         }
-        out.result(&name, Value::Array(rows));
-    }
-    if unknown {
-        return Err(CmdError::Silent(1));
-    }
-    Ok(())
+        out.result(name, Value::Array(rows));
+        Ok(())
+    })
 }
 
 fn backup_row(

@@ -24,7 +24,7 @@ pub mod switch_wal;
 pub mod sync_info;
 pub mod verify_restore;
 
-pub use select::{resolve_backup, sorted_servers, sql_runtime};
+pub use select::{for_each_server, resolve_backup, sorted_servers, sql_runtime};
 
 use std::io;
 

@@ -4,8 +4,10 @@
 use std::io;
 
 use barman_common::catalogue::{BackupId, BackupInfo, Catalogue};
+use barman_common::config::ServerConfig;
 
 use crate::context::Context;
+use crate::output::Output;
 use crate::CmdError;
 
 /// The servers named on the command line, `all` meaning every one.
@@ -37,4 +39,27 @@ pub fn resolve_backup<'a>(
     server: &str,
 ) -> Result<&'a (BackupId, BackupInfo), CmdError> {
     catalogue.resolve(backup).map_err(|_| CmdError::Error(format!("Unknown backup '{backup}' for server '{server}'")))
+}
+
+/// Runs `each` for every named server in name order (`all` = every server); an unknown
+/// name gets Barman's `Unknown server` line and, once the others are done, exit 1.
+pub fn for_each_server(
+    ctx: &Context,
+    names: &[String],
+    out: &mut Output,
+    mut each: impl FnMut(&str, &ServerConfig, &mut Output) -> Result<(), CmdError>,
+) -> Result<(), CmdError> {
+    let mut unknown = false;
+    for name in &sorted_servers(ctx, names) {
+        let Some(cfg) = ctx.config().server(name) else {
+            out.error(format!("Unknown server '{name}'"));
+            unknown = true;
+            continue;
+        };
+        each(name, cfg, out)?;
+    }
+    if unknown {
+        return Err(CmdError::Silent(1));
+    }
+    Ok(())
 }

@@ -445,25 +445,15 @@ fn write_console(name: &str, suffix: Option<&str>, m: &Map<String, Value>, out: 
 
 /// `show-servers SERVER...|all`.
 pub fn run(ctx: &Context, names: &[String], out: &mut Output) -> Result<(), CmdError> {
-    let names = crate::cmd::sorted_servers(ctx, names);
-    let mut unknown = false;
-    for name in &names {
-        let Some(cfg) = ctx.config().server(name) else {
-            out.error(format!("Unknown server '{name}'"));
-            unknown = true;
-            continue;
-        };
+    crate::cmd::for_each_server(ctx, names, out, |name, cfg, out| {
         let m = server_map(cfg)?;
         if out.is_json() {
             write_json(name, suffix(cfg), m, out);
         } else {
             write_console(name, suffix(cfg), &m, out);
         }
-    }
-    if unknown {
-        return Err(CmdError::Silent(1));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -186,19 +186,8 @@ fn write(name: &str, rows: &[Row], out: &mut Output) {
 
 /// `status SERVER...|all`.
 pub fn run(ctx: &Context, names: &[String], out: &mut Output) -> Result<(), CmdError> {
-    let names = crate::cmd::sorted_servers(ctx, names);
-    let mut unknown = false;
-    for name in &names {
-        let Some(cfg) = ctx.config().server(name) else {
-            out.error(format!("Unknown server '{name}'"));
-            unknown = true;
-            continue;
-        };
-        let rows = rows(cfg)?;
-        write(name, &rows, out);
-    }
-    if unknown {
-        return Err(CmdError::Silent(1));
-    }
-    Ok(())
+    crate::cmd::for_each_server(ctx, names, out, |name, cfg, out| {
+        write(name, &rows(cfg)?, out);
+        Ok(())
+    })
 }
