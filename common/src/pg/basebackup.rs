@@ -128,8 +128,8 @@ impl BaseBackupOptions {
     }
 }
 
-/// A single-quoted SQL literal.
-fn quote_literal(text: &str) -> String {
+/// A single-quoted SQL (and `postgresql.conf`) string literal, `'` doubled.
+pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 

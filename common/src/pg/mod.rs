@@ -15,7 +15,9 @@ mod conninfo;
 mod error;
 mod tls;
 
-pub use basebackup::{BaseBackupEvent, BaseBackupOptions, BaseBackupStart, BaseBackupStream, TablespaceHeader};
+pub use basebackup::{
+    quote_literal, BaseBackupEvent, BaseBackupOptions, BaseBackupStart, BaseBackupStream, TablespaceHeader,
+};
 pub use codec::{PrimaryKeepaliveBody, ReplicationMessage, StandbyStatusUpdate, XLogDataBody};
 pub use conn::{ReplicationConnection, ReplicationStream, Row, SlotInfo, StreamEvent, SystemIdentity, TimelineHistory};
 pub use conninfo::{password_from_file, ConnInfo, ConnTarget, SslMode, DEFAULT_PORT, DEFAULT_SOCKET_DIR};

@@ -269,8 +269,8 @@ fn configure(pg: &Instance<'_>, scratch: &Path) -> Result<(), CmdError> {
     for (k, v) in [
         ("port", pg.port.to_string()),
         ("listen_addresses", "''".into()),
-        ("unix_socket_directories", quote(&pg.sock.to_string_lossy())),
-        ("hba_file", quote(&hba.to_string_lossy())),
+        ("unix_socket_directories", barman_common::pg::quote_literal(&pg.sock.to_string_lossy())),
+        ("hba_file", barman_common::pg::quote_literal(&hba.to_string_lossy())),
         ("archive_mode", "off".into()),
         ("hot_standby", "on".into()),
         ("logging_collector", "off".into()),
@@ -379,11 +379,6 @@ fn print_report(out: &mut Output, server_name: &str, id: &BackupId, report: &Rep
     for (k, v) in results {
         out.result(k, v);
     }
-}
-
-/// A PostgreSQL string literal (`'` doubled).
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// A TCP port free on the loopback interface now.
