@@ -22,6 +22,22 @@ use crate::error::ToolError;
 /// Zero-fill chunk, as pg_receivewal's `XLOG_BLCKSZ` writes.
 const PAD_CHUNK: usize = 8192;
 
+/// Whether every byte of the file is zero (a `.partial` torn while it was being padded).
+fn all_zeros(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
 /// `-Z`: how segments are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WalCompression {
@@ -212,36 +228,56 @@ impl SegmentWriter {
         }
         let seg = u64::from(self.size.bytes());
         let io = |what: &str, e: std::io::Error| ToolError::io_at(format!("{what} \"{}\"", path.display()))(e);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io("could not stat file", e)),
+        };
+        if len != seg {
+            // Empty, absent, or torn by a crash while it was being padded (all zeros): pad a
+            // hidden temporary file and rename it into place, so that no instant of a crash
+            // leaves a `.partial` this streamer cannot resume from. Anything else is refused.
+            if len != 0 && !all_zeros(&path).map_err(|e| io("could not read file", e))? {
+                return Err(ToolError::directory(format!(
+                    "write-ahead log file \"{}\" has {len} bytes, should be 0 or {seg}",
+                    path.display()
+                )));
+            }
+            self.pad_into_place(&name, &path)?;
+        }
+        let mut file =
+            OpenOptions::new().read(true).write(true).open(&path).map_err(|e| io("could not open file", e))?;
+        if len == seg && self.sync {
+            file.sync_all().map_err(|e| io("could not fsync existing write-ahead log file", e))?;
+        }
+        file.seek(SeekFrom::Start(0)).map_err(|e| io("could not seek to beginning of file", e))?;
+        self.current = Some(OpenSegment { file: Sink::Plain(file), name, segno, offset: 0 });
+        Ok(())
+    }
+
+    /// Zero-fills `.<NAME>.partial.pad` to the segment size, fsyncs it and renames it to
+    /// `path` (the directory fsynced too): the final name only ever shows a full-size file.
+    fn pad_into_place(&self, name: &WalFileName, path: &Path) -> Result<(), ToolError> {
+        let temp = self.dir.join(format!(".{name}.partial.pad"));
+        let io = |what: &str, e: std::io::Error| ToolError::io_at(format!("{what} \"{}\"", temp.display()))(e);
         let mut file = OpenOptions::new()
-            .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
+            .truncate(true)
             .mode(self.mode)
-            .open(&path)
+            .open(&temp)
             .map_err(|e| io("could not open file", e))?;
-        let len = file.metadata().map_err(|e| io("could not stat file", e))?.len();
-        if len == seg {
-            if self.sync {
-                file.sync_all().map_err(|e| io("could not fsync existing write-ahead log file", e))?;
-            }
-        } else if len == 0 {
-            let zeros = [0u8; PAD_CHUNK];
-            for _ in 0..seg / PAD_CHUNK as u64 {
-                file.write_all(&zeros).map_err(|e| io("could not pad file", e))?;
-            }
-            if self.sync {
-                file.sync_all().map_err(|e| io("could not fsync file", e))?;
-                fsync_dir(&self.dir).map_err(|e| io("could not fsync directory of", e))?;
-            }
-            file.seek(SeekFrom::Start(0)).map_err(|e| io("could not seek to beginning of file", e))?;
-        } else {
-            return Err(ToolError::directory(format!(
-                "write-ahead log file \"{}\" has {len} bytes, should be 0 or {seg}",
-                path.display()
-            )));
+        let zeros = [0u8; PAD_CHUNK];
+        for _ in 0..u64::from(self.size.bytes()) / PAD_CHUNK as u64 {
+            file.write_all(&zeros).map_err(|e| io("could not pad file", e))?;
         }
-        self.current = Some(OpenSegment { file: Sink::Plain(file), name, segno, offset: 0 });
+        if self.sync {
+            file.sync_all().map_err(|e| io("could not fsync file", e))?;
+        }
+        std::fs::rename(&temp, path).map_err(|e| io("could not rename file", e))?;
+        if self.sync {
+            fsync_dir(&self.dir).map_err(|e| io("could not fsync directory of", e))?;
+        }
         Ok(())
     }
 
@@ -318,6 +354,27 @@ mod tests {
         w.close_partial().expect("close");
         let next = std::fs::read(dir.path().join("000000010000000000000004.partial")).expect("partial");
         assert_eq!((next.len() as u64, next[9], next[10]), (SEG, 9, 0));
+    }
+
+    #[test]
+    fn a_partial_torn_while_padding_is_padded_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join("000000010000000000000003.partial");
+        // What a SIGKILL during pg_receivewal-style in-place padding leaves behind.
+        std::fs::write(&partial, vec![0u8; 5 * PAD_CHUNK + 100]).expect("torn");
+        let mut w = writer(dir.path());
+        w.write(Lsn::new(3 * SEG), &[7u8; 100]).expect("resumes");
+        w.close_partial().expect("close");
+        let data = std::fs::read(&partial).expect("partial");
+        assert_eq!((data.len() as u64, data[99], data[100]), (SEG, 7, 0));
+        let leftovers: Vec<_> =
+            std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "no padding temp file left: {leftovers:?}");
+        // A short file holding data is not ours to discard.
+        std::fs::write(&partial, [1u8; 300]).expect("short with data");
+        let mut w = writer(dir.path());
+        let e = w.write(Lsn::new(3 * SEG), &[7u8; 10]).expect_err("refused");
+        assert!(e.to_string().contains("has 300 bytes, should be 0 or"), "{e}");
     }
 
     #[test]
