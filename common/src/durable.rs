@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -142,6 +142,27 @@ pub fn current_euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// Makes sure `dir` is a directory only this process's user controls: creates it (one
+/// level, 0700) when missing, then refuses a symlink, a non-directory, another owner, or any
+/// of the `forbidden` mode bits (0o022: others may not write; 0o077: others may not enter).
+/// For state in shared places such as `/tmp` and `/var/tmp`, where another user could
+/// otherwise plant files or links for us to trust.
+pub fn ensure_private_dir(dir: &Path, forbidden: u32) -> Result<(), String> {
+    let _ = fs::DirBuilder::new().mode(0o700).create(dir);
+    let md = fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if md.file_type().is_symlink() || !md.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let uid = current_euid();
+    if md.uid() != uid {
+        return Err(format!("{} is owned by uid {}, not {uid}", dir.display(), md.uid()));
+    }
+    if md.mode() & forbidden != 0 {
+        return Err(format!("{} is open to other users (mode {:o})", dir.display(), md.mode() & 0o777));
+    }
+    Ok(())
+}
+
 /// Writes `data` to `dest` atomically and durably, replacing any previous file.
 pub fn write_replace(dest: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let mut tmp = TempFile::create(dest, mode)?;
@@ -232,6 +253,28 @@ fn walk(dir: &Path, fsync: bool) -> io::Result<Sizes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_dirs_refuse_shared_foreign_or_linked_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("private-dir-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        assert!(ensure_private_dir(&base, 0o077).is_ok(), "created when missing");
+        assert_eq!(fs::metadata(&base).expect("stat").permissions().mode() & 0o777, 0o700);
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(ensure_private_dir(&base, 0o022).is_ok(), "0755 has no write bit for others");
+        assert!(ensure_private_dir(&base, 0o077).expect_err("0755").contains("open to other users"));
+        let link = base.with_extension("link");
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&base, &link).expect("symlink");
+        assert!(ensure_private_dir(&link, 0o077).expect_err("link").contains("not a directory"));
+        let _ = fs::remove_file(&link);
+        if current_euid() == 0 {
+            nix::unistd::chown(&base, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
+            assert!(ensure_private_dir(&base, 0o022).expect_err("foreign").contains("owned by uid 65534"));
+        }
+        let _ = fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn write_new_never_replaces() {

@@ -281,3 +281,29 @@ pub fn free_port() -> Result<u16> {
     }
     bail!("no unused TCP port found on 127.0.0.1")
 }
+
+/// The parent pid of a live process, from `/proc/<pid>/stat`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Pids of the live processes descended from `ancestor` (children, grandchildren...).
+pub fn descendants(ancestor: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let pids: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    pids.into_iter()
+        .filter(|&pid| {
+            let mut p = pid;
+            for _ in 0..32 {
+                match parent_of(p) {
+                    Some(pp) if pp == ancestor => return true,
+                    Some(pp) if pp > 1 => p = pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}

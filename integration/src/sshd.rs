@@ -383,10 +383,17 @@ pub fn combined_wrapper_dir(scratch: &Scratch, user: &str, sshds: &[&Sshd]) -> R
 }
 
 impl Drop for Sshd {
+    /// Stops the listener and every session it started, as a host going down would: the
+    /// clients' shared connections (ssh `ControlPersist` masters) end with them instead of
+    /// outliving the test on a dead server.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let sessions = i32::try_from(child.id()).map(cmd::descendants).unwrap_or_default();
             let _ = child.kill();
             let _ = child.wait();
+            for pid in sessions {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use barman_common::catalogue::{Identity, ServerLayout, XlogDb};
 use barman_common::compress;
 use barman_common::wal::WalFileName;
 use barman_common::wire::{digest_hex, write_member, write_stream, MemberMeta, SumAlgo};
-use barman_integration::cmd::{as_user, execute, Outcome};
+use barman_integration::cmd::{self, as_user, execute, Outcome};
 use barman_integration::pg::SYSTEM_PATH;
 use barman_integration::scratch::{chown, chown_recursive, write_file};
 use barman_integration::{
@@ -91,33 +91,14 @@ fn plain_server(scratch: &Scratch, server: &BarmanServerOptions) -> Result<(PgCl
 
 /// Pids of live processes descended from `ancestor` whose command line contains `needle`.
 fn descendants_matching(ancestor: i32, needle: &str) -> Vec<i32> {
-    let parent_of = |pid: i32| -> Option<i32> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let after = &stat[stat.rfind(')')? + 2..];
-        after.split_whitespace().nth(1)?.parse().ok()
-    };
-    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
-    let mut found = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !cmdline.contains(needle) || !cmdline.contains("barman") {
-            continue;
-        }
-        let mut p = pid;
-        for _ in 0..16 {
-            match parent_of(p) {
-                Some(pp) if pp == ancestor => {
-                    found.push(pid);
-                    break;
-                }
-                Some(pp) if pp > 1 => p = pp,
-                _ => break,
-            }
-        }
-    }
-    found
+    cmd::descendants(ancestor)
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(needle) && cmdline.contains("barman")
+        })
+        .collect()
 }
 
 /// SIGKILLs the remote `put-wal` processes (children of our private sshd only) at random

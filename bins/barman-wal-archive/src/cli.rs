@@ -22,8 +22,9 @@ pub struct Options {
     pub compression: Option<Codec>,
     /// Compression level.
     pub level: Level,
-    /// Archive up to N-1 following `.ready` segments too.
-    pub parallel: usize,
+    /// `-p N`: up to N segments per call (the requested one and the `.ready` ones after
+    /// it); `None` when not given (sized automatically).
+    pub parallel: Option<usize>,
     /// Where the parallel-mode cache lives.
     pub cache_dir: Option<PathBuf>,
     /// Backup host.
@@ -53,7 +54,7 @@ pub fn command() -> Command {
         .arg(flag("zstd").help("compress with zstd before sending"))
         .arg(flag("lz4").help("compress with lz4 before sending"))
         .arg(Arg::new("compression-level").long("compression-level").allow_hyphen_values(true).help("low, medium, high or an integer"))
-        .arg(Arg::new("parallel").short('p').long("parallel").value_parser(clap::value_parser!(usize)).default_value("0").help("also archive up to N-1 following ready segments, concurrently"))
+        .arg(Arg::new("parallel").short('p').long("parallel").value_parser(clap::value_parser!(usize)).help("send up to N segments per call: the requested one and the ready ones after it, in one stream (default: automatic; 0 or 1: one at a time)"))
         .arg(Arg::new("prefetch-cache-dir").long("prefetch-cache-dir").value_parser(clap::value_parser!(PathBuf)).help("directory of the parallel-mode cache"))
         .arg(Arg::new("BARMAN_HOST").required(true).help("the Barman host"))
         .arg(Arg::new("SERVER_NAME").required(true).help("the server name configured in Barman"))
@@ -84,7 +85,7 @@ pub fn options(m: &ArgMatches) -> Result<Options, String> {
         md5: m.get_flag("md5"),
         compression,
         level,
-        parallel: m.get_one::<usize>("parallel").copied().unwrap_or(0),
+        parallel: m.get_one::<usize>("parallel").copied(),
         cache_dir: m.get_one::<PathBuf>("prefetch-cache-dir").cloned(),
         host: s("BARMAN_HOST"),
         server: s("SERVER_NAME"),

@@ -2,10 +2,14 @@
 //! `barman put-wal` on the backup host over ssh, as a tar stream with a checksum member, and
 //! exits 0 only once the backup host has made the file durable.
 //!
-//! Drop-in compatible with Barman 3.20.1's client (same options, ssh argv, wire format and
-//! exit codes). One difference in parallel mode: the following `.ready` segments travel in
-//! the same stream as the requested one (one ssh connection instead of one per file); if that
-//! batch fails, the requested file is retried alone.
+//! Drop-in compatible with Barman 3.20.1's client (same options, remote command, wire format
+//! and exit codes). Two differences make the documented line fast without extra flags:
+//! * calls share one ssh connection per backup host (`common::remote::mux`), instead of a
+//!   handshake per segment;
+//! * a backlog is batched: the `.ready` segments after the requested one travel in the same
+//!   stream (automatically, or up to `-p N`), and PostgreSQL's later calls for them are
+//!   answered from a cache that checks the file is the one sent (see `parallel`); if a
+//!   batch fails, the requested file is retried alone.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -24,7 +28,7 @@ pub fn run(opts: &Options) -> Result<(), ToolError> {
     if opts.wal_path.is_dir() {
         return Err(ToolError::IsDirectory(opts.wal_path.clone()));
     }
-    if opts.parallel > 1 {
+    if parallel::batch_size(opts) > 1 {
         return parallel::archive(opts);
     }
     send::send_files(opts, std::slice::from_ref(&opts.wal_path))

@@ -2,7 +2,13 @@
 
 use std::path::PathBuf;
 
+use barman_common::wire::{digest_hex, SumAlgo};
 use clap::{Arg, ArgAction, ArgMatches, Command};
+
+/// Segments kept ahead when `-p` is not given.
+pub const AUTO_JOBS: usize = 8;
+/// Barman's spool directory, used as it is when `-p` is given.
+pub const BARMAN_SPOOL: &str = "/var/tmp/walrestore";
 
 /// What the tool was asked to do, free of clap types.
 #[derive(Debug, Clone)]
@@ -13,10 +19,13 @@ pub struct Options {
     pub port: Option<u16>,
     /// Seconds to sleep after a failed get-wal.
     pub sleep: u64,
-    /// Peek size: prefetch up to N-1 following files.
+    /// Peek size: prefetch up to N-1 following files (`-p`, or [`AUTO_JOBS`]).
     pub parallel: usize,
     /// Prefetch spool directory.
     pub spool_dir: PathBuf,
+    /// The spool was chosen by us (neither `-p` nor `--spool-dir` given): it must be a
+    /// private directory, or prefetching is skipped rather than failing the call.
+    pub auto_spool: bool,
     /// Pass `--partial` to get-wal.
     pub partial: bool,
     /// Deprecated server-side compression: `--gzip` or `--bzip2`.
@@ -49,8 +58,8 @@ pub fn command() -> Command {
         .arg(Arg::new("user").short('U').long("user").default_value("barman").help("ssh user on the Barman host"))
         .arg(Arg::new("port").long("port").value_parser(clap::value_parser!(u16)).help("ssh port"))
         .arg(Arg::new("sleep").short('s').long("sleep").value_parser(clap::value_parser!(u64)).default_value("0").help("seconds to sleep after a failed get-wal"))
-        .arg(Arg::new("parallel").short('p').long("parallel").value_parser(clap::value_parser!(usize)).default_value("0").help("keep up to JOBS-1 following WAL files prefetched in the spool"))
-        .arg(Arg::new("spool-dir").long("spool-dir").value_parser(clap::value_parser!(PathBuf)).default_value("/var/tmp/walrestore").help("prefetch spool directory"))
+        .arg(Arg::new("parallel").short('p').long("parallel").value_parser(clap::value_parser!(usize)).help("keep up to JOBS-1 following WAL files prefetched in the spool (default: automatic, 8; 0 or 1: no prefetch)"))
+        .arg(Arg::new("spool-dir").long("spool-dir").value_parser(clap::value_parser!(PathBuf)).help("prefetch spool directory (default /var/tmp/walrestore with -p; without -p a private directory per server and data directory under /var/tmp)"))
         .arg(flag("partial").short('P').help("also retrieve .partial files (streaming)"))
         .arg(flag("gzip").short('z').help("deprecated: ask the server to gzip").conflicts_with_all(["bzip2", "keep-compression"]))
         .arg(flag("bzip2").short('j').help("deprecated: ask the server to bzip2").conflicts_with("keep-compression"))
@@ -74,12 +83,19 @@ pub fn options(m: &ArgMatches) -> Options {
     } else {
         None
     };
+    let (parallel, spool_dir, auto_spool) =
+        match (m.get_one::<usize>("parallel").copied(), m.get_one::<PathBuf>("spool-dir").cloned()) {
+            (jobs, Some(dir)) => (jobs.unwrap_or(AUTO_JOBS), dir, false),
+            (Some(jobs), None) => (jobs, PathBuf::from(BARMAN_SPOOL), false),
+            (None, None) => (AUTO_JOBS, auto_spool_dir(m), true),
+        };
     Options {
         user: s("user"),
         port: m.get_one::<u16>("port").copied(),
         sleep: m.get_one::<u64>("sleep").copied().unwrap_or(0),
-        parallel: m.get_one::<usize>("parallel").copied().unwrap_or(0),
-        spool_dir: m.get_one::<PathBuf>("spool-dir").cloned().unwrap_or_default(),
+        parallel,
+        spool_dir,
+        auto_spool,
         partial: m.get_flag("partial"),
         server_compression,
         keep_compression: m.get_flag("keep-compression"),
@@ -91,6 +107,18 @@ pub fn options(m: &ArgMatches) -> Options {
         wal_dest: m.get_one::<PathBuf>("WAL_DEST").cloned().unwrap_or_default(),
         prefetch_daemon: m.get_flag("prefetch-daemon"),
     }
+}
+
+/// The spool when nothing names one: `/var/tmp/barman-walrestore-<SERVER>-<hash>`, the hash
+/// covering the backup host, port, config and the calling directory (PostgreSQL runs
+/// `restore_command` in its data directory), so two clusters on one host never share it.
+fn auto_spool_dir(m: &ArgMatches) -> PathBuf {
+    let s = |k: &str| m.get_one::<String>(k).cloned().unwrap_or_default();
+    let port = m.get_one::<u16>("port").map_or_else(|| "None".to_owned(), u16::to_string);
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let key = format!("{}:{port}:{}:{}", s("BARMAN_HOST"), s("config"), cwd.display());
+    let hash = digest_hex(SumAlgo::Sha256, key.as_bytes());
+    PathBuf::from(format!("/var/tmp/barman-walrestore-{}-{}", s("SERVER_NAME"), &hash[..16]))
 }
 
 /// The argv to re-run this tool as the background prefetcher with the same settings.

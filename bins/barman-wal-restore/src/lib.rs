@@ -1,6 +1,8 @@
 //! `barman-wal-restore`: PostgreSQL's `restore_command` helper. It fetches a WAL file from
-//! `barman get-wal` on the backup host over ssh and, with `-p JOBS`, keeps a spool of the
-//! following files prefetched in parallel.
+//! `barman get-wal` on the backup host over ssh and keeps a spool of the following files
+//! prefetched: JOBS-1 of them with `-p JOBS`, [`cli::AUTO_JOBS`]-1 when `-p` is not given
+//! (in a private spool per server and data directory), none with `-p 0` or `-p 1`. Calls
+//! share one ssh connection per backup host (`common::remote::mux`).
 //!
 //! Drop-in compatible with Barman 3.20.1's client (options, ssh argv, exit codes). Beyond it:
 //! * the prefetch pipeline runs continuously in a background prefetcher that keeps the next
@@ -41,7 +43,15 @@ pub fn run(opts: &Options) -> Result<(), ToolError> {
         return Err(ToolError::BadDest(format!("WAL_DEST cannot be a directory: {}", opts.wal_dest.display())));
     }
     if opts.parallel > 1 {
-        prefetch::ensure_spool(opts)?;
+        if let Err(e) = prefetch::ensure_spool(opts) {
+            if !opts.auto_spool {
+                return Err(e);
+            }
+            // Prefetching was not asked for: warn, and fetch directly without a look at
+            // that directory (whoever controls it could have planted files there).
+            eprintln!("WARNING: {e}: prefetch disabled");
+            return fetch_direct(opts);
+        }
     }
     if serve_from_spool(opts) {
         return Ok(());
@@ -52,13 +62,18 @@ pub fn run(opts: &Options) -> Result<(), ToolError> {
     if opts.parallel > 1 && is_segment && prefetch::await_prefetch(opts) && serve_from_spool(opts) {
         return Ok(());
     }
-    let dest_dir = opts.wal_dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fetch::fetch_verified(opts, &opts.wal_name, dest_dir, &opts.wal_dest)?;
+    fetch_direct(opts)?;
     if opts.parallel > 1 && is_segment {
         prefetch::remember_segment_size(&opts.spool_dir, &opts.wal_dest);
         let _ = prefetch::request(opts);
     }
     Ok(())
+}
+
+/// One get-wal of the requested file straight into its destination.
+fn fetch_direct(opts: &Options) -> Result<(), ToolError> {
+    let dest_dir = opts.wal_dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fetch::fetch_verified(opts, &opts.wal_name, dest_dir, &opts.wal_dest)
 }
 
 /// Serves the request from the spool (a verified file, moved into place, trusted only in

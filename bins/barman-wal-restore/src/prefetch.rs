@@ -44,8 +44,14 @@ const POLL: Duration = Duration::from_millis(10);
 /// Files asked for in one `--batch` stream; flow control, not this, bounds the spool.
 const STREAM_MAX: usize = 4096;
 
-/// Creates the spool directory (one level, 0700), as Barman's client does.
+/// Creates the spool directory (one level, 0700), as Barman's client does. A spool we chose
+/// ourselves must also be private (ours, not a symlink, closed to others), since it lives in
+/// the shared `/var/tmp`.
 pub fn ensure_spool(opts: &Options) -> Result<(), ToolError> {
+    if opts.auto_spool {
+        return barman_common::durable::ensure_private_dir(&opts.spool_dir, 0o077)
+            .map_err(|why| ToolError::Spool { dir: opts.spool_dir.clone(), source: std::io::Error::other(why) });
+    }
     match fs::DirBuilder::new().mode(0o700).create(&opts.spool_dir) {
         Ok(()) => Ok(()),
         Err(_) if opts.spool_dir.is_dir() => Ok(()),

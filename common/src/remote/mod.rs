@@ -4,8 +4,8 @@
 //! it prints within a time limit, and finds the toolkit's sibling executables.
 //!
 //! Barman's clients run the `ssh` found on PATH with `ssh [-p PORT] -q -T USER@HOST barman …`
-//! and no `-o` options, so host keys, identities and multiplexing (`ControlMaster`) come from
-//! the user's `~/.ssh/config` ([`SshTarget`]). ssh joins the remote words with spaces and
+//! and no `-o` options, so host keys and identities come from the user's `~/.ssh/config`
+//! ([`SshTarget`]); ours add only the connection-reuse options of [`mux`]. ssh joins the remote words with spaces and
 //! the remote login shell splits them again, so every word we build is shell-quoted here.
 
 use std::io::{self, Read};
@@ -14,6 +14,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod mux;
 
 /// ssh's own exit status for a connection failure (as opposed to the remote command's).
 pub const SSH_CONNECTION_FAILED: i32 = 255;
@@ -38,14 +40,19 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
-    /// A `Command` for `ssh [-p PORT] -q -T USER@HOST <remote words…>`; the words are passed
-    /// as they are (callers quote what the remote shell must not split).
+    /// A `Command` for `ssh [-p PORT] [reuse options] -q -T USER@HOST <remote words…>`; the
+    /// words are passed as they are (callers quote what the remote shell must not split).
+    /// The connection is shared between calls unless [`mux`] says otherwise.
     pub fn command(&self, remote: &[String]) -> Command {
+        self.command_with(&mux::ssh_options(), remote)
+    }
+
+    fn command_with(&self, options: &[String], remote: &[String]) -> Command {
         let mut cmd = Command::new("ssh");
         if let Some(port) = self.port {
             cmd.arg("-p").arg(port.to_string());
         }
-        cmd.args(["-q", "-T"]).arg(format!("{}@{}", self.user, self.host)).args(remote);
+        cmd.args(options).args(["-q", "-T"]).arg(format!("{}@{}", self.user, self.host)).args(remote);
         cmd
     }
 }
@@ -197,10 +204,14 @@ mod tests {
     #[test]
     fn argv_matches_barman_clients() {
         let t = SshTarget { user: "barman".into(), host: "backup1".into(), port: Some(2222) };
-        let cmd = t.command(&["barman".into(), "put-wal".into(), "pg".into()]);
+        let cmd = t.command_with(&[], &["barman".into(), "put-wal".into(), "pg".into()]);
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args, ["-p", "2222", "-q", "-T", "barman@backup1", "barman", "put-wal", "pg"]);
         assert_eq!(cmd.get_program(), "ssh");
+        let reuse = ["-o".to_owned(), "ControlMaster=auto".to_owned()];
+        let cmd = t.command_with(&reuse, &["barman".into()]);
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args, ["-p", "2222", "-o", "ControlMaster=auto", "-q", "-T", "barman@backup1", "barman"]);
     }
 
     #[test]
