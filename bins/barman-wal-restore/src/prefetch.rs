@@ -41,6 +41,8 @@ const STARTUP_GRACE: Duration = Duration::from_millis(500);
 const AWAIT_LIMIT: Duration = Duration::from_secs(30);
 const IDLE_EXIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(10);
+/// How long the prefetcher waits before asking again for a segment the server did not have.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Files asked for in one `--batch` stream; flow control, not this, bounds the spool.
 const STREAM_MAX: usize = 4096;
 
@@ -236,7 +238,22 @@ pub fn daemon(opts: &Options) {
                 let _ = fs::write(opts.spool_dir.join(MISSING), req.as_str());
                 thread::sleep(POLL);
             }
-            _ => thread::sleep(POLL * 10),
+            // Nothing there yet (the end of the archive, or a standby ahead of it): ask
+            // again after a pause, or as soon as PostgreSQL asks for something.
+            _ => wait_for_news(&opts.spool_dir, &req, RETRY_PAUSE),
+        }
+    }
+}
+
+/// Sleeps up to `limit`, returning early when PostgreSQL makes a new request or a call
+/// waits for a segment not yet reported missing.
+fn wait_for_news(spool: &Path, req: &WalFileName, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        thread::sleep(POLL);
+        let now = requested(spool);
+        if now.as_ref() != Some(req) || now.is_some_and(|r| waited_for(spool, &r)) {
+            return;
         }
     }
 }

@@ -53,7 +53,8 @@ pub fn ssh_options() -> Vec<String> {
 }
 
 fn disabled_by_env() -> bool {
-    std::env::var(ENV_SWITCH).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "no" | "0" | "false"))
+    std::env::var(ENV_SWITCH)
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "no" | "0" | "false"))
 }
 
 /// `$XDG_RUNTIME_DIR/barman-ssh` when the runtime directory is ours, else
