@@ -5,13 +5,11 @@
 # cleans up (sshd instances, PG cluster, prefetch daemons, ssh control masters, files).
 # See README.md next to this file.  Env knobs:
 #   QUICK=1            smoke run (5 archive segments, 20 restore segments)
-#   ARCHIVE_N, RESTORE_N  segment counts (defaults 30 / 200)
+#   ARCHIVE_N, RESTORE_N  segment counts (defaults 64 / 200)
 #   OUR_BIN            dir with our release binaries (default <repo>/target/release)
 #   BARMAN_VENV        real Barman venv (default /opt/barman-venv)
 #   KEEP=1             keep the scratch dir (for debugging)
 #   RESTORE_IMPLS      which barman-wal-restore to time: "ours real" (default), "ours"
-#   RESTORE_MODES      ssh modes of the barman-wal-restore rows: "fresh mux" (default), "mux"
-#   RESTORE_JOBS       -p values of the barman-wal-restore rows: "1 8" (default), "8"
 #   SKIP_ARCHIVE=1     no timed archive rows (the restore stores are still filled)
 #   ARCHIVE_IMPLS      which barman-wal-archive to time: "ours real" (default), "ours"
 #   SSH_CIPHER         cipher of every client's ssh config (all contenders get the same);
@@ -30,7 +28,7 @@ SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 if [ "${QUICK:-0}" = 1 ]; then
     ARCHIVE_N=${ARCHIVE_N:-5}; RESTORE_N=${RESTORE_N:-20}
 else
-    ARCHIVE_N=${ARCHIVE_N:-30}; RESTORE_N=${RESTORE_N:-200}
+    ARCHIVE_N=${ARCHIVE_N:-64}; RESTORE_N=${RESTORE_N:-200}
 fi
 NSEG=$(( ARCHIVE_N > RESTORE_N ? ARCHIVE_N : RESTORE_N ))
 SSH_CIPHER=${SSH_CIPHER:-aes128-gcm@openssh.com}
@@ -281,76 +279,86 @@ done
 
 ########## ARCHIVE ##########
 declare -a AROWS=() RROWS=()
-median() { sort -n | awk '{a[NR]=$1} END{ if(NR==0){print "n/a"; exit} if(NR%2) printf "%.1f", a[(NR+1)/2]; else printf "%.1f", (a[NR/2]+a[NR/2+1])/2 }'; }
+CALLER=$REPO/integration/bench/pg_caller.sh
+cp "$CALLER" "$S/pg_caller.sh"; chmod 755 "$S/pg_caller.sh"
+printf '%s\n' "${SEGS[@]:0:$ARCHIVE_N}" >"$S/archive-names"; chmod 644 "$S/archive-names"
+# stats FILE N: "p50 p90 max mean wall_per_call fails bad" (ms) from pg_caller's output
+stats() {
+    local f=$1 n=$2 k i50 i90
+    awk '$1!="wall"{printf "%.3f\n", $1/1e6}' "$f" | sort -n >"$f.sorted"
+    k=$(wc -l <"$f.sorted"); [ "$k" -gt 0 ] || { echo "n/a n/a n/a n/a n/a 0 0"; return; }
+    i50=$(( (k + 1) / 2 )); i90=$(( (k * 9 + 9) / 10 ))
+    printf '%s %s %s %s %s %s %s\n' \
+        "$(sed -n "${i50}p" "$f.sorted")" "$(sed -n "${i90}p" "$f.sorted")" "$(tail -1 "$f.sorted")" \
+        "$(awk '{s+=$1} END{printf "%.1f", s/NR}' "$f.sorted")" \
+        "$(awk -v n="$n" '$1=="wall"{printf "%.1f", $2/1e6/n}' "$f")" \
+        "$(awk '$1!="wall" && $2!=0' "$f" | wc -l)" "$(awk '$1!="wall" && $3!=1' "$f" | wc -l)"
+}
+peak_rss() { sort -n "$1" 2>/dev/null | tail -1 | awk '{printf "%.1f", $1/1024}'; }
 # Each barman-wal-archive row starts from an empty incoming/ on its server: a row re-sending
 # files the previous row stored would time put-wal's identical-duplicate check (no write, no
 # fsync) instead of archiving. (pgBackRest's two rows and cp each write into their own.)
 fresh_incoming() { find "$S/barman-$1/home/pg/incoming" -mindepth 1 -delete 2>/dev/null; sync; }
-# bench_archive label mode note cmd... ; "%p" in cmd is replaced by the segment path
-bench_archive() {
-    local label=$1 mode=$2 note=$3; shift 3
-    local s t0 t1 rc fails=0 times=() a args
-    log "archive: $label / $mode"
-    for s in "${SEGS[@]:0:$ARCHIVE_N}"; do
-        args=(); for a in "$@"; do a=${a//%p/$SRC/$s}; args+=("${a//%f/$s}"); done
-        stamp t0; "${args[@]}" >>"$S/archive.log" 2>&1; rc=$?; stamp t1
-        if [ $rc -ne 0 ]; then fails=$((fails+1)); echo "FAILED rc=$rc: ${args[*]}" >>"$S/archive.log"
-            [ $fails = 1 ] && log "  FAIL rc=$rc: ${args[*]}: $(tail -3 "$S/archive.log" | tr '\n' ' ')"; fi
-        times+=($(( (t1-t0)/1000 )))
-    done
-    local med; med=$(printf '%s\n' "${times[@]}" | awk '{print $1/1000}' | median)
-    local mean; mean=$(printf '%s\n' "${times[@]}" | awk '{s+=$1} END{printf "%.1f", s/NR/1000}')
-    note="$note; mean $mean"
-    [ $fails -gt 0 ] && note="$note; $fails/$ARCHIVE_N FAILED"
-    AROWS+=("$label|$mode|$med|$note")
+# Client-side state a previous row left: prefetch caches, shared ssh connections.
+fresh_client() {
+    rm -rf /tmp/barman-pg-* 2>/dev/null
+    pkill -u postgres -f "barman-ssh-$(id -u postgres)" 2>/dev/null; sleep 0.2
 }
+# a pg_wal-like directory holding the archive segments (hard links), status markers empty
+pgwal_dir() { local f=$S/pgwal-$1; rm -rf "$f"; mkdir -p "$f/archive_status"
+    for s in "${SEGS[@]:0:$ARCHIVE_N}"; do ln "$SRC/$s" "$f/$s"; done; chown -R postgres: "$f"; echo "$f"; }
 warm_mux() { client "$1" mux ssh barman@127.0.0.1 true >/dev/null 2>&1 || log "mux warmup $1 failed"; }
+# bench_archive label mode(backlog|single) impl note line [pg_wal dir]  (line as in archive_command)
+bench_archive() {
+    local label=$1 mode=$2 impl=$3 note=$4 line=$5 dir=${6:-} out rss first=$S/ours-bin
+    [ "$impl" = real ] && first=$VENV/bin
+    log "archive: $label / $mode: $line"
+    if [ -z "$dir" ]; then dir=$(pgwal_dir "$mode-$RANDOM"); else rm -f "$dir"/archive_status/*; fi
+    [ "$mode" = backlog ] && for s in "${SEGS[@]:0:$ARCHIVE_N}"; do : >"$dir/archive_status/$s.ready"; done
+    chown -R postgres: "$dir"
+    [ "$impl" != none ] && { fresh_incoming "$impl"; fresh_client; }
+    out=$S/arch-$RANDOM.out rss=$S/arch-$RANDOM.rss; : >"$rss"; : >"$rss.err"; chown postgres: "$rss" "$rss.err"
+    (cd "$dir" && as_pg PATH="$S/cli-$impl-fresh:$first:$SYS_PATH" "$S/pg_caller.sh" archive "$line" "$S/archive-names" "$dir" "$mode" "$rss") >"$out"
+    read -r p50 p90 max mean per fails bad <<<"$(stats "$out" "$ARCHIVE_N")"
+    [ "$fails" -gt 0 ] && { note="$note; $fails/$ARCHIVE_N FAILED"; log "  FAIL: $(tail -3 "$rss.err" | tr '\n' ' ')"; }
+    AROWS+=("$label|$mode|$per|$p50|$p90|$max|$(peak_rss "$rss")|$note")
+}
 
 if [ "${SKIP_ARCHIVE:-0}" = 1 ]; then ARCHIVE_N=0; fi
-[ "$ARCHIVE_N" -gt 0 ] && for impl in ${ARCHIVE_IMPLS:-ours real}; do
-    name="barman-wal-archive ($impl)"; [ $impl = real ] && name="barman-wal-archive (Barman 3.20.1)"
-    [ $impl = ours ] && name="barman-wal-archive (ours, release)"
-    fresh_incoming $impl
-    bench_archive "$name" "fresh ssh" "ssh+remote barman put-wal per segment$ANOTE" \
-        client $impl fresh barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
-    warm_mux $impl; fresh_incoming $impl
-    bench_archive "$name" "ssh mux" "ControlMaster, no handshake per call$ANOTE" \
-        client $impl mux barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" 127.0.0.1 pg %p
-done
-# Parallel mode (-p 8): a pg_wal-like dir with .ready markers, as Postgres leaves them for a
-# backlog; the first call sends 8 segments in one stream, the next 7 are answered by the cache.
-[ "$ARCHIVE_N" -gt 0 ] && for impl in ${ARCHIVE_IMPLS:-ours real}; do
-    f=$S/pgwal-$impl; mkdir -p "$f/archive_status"
-    for s in "${SEGS[@]:0:$ARCHIVE_N}"; do ln "$SRC/$s" "$f/$s"; : >"$f/archive_status/$s.ready"; done
-    chown -R postgres: "$f"
-    mkdir -p "$S/pcache-$impl"; chown postgres: "$S/pcache-$impl"; chmod 700 "$S/pcache-$impl"
-    warm_mux $impl; fresh_incoming $impl
-    name="barman-wal-archive (ours, release)"; [ $impl = real ] && name="barman-wal-archive (Barman 3.20.1)"
-    bench_archive "$name" "ssh mux, -p 8" "backlog: .ready present; one stream per 8 segments (ours), 8 ssh (Barman)$ANOTE" \
-        client $impl mux barman-wal-archive "${ARCH_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" -p 8 --prefetch-cache-dir "$S/pcache-$impl" 127.0.0.1 pg "$f/%f"
-done
-if [ "$ARCHIVE_N" = 0 ]; then
-    :
-elif [ $HAVE_PGBR = 1 ]; then
-    bench_archive "pgbackrest archive-push" "sync" "archive-async=n, compress-type=$PGBR_COMPRESS, local repo" \
-        as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo archive-push "$S/pgfake-sync/pg_wal/%f"
-    bench_archive "pgbackrest archive-push" "async" "archive-async=y process-max=2, compress-type=$PGBR_COMPRESS; all .ready present up front (backlog)" \
-        as_pg pgbackrest --config="$S/pgbr-async/pgbackrest.conf" --stanza=demo archive-push "$S/pgfake-async/pg_wal/%f"
-else
-    AROWS+=("pgbackrest archive-push|sync|n/a|pgbackrest missing or stanza-create failed")
-    AROWS+=("pgbackrest archive-push|async|n/a|pgbackrest missing or stanza-create failed")
+if [ "$ARCHIVE_N" -gt 0 ]; then
+    for impl in ${ARCHIVE_IMPLS:-ours real}; do
+        name="barman-wal-archive (ours)"; [ $impl = real ] && name="barman-wal-archive (Barman 3.20.1)"
+        conf=$S/barman-$impl/barman.conf
+        for mode in backlog single; do
+            bench_archive "$name, documented line" $mode $impl "no flags, no ssh multiplexing configured$ANOTE" \
+                "barman-wal-archive ${ARCH_FLAGS[*]} -c $conf 127.0.0.1 pg %p"
+        done
+        bench_archive "$name, -p 8" backlog $impl "prefetch cache dir per row$ANOTE" \
+            "barman-wal-archive ${ARCH_FLAGS[*]} -c $conf -p 8 127.0.0.1 pg %p"
+    done
+    if [ $HAVE_PGBR = 1 ]; then
+        bench_archive "pgbackrest archive-push sync" single none "archive-async=n, compress-type=$PGBR_COMPRESS, local repo" \
+            "pgbackrest --config=$S/pgbr-sync/pgbackrest.conf --stanza=demo archive-push %p" "$S/pgfake-sync/pg_wal"
+        for mode in backlog single; do
+            rm -rf "$S/pgbr-async/spool/archive" "$S/pgbr-async/repo/archive/demo/"*/0000* 2>/dev/null
+            bench_archive "pgbackrest archive-push async" $mode none "archive-async=y process-max=2, compress-type=$PGBR_COMPRESS, local repo" \
+                "pgbackrest --config=$S/pgbr-async/pgbackrest.conf --stanza=demo archive-push %p" "$S/pgfake-async/pg_wal"
+        done
+    else
+        AROWS+=("pgbackrest archive-push|-|n/a|||||pgbackrest missing or stanza-create failed")
+    fi
+    mkdir -p "$S/cpdest"; chown postgres: "$S/cpdest"
+    for mode in backlog single; do
+        bench_archive "cp + sync" $mode none "cp then sync <file> (fsync), no checksum, no network" \
+            "cp %p $S/cpdest/%f && sync $S/cpdest/%f"
+    done
 fi
-mkdir -p "$S/cpdest"; chown postgres: "$S/cpdest"
-[ "$ARCHIVE_N" -gt 0 ] && bench_archive "cp + sync" "local" "cp then sync <file> (fsync), no checksum, no network" \
-    as_pg sh -c 'cp "$1" "$2" && sync "$2"' sh %p "$S/cpdest/%f"
 
 ########## fill the archives for RESTORE (untimed) ##########
 REST_SEGS=("${SEGS[@]:0:$RESTORE_N}")
 log "filling archives with ${#REST_SEGS[@]} segments (untimed)"
 fill() { # impl
-    local impl=$1 from=$ARCHIVE_N
-    # the timed archive rows stored the first ARCHIVE_N segments, unless this impl had none
-    [[ " ${ARCHIVE_IMPLS:-ours real} " = *" $impl "* ]] || from=0
+    local impl=$1 from=0
     warm_mux "$impl"
     printf '%s\n' "${REST_SEGS[@]:$from}" | \
         xargs -r -P 4 -I{} runuser -u postgres -- env -i HOME=/var/lib/postgresql \
@@ -362,7 +370,7 @@ fill() { # impl
 }
 fill ours; fill real
 if [ $HAVE_PGBR = 1 ]; then
-    printf '%s\n' "${REST_SEGS[@]:$ARCHIVE_N}" | xargs -r -P 4 -I{} runuser -u postgres -- \
+    printf '%s\n' "${REST_SEGS[@]}" | xargs -r -P 4 -I{} runuser -u postgres -- \
         pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo archive-push "$SRC/{}" \
         >>"$S/fill-pgbr.log" 2>&1 || log "fill pgbackrest failed: $(tail -3 "$S/fill-pgbr.log")"
 fi
@@ -380,89 +388,84 @@ if [ $HAVE_PGBR = 1 ]; then
 fi
 
 ########## RESTORE ##########
-# bench_restore label mode note cmd...   ("%f" = WAL name, "%p" = destination path)
+# bench_restore label mode impl note line   (line as in restore_command)
 # Postgres waits for restore_command, then replays the segment before asking for the next
-# one. The rate is taken over the calls alone (the wall time Postgres would spend waiting),
-# as the reference figures were; each delivered file is compared with the original after
-# its call, outside the timed part, standing in for the replay between calls (cmp + rm of a
-# 16 MiB file take 12-16 ms of one core here, longer than cp itself). Background work
-# (prefetchers) competes for the CPU through both parts. The loop's whole wall-time rate is
-# in the notes.
+# one; pg_caller.sh compares each delivered file with the original between calls (cmp + rm
+# of a 16 MiB file, standing in for replay). The rate is taken over the calls alone (the
+# time Postgres waits); the loop's whole wall-time rate is in the notes. Background work
+# (prefetchers) competes for the CPU through both parts.
+DAEMON_RSS=$S/daemon-rss
+sample_daemons() { # peak VmHWM (KiB) of our prefetch daemons, appended to $DAEMON_RSS
+    while :; do
+        for p in $(pgrep -f -- "--prefetch-daemon" 2>/dev/null); do
+            grep -q "$S\|walrestore" "/proc/$p/cmdline" 2>/dev/null || continue
+            awk '/VmHWM/{print $2}' "/proc/$p/status" 2>/dev/null >>"$DAEMON_RSS"
+        done
+        sleep 0.2
+    done
+}
 bench_restore() {
-    local label=$1 mode=$2 note=$3; shift 3
+    local label=$1 mode=$2 impl=$3 note=$4 line=$5 first=$S/ours-bin out rss cwd
+    [ "$impl" = real ] && first=$VENV/bin
+    log "restore: $label / $mode: $line"
     local dest=$S/restore-dest; rm -rf "$dest"; mkdir -p "$dest"; chown postgres: "$dest"
-    local s a args rc fails=0 t0 t1 w0 calls=0 bad=0 firstfail=""
-    log "restore: $label / $mode"
-    stamp w0
-    for s in "${REST_SEGS[@]}"; do
-        args=(); for a in "$@"; do a=${a//%p/$dest/RECOVERYXLOG}; args+=("${a//%f/$s}"); done
-        stamp t0
-        "${args[@]}" >>"$S/restore.log" 2>&1; rc=$?
-        stamp t1; calls=$((calls + t1 - t0))
-        if [ $rc -ne 0 ]; then fails=$((fails+1)); [ -z "$firstfail" ] && firstfail="rc=$rc: ${args[*]}"
-        elif ! cmp -s "$dest/RECOVERYXLOG" "$SRC/$s"; then bad=$((bad+1)); fi
-        rm -f "$dest/RECOVERYXLOG"
-    done
-    local wall; stamp wall; wall=$((wall - w0))
-    local rate loop; rate=$(awk -v n=${#REST_SEGS[@]} -v ns=$calls 'BEGIN{printf "%.1f", n/(ns/1e9)}')
-    loop=$(awk -v n=${#REST_SEGS[@]} -v ns=$wall 'BEGIN{printf "%.1f", n/(ns/1e9)}')
+    [ "$impl" != none ] && fresh_client
+    rm -rf /var/tmp/barman-walrestore-pg-* 2>/dev/null
+    out=$S/rest-$RANDOM.out rss=$S/rest-$RANDOM.rss; : >"$rss"; : >"$rss.err"; chown postgres: "$rss" "$rss.err"; : >"$DAEMON_RSS"
+    cwd=$S/restore-cwd; mkdir -p "$cwd"; chown postgres: "$cwd"
+    sample_daemons & local sampler=$!
+    (cd "$cwd" && as_pg PATH="$S/cli-$impl-fresh:$first:$SYS_PATH" "$S/pg_caller.sh" restore "$line" "$S/restore-names" "$dest" "$SRC" "$rss") >"$out"
+    kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
+    read -r p50 p90 max mean per fails bad <<<"$(stats "$out" "${#REST_SEGS[@]}")"
+    local calls rate loop; calls=$(awk '$1!="wall"{s+=$1} END{print s}' "$out")
+    rate=$(awk -v n=${#REST_SEGS[@]} -v ns="$calls" 'BEGIN{printf "%.1f", n/(ns/1e9)}')
+    loop=$(awk -v per="$per" 'BEGIN{printf "%.1f", 1000/per}')
     note="$note; loop with cmp+rm: $loop/s"
-    [ $fails -gt 0 ] && { note="$note; $fails/${#REST_SEGS[@]} FAILED"; log "  FAIL $firstfail: $(tail -3 "$S/restore.log" | tr '\n' ' ')"; }
-    [ $bad -gt 0 ] && note="$note; $bad content MISMATCH"
-    RROWS+=("$label|$mode|$rate|$note")
+    local drss; drss=$(peak_rss "$DAEMON_RSS"); [ -n "$drss" ] && note="$note; prefetch daemon peak RSS $drss MiB"
+    [ "$fails" -gt 0 ] && { note="$note; $fails/${#REST_SEGS[@]} FAILED"; log "  FAIL: $(tail -3 "$rss.err" | tr '\n' ' ')"; }
+    [ "$bad" -gt "$fails" ] && note="$note; $((bad - fails)) content MISMATCH"
+    RROWS+=("$label|$mode|$rate|$p50|$p90|$max|$(peak_rss "$rss")|$note")
+    reap_prefetch
 }
-reap_prefetch() { # wait (max 5 s) then kill our leftover prefetch daemons
+reap_prefetch() { # wait (max 6 s) then kill our leftover prefetch daemons
     local p i
-    for i in $(seq 50); do pgrep -f -- "--prefetch-daemon" >/dev/null || return 0
-        pgrep -f -- "--prefetch-daemon" | while read -r p; do grep -q "$S" "/proc/$p/cmdline" 2>/dev/null && exit 1; done && return 0
-        sleep 0.1; done
-    for p in $(pgrep -f -- "--prefetch-daemon"); do grep -q "$S" "/proc/$p/cmdline" 2>/dev/null && kill "$p"; done
+    for i in $(seq 60); do pgrep -f -- "--prefetch-daemon" >/dev/null || return 0; sleep 0.1; done
+    for p in $(pgrep -f -- "--prefetch-daemon"); do kill "$p" 2>/dev/null; done
 }
-for impl in ours real; do for mode in fresh mux; do for j in 1 8; do
-    mkdir -p "$S/spool-$impl-$mode-$j"; chown postgres: "$S/spool-$impl-$mode-$j"; done; done; done
+printf '%s\n' "${REST_SEGS[@]}" >"$S/restore-names"; chmod 644 "$S/restore-names"
 for impl in ${RESTORE_IMPLS:-ours real}; do
-    name="barman-wal-restore (ours, release)"; [ $impl = real ] && name="barman-wal-restore (Barman 3.20.1)"
-    for mode in ${RESTORE_MODES:-fresh mux}; do
-        [ $mode = mux ] && warm_mux $impl
-        mlabel="fresh ssh"; [ $mode = mux ] && mlabel="ssh mux"
-        note1="get-wal --peek 1 + get-wal per segment"
-        [ $impl = ours ] && note1="one get-wal per segment (no peek needed for -p 1)"
-        [[ " ${RESTORE_JOBS:-1 8} " = *" 1 "* ]] && bench_restore "$name" "$mlabel, -p 1" "$note1$RNOTE" \
-            client $impl $mode barman-wal-restore "${REST_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" -p 1 --spool-dir "$S/spool-$impl-$mode-1" 127.0.0.1 pg %f %p
-        reap_prefetch
-        note8="--spool-dir; prefetch 7 ahead"
-        [ $impl = ours ] && note8="$note8: one get-wal --batch stream, flow-controlled, each segment published when verified"
-        [[ " ${RESTORE_JOBS:-1 8} " = *" 8 "* ]] && bench_restore "$name" "$mlabel, -p 8" "$note8$RNOTE" \
-            client $impl $mode barman-wal-restore "${REST_FLAGS[@]}" -c "$S/barman-$impl/barman.conf" -p 8 --spool-dir "$S/spool-$impl-$mode-8" 127.0.0.1 pg %f %p
-        reap_prefetch
-    done
+    name="barman-wal-restore (ours)"; [ $impl = real ] && name="barman-wal-restore (Barman 3.20.1)"
+    conf=$S/barman-$impl/barman.conf
+    mkdir -p "$S/spool-$impl"; chown postgres: "$S/spool-$impl"
+    bench_restore "$name, documented line" "no -p" $impl "no flags, no ssh multiplexing configured$RNOTE" \
+        "barman-wal-restore ${REST_FLAGS[*]} -c $conf 127.0.0.1 pg %f %p"
+    bench_restore "$name, -p 8" "-p 8 --spool-dir" $impl "prefetch 7 ahead$RNOTE" \
+        "barman-wal-restore ${REST_FLAGS[*]} -c $conf -p 8 --spool-dir $S/spool-$impl 127.0.0.1 pg %f %p"
 done
 if [ $HAVE_PGBR = 1 ]; then
-    bench_restore "pgbackrest archive-get" "sync" "archive-async=n, local repo, stored $PGBR_COMPRESS" \
-        as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo --pg1-path="$S/pgfake-sync" archive-get %f %p
+    bench_restore "pgbackrest archive-get" "sync" none "archive-async=n, local repo, stored $PGBR_COMPRESS" \
+        "pgbackrest --config=$S/pgbr-sync/pgbackrest.conf --stanza=demo --pg1-path=$S/pgfake-sync archive-get %f %p"
     mkdir -p "$S/pgbr-get-spool"; chown postgres: "$S/pgbr-get-spool"
-    bench_restore "pgbackrest archive-get" "async" "archive-async=y process-max=2, spool prefetch (queue-max default), stored $PGBR_COMPRESS" \
-        as_pg pgbackrest --config="$S/pgbr-sync/pgbackrest.conf" --stanza=demo --pg1-path="$S/pgfake-sync" \
-            --archive-async --process-max=2 --spool-path="$S/pgbr-get-spool" archive-get %f %p
+    bench_restore "pgbackrest archive-get" "async" none "archive-async=y process-max=2, spool prefetch (queue-max default), stored $PGBR_COMPRESS" \
+        "pgbackrest --config=$S/pgbr-sync/pgbackrest.conf --stanza=demo --pg1-path=$S/pgfake-sync --archive-async --process-max=2 --spool-path=$S/pgbr-get-spool archive-get %f %p"
     sleep 1
 else
-    RROWS+=("pgbackrest archive-get|sync|n/a|pgbackrest missing or stanza-create failed")
-    RROWS+=("pgbackrest archive-get|async|n/a|pgbackrest missing or stanza-create failed")
+    RROWS+=("pgbackrest archive-get|-|n/a|||||pgbackrest missing or stanza-create failed")
 fi
-bench_restore "cp" "local" "cp from a local dir, no fsync" as_pg cp "$SRC/%f" %p
+bench_restore "cp" "local" none "cp from a local dir, no fsync" "cp $SRC/%f %p"
 
 ########## report ##########
 table() { # title valuehdr rows...
     local title=$1 hdr=$2; shift 2
     echo; echo "== $title"
-    { echo "tool|mode|$hdr|notes"; echo "----|----|----|-----"; printf '%s\n' "$@"; } | column -t -s'|' -o ' | '
+    { echo "tool|mode|$hdr|notes"; echo "----|----|----|----|----|----|----|-----"; printf '%s\n' "$@"; } | column -t -s'|' -o ' | '
 }
 echo
 echo "Machine: nproc=$(nproc), CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(uname -r)"
 echo "Versions: Barman $("$VENV/bin/barman" -v 2>&1 | head -1), $(pgbackrest version 2>/dev/null), PG $("$PG_BIN/postgres" -V | awk '{print $3}'), ours $("$S/ours-bin/barman" --version 2>&1 | head -1)"
 echo "WAL_COMPRESSION=$WAL_COMPRESSION: both catalogues ${CONF_COMPRESSION:-without compression}, pgBackRest compress-type=$PGBR_COMPRESS, barman-wal-archive flags: ${ARCH_FLAGS[*]:-(none)}, barman-wal-restore flags: ${REST_FLAGS[*]:-(none)}; cp rows copy the plain files"
 echo "Stores after fill:$STORES"
-echo "Segments: 16 MiB; archive N=$ARCHIVE_N (median of per-call wall time), restore N=${#REST_SEGS[@]} (in order; segments/s over the restore calls' wall time, each file compared with cmp between calls)"
+echo "Segments: 16 MiB; archive N=$ARCHIVE_N (wall time of the whole sequence of calls / N), restore N=${#REST_SEGS[@]} (in order; segments/s over the restore calls' wall time, each file compared with cmp between calls); peak RSS: /usr/bin/time %M of each call (the largest)"
 echo "Note: shared 2-CPU machine, numbers are noisy; ssh to 127.0.0.1 (no network latency); ssh cipher for every contender: $SSH_CIPHER; load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
-table "ARCHIVE (one call per segment, like archive_command)" "median ms/segment" "${AROWS[@]}"
-table "RESTORE (one call per segment in order, like restore_command)" "segments/s (calls)" "${RROWS[@]}"
+table "ARCHIVE (one /bin/sh -c call per segment as postgres, like archive_command; backlog: all .ready up front; single: one at a time)" "ms/segment (wall of the sequence)|p50 ms|p90 ms|max ms|peak RSS MiB" "${AROWS[@]}"
+table "RESTORE (one /bin/sh -c call per segment in order as postgres, like restore_command)" "segments/s (calls)|p50 ms|p90 ms|max ms|peak RSS MiB" "${RROWS[@]}"
