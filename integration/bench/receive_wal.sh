@@ -2,7 +2,8 @@
 # Benchmark: barman-receive-wal against pg_receivewal (PostgreSQL 15), side by side, one run.
 #
 #  (a) catch-up: drain a slot backlog (SIZE_MB, default 2048; QUICK=1 gives 256) with
-#      -E <endpos>: MB/s, CPU seconds (user+sys), peak RSS (/usr/bin/time -v).
+#      -E <endpos>: MB/s, CPU seconds (user+sys), peak RSS (/usr/bin/time -v), once per
+#      compression in COMPRESSIONS (default "none lz4 gzip": -Z METHOD for both tools).
 #  (b) --synchronous as the one synchronous standby under pgbench for SYNC_SECS (default 20):
 #      pgbench tps and flush lag (pg_current_wal_lsn() - flush_lsn, sampled every 100 ms)
 #      p50/p95 in bytes; each tool gets its own run with the same load.
@@ -65,8 +66,12 @@ psql() { "$PG_BIN/psql" -X -At -q -v ON_ERROR_STOP=1 -d "$CONN dbname=postgres" 
 sql() { psql -c "$1"; }
 
 # ---- (a) backlog drain ------------------------------------------------------------------
-sql "select pg_create_physical_replication_slot('ours', true); select pg_create_physical_replication_slot('theirs', true)" >/dev/null
-START=$(sql "select restart_lsn from pg_replication_slots where slot_name = 'ours'")
+# one slot per tool and compression, all holding the same backlog
+COMPRESSIONS=${COMPRESSIONS:-none lz4 gzip}
+for c in $COMPRESSIONS; do for t in ours theirs; do
+    sql "select pg_create_physical_replication_slot('${t}_$c', true)" >/dev/null
+done; done
+START=$(sql "select min(restart_lsn) from pg_replication_slots")
 echo "generating a ${SIZE_MB} MiB WAL backlog..." >&2
 sql "create table backlog(id int, pad text)"
 while (( $(sql "select (pg_current_wal_lsn() - '$START')::bigint / 1048576") < SIZE_MB )); do
@@ -79,13 +84,13 @@ BYTES=$(sql "select ('$ENDPOS'::pg_lsn - '$START')::bigint")
 # field NAME FILE: a /usr/bin/time -v field.
 field() { sed -n "s/^\s*$1: //p" "$2"; }
 declare -A R
-drain() { # drain TOOL BIN SLOT
-    local tool=$1 bin=$2 slot=$3 out=$WORK/drain-$1
+drain() { # drain TOOL BIN SLOT COMPRESSION
+    local tool=$1 bin=$2 slot=$3 comp=$4 out=$WORK/drain-$1
     mkdir "$out"
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
     local t0 t1
     t0=$(date +%s.%N)
-    /usr/bin/time -v -o "$WORK/$tool.time" "$bin" -D "$out" -S "$slot" -E "$ENDPOS" -n \
+    /usr/bin/time -v -o "$WORK/$tool.time" "$bin" -D "$out" -S "$slot" -E "$ENDPOS" -n -Z "$comp" \
         -d "$CONN application_name=drain_$tool" >"$WORK/$tool.drain.log" 2>&1
     t1=$(date +%s.%N)
     local user sys rss
@@ -96,13 +101,17 @@ drain() { # drain TOOL BIN SLOT
     R[$tool.mbps]=$(echo "$BYTES / 1048576 / ${R[$tool.wall]}" | bc -l)
     R[$tool.cpu]=$(echo "$user + $sys" | bc -l)
     R[$tool.rss]=$(echo "$rss / 1024" | bc -l)
-    R[$tool.files]=$(find "$out" -maxdepth 1 -name '????????????????????????' | wc -l)
+    R[$tool.files]=$(find "$out" -maxdepth 1 -name '????????????????????????*' ! -name '*.partial' | wc -l)
+    R[$tool.mib]=$(du -sm "$out" | cut -f1)
     rm -rf "$out"
+    for k in wall mbps cpu rss files mib; do R[$tool.$comp.$k]=${R[$tool.$k]}; done
 }
-echo "draining $((BYTES / 1048576)) MiB with each tool..." >&2
-drain theirs "$THEIRS" theirs
-drain ours "$OURS" ours
-sql "select pg_drop_replication_slot('ours'); select pg_drop_replication_slot('theirs')" >/dev/null
+for c in $COMPRESSIONS; do
+    echo "draining $((BYTES / 1048576)) MiB with each tool, -Z $c..." >&2
+    drain theirs "$THEIRS" "theirs_$c" "$c"
+    drain ours "$OURS" "ours_$c" "$c"
+    sql "select pg_drop_replication_slot('ours_$c'); select pg_drop_replication_slot('theirs_$c')" >/dev/null
+done
 sql "drop table backlog; checkpoint" >/dev/null
 
 # ---- (b) --synchronous under pgbench ----------------------------------------------------
@@ -157,11 +166,13 @@ f1() { if [[ $1 =~ ^[0-9.]+$ ]]; then printf '%.1f' "$1"; else printf '%s' "$1";
 echo
 echo "PostgreSQL $(sql 'show server_version' | cut -d' ' -f1), backlog $((BYTES / 1048576)) MiB, $(nproc) CPUs"
 row "" "barman-receive-wal" "pg_receivewal"
-row "(a) backlog drain MB/s" "$(f1 "${R[ours.mbps]:-n/a}")" "$(f1 "${R[theirs.mbps]:-n/a}")"
-row "(a) wall seconds" "$(f1 "${R[ours.wall]:-n/a}")" "$(f1 "${R[theirs.wall]:-n/a}")"
-row "(a) CPU seconds (user+sys)" "$(f1 "${R[ours.cpu]:-n/a}")" "$(f1 "${R[theirs.cpu]:-n/a}")"
-row "(a) peak RSS MiB" "$(f1 "${R[ours.rss]:-n/a}")" "$(f1 "${R[theirs.rss]:-n/a}")"
-row "(a) complete segments written" "${R[ours.files]:-n/a}" "${R[theirs.files]:-n/a}"
+for c in $COMPRESSIONS; do
+    row "(a) -Z $c: backlog drain MB/s" "$(f1 "${R[ours.$c.mbps]:-n/a}")" "$(f1 "${R[theirs.$c.mbps]:-n/a}")"
+    row "(a) -Z $c: wall seconds" "$(f1 "${R[ours.$c.wall]:-n/a}")" "$(f1 "${R[theirs.$c.wall]:-n/a}")"
+    row "(a) -Z $c: CPU seconds (user+sys)" "$(f1 "${R[ours.$c.cpu]:-n/a}")" "$(f1 "${R[theirs.$c.cpu]:-n/a}")"
+    row "(a) -Z $c: peak RSS MiB" "$(f1 "${R[ours.$c.rss]:-n/a}")" "$(f1 "${R[theirs.$c.rss]:-n/a}")"
+    row "(a) -Z $c: complete segments, MiB stored" "${R[ours.$c.files]:-n/a}, ${R[ours.$c.mib]:-n/a}" "${R[theirs.$c.files]:-n/a}, ${R[theirs.$c.mib]:-n/a}"
+done
 row "(b) pgbench tps (synchronous standby)" "${R[ours.tps]:-n/a}" "${R[theirs.tps]:-n/a}"
 row "(b) flush lag p50 bytes" "${R[ours.p50]:-n/a}" "${R[theirs.p50]:-n/a}"
 row "(b) flush lag p95 bytes" "${R[ours.p95]:-n/a}" "${R[theirs.p95]:-n/a}"
