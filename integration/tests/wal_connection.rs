@@ -35,7 +35,7 @@ fn client_via(wrapper: &Path, barman: &BarmanHome, xdg: &Path, tool: &str, args:
     as_user(&mut cmd, &OsUser::lookup("postgres")?);
     cmd.env("PATH", format!("{}:{SYSTEM_PATH}", wrapper.display()));
     cmd.env("XDG_RUNTIME_DIR", xdg);
-    execute(&mut cmd, None, Duration::from_secs(60))
+    execute(&mut cmd, None, Duration::from_mins(1))
 }
 
 fn accepted(sshd: &Sshd) -> usize {
