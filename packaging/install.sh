@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 bins="barman barman-wal-archive barman-wal-restore"
-for extra in barman-receive-wal barman-backup barman-relay; do
+for extra in barman-receive-wal barman-backup barman-relay barman-ssh-gate; do
   [ -d "bins/$extra" ] && bins="$bins $extra"
 done
 if [ -z "$from" ]; then

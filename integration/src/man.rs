@@ -32,6 +32,9 @@ const EXIT_STATUS_RELAY: &str = "0\tthe passive copy is in sync, or there was no
 1\ta copy failed: the backup stays SYNCING (resumed by the next run) or, if it arrived corrupt, FAILED\n\
 2\tthe primary could not be asked (ssh or sync-info failed)\n\
 3\tbad input: usage, configuration, unknown or non-passive server";
+const EXIT_STATUS_GATE: &str = "any\tthe allowed barman command's own exit status\n\
+1\tthe ssh command is not allowed (logged to Barman's log file)\n\
+2\tusage error, or barman could not be started";
 const EXIT_STATUS_BARMAN: &str = "0\tsuccess\n\
 1\tthe command failed (an ERROR line); get-wal: WAL file not found\n\
 2\tusage error; check --nagios: CRITICAL\n\
@@ -60,5 +63,6 @@ pub fn pages() -> Result<Vec<Page>> {
         page(barman_receive_wal::cli::command(), EXIT_STATUS_RECEIVE)?,
         page(barman_backup::cli::command(), EXIT_STATUS_BACKUP)?,
         page(barman_relay::cli::command(), EXIT_STATUS_RELAY)?,
+        page(barman_ssh_gate::cli::command(), EXIT_STATUS_GATE)?,
     ])
 }

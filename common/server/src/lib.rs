@@ -11,6 +11,8 @@
 //!   (the WAL verdict that turns WAITING_FOR_WALS into DONE), [`cmd::delete`] and retention.
 //! - Recovery: [`cmd::recover`], [`cmd::verify_restore`].
 //! - Relay (geo-redundancy): [`relay`] (run by `barman-relay`), [`cmd::sync_info`].
+//! - The Postgres host's key, restricted: [`gate`] (run by `barman-ssh-gate` as a forced
+//!   command: put-wal and get-wal for its own servers only).
 //! - Shared by all: [`context`] (configuration), [`server`], [`hooks`], [`output`], [`log`],
 //!   [`progress`].
 #![forbid(unsafe_code)]
@@ -19,6 +21,7 @@ pub mod backup;
 pub mod cmd;
 pub mod context;
 mod error;
+pub mod gate;
 pub mod hooks;
 pub mod log;
 pub mod output;

@@ -16,6 +16,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod mux;
+mod words;
+
+pub use words::split_words;
 
 /// ssh's own exit status for a connection failure (as opposed to the remote command's).
 pub const SSH_CONNECTION_FAILED: i32 = 255;
