@@ -178,6 +178,9 @@ fn restore_replays_everything(jobs: Option<u32>) -> Result<()> {
     let (connections, sessions) = ssh_counts(&s.sshd);
     let (connections, sessions) = (connections - connections0, sessions - sessions0);
     eprintln!("restored {restored_segments} segments over {connections} ssh connections, {sessions} sessions");
+    if jobs.is_some() {
+        spool_is_cleared_when_idle(&s, &spool, &restore)?;
+    }
     ensure!(restored_segments >= 20, "only {restored_segments} segments restored");
     ensure!(connections <= 3, "{connections} ssh handshakes for {restored_segments} segments: not shared");
     // A handful of sessions are fixed costs: timeline history probes, and at the end the
@@ -188,6 +191,40 @@ fn restore_replays_everything(jobs: Option<u32>) -> Result<()> {
         s.barman.log(),
         s.sshd.log()
     );
+    Ok(())
+}
+
+/// A recovery that stops early leaves segments fetched ahead in the spool; once nobody asks
+/// for more, the prefetcher removes them instead of leaving them in `/var/tmp`. (One call for
+/// the first segment, as at the start of a recovery, then nothing.)
+fn spool_is_cleared_when_idle(s: &Setup, spool: &Path, restore: &str) -> Result<()> {
+    let wal_files = || {
+        fs::read_dir(spool).map_or(0, |d| {
+            d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().parse::<WalFileName>().is_ok()))
+                .count()
+        })
+    };
+    let dest = s.scratch.mkdir_owned("one-call", "postgres")?;
+    let line = restore.replace("%f", "000000010000000000000002").replace("%p", &dest.join("seg").display().to_string());
+    let mut call = std::process::Command::new("/bin/sh");
+    call.args(["-c", &line]).env(
+        "PATH",
+        format!("{}:{}", s.sshd.ssh_wrapper_dir_for("postgres")?.display(), barman_integration::pg::SYSTEM_PATH),
+    );
+    barman_integration::cmd::as_user(&mut call, &barman_integration::OsUser::lookup("postgres")?);
+    barman_integration::cmd::outcome(&mut call)?.success()?;
+    let start = std::time::Instant::now();
+    let mut most = 0;
+    while start.elapsed() < Duration::from_secs(40) {
+        most = most.max(wal_files());
+        if most > 0 && wal_files() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(most > 0, "the prefetcher spooled nothing ahead");
+    ensure!(wal_files() == 0, "{} WAL files left in the spool after {:?} idle", wal_files(), start.elapsed());
+    eprintln!("{most} segments fetched ahead, removed after {:?} without requests", start.elapsed());
     Ok(())
 }
 

@@ -208,10 +208,17 @@ impl Progress {
 /// the latest request, and when it is full the prefetcher stops reading, so the server
 /// blocks on the full pipe instead of racing ahead.
 pub fn daemon(opts: &Options) {
-    let Some(file) = lock_file(&opts.spool_dir) else { return };
-    let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return };
+    if run_locked(opts) {
+        discard_unclaimed(&opts.spool_dir);
+    }
+}
+
+/// The prefetcher's loop, under the spool's lock; false when another prefetcher has it.
+fn run_locked(opts: &Options) -> bool {
+    let Some(file) = lock_file(&opts.spool_dir) else { return false };
+    let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return false };
     if spool::claim(&opts.spool_dir).is_err() {
-        return;
+        return false;
     }
     let window = opts.parallel.saturating_sub(1).max(1);
     let mut progress = Progress { at: Instant::now(), high: None };
@@ -241,6 +248,29 @@ pub fn daemon(opts: &Options) {
             // Nothing there yet (the end of the archive, or a standby ahead of it): ask
             // again after a pause, or as soon as PostgreSQL asks for something.
             _ => wait_for_news(&opts.spool_dir, &req, RETRY_PAUSE),
+        }
+    }
+    true
+}
+
+/// On the way out, with the lock released: once PostgreSQL has not asked for anything for
+/// [`IDLE_EXIT`] (recovery ended, or stopped at its target), the segments fetched ahead
+/// will not be asked for; they are a cache, removed rather than left behind in `/var/tmp`
+/// (a later call fetches what it needs). A request meanwhile leaves them to the prefetcher
+/// it starts.
+fn discard_unclaimed(spool: &Path) {
+    let age = || fs::metadata(spool.join(REQUESTED)).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+    let Some(first) = age() else { return };
+    if first < IDLE_EXIT {
+        thread::sleep(IDLE_EXIT - first);
+        if age().is_none_or(|a| a < IDLE_EXIT) || prefetcher_running(spool) {
+            return;
+        }
+    }
+    let Ok(rd) = fs::read_dir(spool) else { return };
+    for e in rd.filter_map(Result::ok) {
+        if e.file_name().to_str().is_some_and(|n| n.parse::<WalFileName>().is_ok()) {
+            let _ = fs::remove_file(e.path());
         }
     }
 }
