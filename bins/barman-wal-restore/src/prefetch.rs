@@ -262,7 +262,7 @@ fn discard_unclaimed(spool: &Path) {
     let age = || fs::metadata(spool.join(REQUESTED)).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
     let Some(first) = age() else { return };
     if first < IDLE_EXIT {
-        thread::sleep(IDLE_EXIT - first);
+        thread::sleep(IDLE_EXIT.saturating_sub(first));
         if age().is_none_or(|a| a < IDLE_EXIT) || prefetcher_running(spool) {
             return;
         }
