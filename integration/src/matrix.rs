@@ -105,6 +105,9 @@ struct Run {
     expected: String,
 }
 
+/// One step after `start`: a note for the table, or why it failed.
+type Step = fn(&mut Run) -> Result<String>;
+
 /// Runs the matrix scenario on `version`; never fails itself: failures are in the report.
 pub fn run_version(version: PgVersion) -> VersionReport {
     let t0 = Instant::now();
@@ -112,7 +115,7 @@ pub fn run_version(version: PgVersion) -> VersionReport {
     let started = timed(&mut report, "start", || start(version));
     if let Some(mut run) = started {
         report.server_version = run.pg.psql("select split_part(version(), ' ', 2)").unwrap_or_default();
-        let steps: [(&'static str, fn(&mut Run) -> Result<String>); 5] =
+        let steps: [(&'static str, Step); 5] =
             [("stream", stream), ("check", check), ("backup", backup), ("archive", archive), ("recover", recover)];
         for (name, step) in steps {
             if timed(&mut report, name, || step(&mut run)).is_none() {
@@ -227,7 +230,7 @@ fn check(run: &mut Run) -> Result<String> {
 fn backup(run: &mut Run) -> Result<String> {
     run.barman.run(&["backup", "--wait", "--immediate-checkpoint", "pg"])?;
     let ids = run.barman.done_backups("pg")?;
-    run.backup_id = ids.last().context("no DONE backup after barman backup")?.clone();
+    run.backup_id.clone_from(ids.last().context("no DONE backup after barman backup")?);
     let info = fixtures::backup_info(&layout(run), &run.backup_id)?;
     let major = info.version.map(|v| v / 10_000);
     ensure!(major == Some(run.pg.version().major()), "backup.info version {:?}", info.version);

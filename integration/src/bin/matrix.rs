@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use barman_integration::matrix::{run_version, table};
+use barman_integration::matrix::{run_version, table, VersionReport};
 use barman_integration::PgVersion;
 
 fn main() -> Result<ExitCode> {
@@ -28,5 +28,5 @@ fn main() -> Result<ExitCode> {
         reports.push(report);
     }
     print!("{}", table(&reports));
-    Ok(if reports.iter().all(|r| r.passed()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if reports.iter().all(VersionReport::passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
