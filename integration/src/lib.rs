@@ -4,7 +4,8 @@
 //!   unless `KEEP_SCRATCH=1`, with helpers to hand subdirectories to OS users.
 //! - [`cmd`]: running commands with a timeout and a full failure dump ([`cmd::run`],
 //!   [`cmd::run_as`], [`cmd::Outcome`]), OS users, [`cmd::cargo_bin`], [`cmd::free_port`].
-//! - [`pg`]: PostgreSQL 15 clusters run as `postgres` ([`PgCluster`], [`PgOptions`]).
+//! - [`pg`]: PostgreSQL clusters run as `postgres` ([`PgCluster`], [`PgOptions`]), 15 by
+//!   default, 13 to 18 with [`PgOptions::version`] ([`pgversion`]).
 //! - [`sshd`]: a private sshd on 127.0.0.1 and per-user `ssh` wrappers ([`Sshd`]).
 //! - [`barman`]: real Barman 3.20.1 ([`RealBarman`]), Barman configs and catalogues
 //!   ([`BarmanHome`]) and the [`real_barman_catalogue`] fixture.
@@ -30,8 +31,10 @@ pub mod cmd;
 pub mod fixtures;
 pub mod hosts;
 pub mod man;
+pub mod matrix;
 pub mod netns;
 pub mod pg;
+pub mod pgversion;
 pub mod scratch;
 pub mod sshd;
 
@@ -45,6 +48,7 @@ pub use anyhow;
 pub use barman::{real_barman_catalogue, BarmanHome, BarmanServerOptions, RealBarman, RealCatalogue};
 pub use cmd::{cargo_bin, free_port, run, run_as, OsUser, Outcome};
 pub use pg::{table_checksum, ArchiveMode, PgCluster, PgOptions};
+pub use pgversion::PgVersion;
 pub use scratch::Scratch;
 pub use sshd::{Sshd, SshdOptions};
 

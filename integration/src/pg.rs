@@ -1,4 +1,5 @@
-//! Real PostgreSQL 15 clusters, run as the `postgres` OS user.
+//! Real PostgreSQL clusters (15 unless [`PgOptions::version`] says otherwise, see
+//! [`crate::pgversion`]), run as the `postgres` OS user.
 //!
 //! A [`PgCluster`] lives in `<scratch>/pg-<n>/`: `data/` (0700, the data directory),
 //! `server.log`, and the Unix socket itself (the directory is 0755 and the socket 0777, so any
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cmd::{self, as_user, OsUser};
+use crate::pgversion::PgVersion;
 use crate::scratch::{chown_recursive, set_mode, write_file, Scratch};
 use crate::wait_until;
 
@@ -66,6 +68,8 @@ pub struct PgOptions {
     pub initdb_args: Vec<String>,
     /// How long `pg_ctl start -w` may wait (recovery can take a while).
     pub start_timeout: Duration,
+    /// The PostgreSQL major to run (default 15).
+    pub version: PgVersion,
 }
 
 impl Default for PgOptions {
@@ -82,6 +86,7 @@ impl Default for PgOptions {
             path_prefix: Vec::new(),
             initdb_args: Vec::new(),
             start_timeout: Duration::from_mins(1),
+            version: PgVersion::default(),
         }
     }
 }
@@ -111,6 +116,13 @@ impl PgOptions {
         self
     }
 
+    /// Runs PostgreSQL `version` instead of 15.
+    #[must_use]
+    pub fn version(mut self, version: PgVersion) -> Self {
+        self.version = version;
+        self
+    }
+
     /// Puts `dir` on the server's `PATH` (before directories added earlier).
     #[must_use]
     pub fn path_prefix(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -118,16 +130,20 @@ impl PgOptions {
         self
     }
 
-    /// The server's `PATH`: prefixes, the PostgreSQL bin dir, then the system dirs.
+    /// The server's `PATH`: prefixes, the version's server and client bin dirs, then the
+    /// system dirs.
     pub fn server_path(&self) -> String {
         let mut dirs: Vec<String> = self.path_prefix.iter().map(|d| d.display().to_string()).collect();
-        dirs.push(PG_BIN.into());
+        dirs.push(self.version.server_bin().display().to_string());
+        if self.version.client_bin() != self.version.server_bin() {
+            dirs.push(self.version.client_bin().display().to_string());
+        }
         dirs.push(SYSTEM_PATH.into());
         dirs.join(":")
     }
 }
 
-/// A running (or stopped) PostgreSQL 15 cluster owned by the `postgres` OS user.
+/// A running (or stopped) PostgreSQL cluster owned by the `postgres` OS user.
 #[derive(Debug)]
 pub struct PgCluster {
     _scratch: Scratch,
@@ -155,7 +171,8 @@ impl PgCluster {
     pub fn start(scratch: &Scratch, opts: PgOptions) -> Result<Self> {
         let run_dir = scratch.unique_dir("pg", PG_USER)?;
         let data_dir = run_dir.join("data");
-        let mut initdb = Command::new(Path::new(PG_BIN).join("initdb"));
+        opts.version.require()?;
+        let mut initdb = Command::new(opts.version.tool("initdb"));
         initdb
             .arg("-D")
             .arg(&data_dir)
@@ -216,6 +233,11 @@ impl PgCluster {
         &self.data_dir
     }
 
+    /// The PostgreSQL major it runs.
+    pub fn version(&self) -> PgVersion {
+        self.opts.version
+    }
+
     /// The options the cluster runs with.
     pub fn options(&self) -> &PgOptions {
         &self.opts
@@ -254,10 +276,10 @@ impl PgCluster {
         })
     }
 
-    /// A command for PostgreSQL tool `tool` (from [`PG_BIN`]) preset to reach this cluster
+    /// A command for PostgreSQL tool `tool` (from the version's bin dirs) preset to reach this cluster
     /// over its socket as `postgres` (via `PGHOST`/`PGPORT`/`PGUSER`/`PGDATABASE`).
     pub fn pg_command(&self, tool: &str) -> Command {
-        let mut command = Command::new(Path::new(PG_BIN).join(tool));
+        let mut command = Command::new(self.opts.version.tool(tool));
         if let Ok(user) = OsUser::lookup(PG_USER) {
             as_user(&mut command, &user);
         }
@@ -312,7 +334,7 @@ impl PgCluster {
 
     /// `pg_controldata` output as a map (`"Database system identifier"` → value).
     pub fn controldata(&self) -> Result<BTreeMap<String, String>> {
-        let mut controldata = Command::new(Path::new(PG_BIN).join("pg_controldata"));
+        let mut controldata = Command::new(self.opts.version.tool("pg_controldata"));
         controldata.arg(&self.data_dir).env("LC_ALL", "C");
         let output = cmd::run_as(PG_USER, &mut controldata)?;
         Ok(String::from_utf8_lossy(&output.stdout)
@@ -351,7 +373,7 @@ impl PgCluster {
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> Result<()> {
-        let mut stop = Command::new(Path::new(PG_BIN).join("pg_ctl"));
+        let mut stop = Command::new(self.opts.version.tool("pg_ctl"));
         stop.arg("-D").arg(&self.data_dir).args(["-m", mode, "-w", "-t", "30", "stop"]);
         self.with_log(cmd::run_as(PG_USER, &mut stop).map(drop))
     }
@@ -437,7 +459,7 @@ impl PgCluster {
     }
 
     fn pg_ctl_start(&mut self) -> Result<()> {
-        let mut start = Command::new(Path::new(PG_BIN).join("pg_ctl"));
+        let mut start = Command::new(self.opts.version.tool("pg_ctl"));
         as_user(&mut start, &OsUser::lookup(PG_USER)?);
         start
             .arg("-D")

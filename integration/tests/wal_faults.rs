@@ -425,3 +425,41 @@ fn segment_of_another_cluster_goes_to_errors() -> Result<()> {
     ensure!(entries(&layout.incoming)?.is_empty(), "incoming/ not drained");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. WAL of a PostgreSQL major we do not know yet
+
+/// Segments whose page magic is a newer major's (0xD11B, past PG 18's 0xD118) are not damaged
+/// WAL: the archiver names the problem once per run and leaves them, and everything after
+/// them, queued in incoming/; nothing goes to errors/. The segment before them is archived.
+#[test]
+fn segments_of_a_newer_major_stay_queued_with_one_error() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("faults newer major")?;
+    let (pg, barman) = plain_server(&scratch, &BarmanServerOptions::default())?;
+    let layout = layout(&barman);
+    pg.psql("create table t(x int)")?;
+    let mut names = Vec::new();
+    for i in 0..3 {
+        pg.psql(&format!("insert into t values ({i})"))?;
+        names.push(pg.switch_wal()?);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let mut data = segment_of(&pg, name)?;
+        if i > 0 {
+            data[0] = 0x1B; // xlp_magic 0xD11B, little-endian
+        }
+        put_wal(&barman, &stream_of(name, &data)?)?.success()?;
+    }
+    for _ in 0..2 {
+        let out = barman.outcome(&["archive-wal", "pg"])?;
+        let text = format!("{}{}", out.stdout_str(), out.stderr_str());
+        let said = text.matches("is from a PostgreSQL major newer than 18").count();
+        ensure!(said == 1, "the newer major reported {said} times:\n{out}");
+        ensure!(text.contains(&format!("{}: WAL page magic 0xD11B", names[1])), "names the first one:\n{out}");
+        ensure!(entries(&layout.errors)?.is_empty(), "set aside in errors/: {:?}", entries(&layout.errors)?);
+        ensure!(entries(&layout.incoming)? == names[1..], "incoming/ holds {:?}", entries(&layout.incoming)?);
+    }
+    ensure!(layout.wal_path(&names[0].parse()?).is_file(), "{} (PG 15) not archived", names[0]);
+    Ok(())
+}

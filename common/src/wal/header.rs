@@ -14,40 +14,44 @@ const XLP_LONG_HEADER: u16 = 0x0002;
 /// Size of the long header in bytes.
 pub const LONG_HEADER_LEN: usize = 40;
 
-/// PostgreSQL major versions whose WAL page magic we know.
+/// `XLOG_PAGE_MAGIC` of each PostgreSQL major we read, oldest first (from
+/// src/include/access/xlog_internal.h of each release). Supporting a new major is one line
+/// here: every reader of WAL headers (archiver, put-wal, receive-wal, wal-restore) asks
+/// [`PgMajor::from_magic`].
+const PAGE_MAGICS: [(u32, u16); 7] =
+    [(12, 0xD101), (13, 0xD106), (14, 0xD10D), (15, 0xD110), (16, 0xD113), (17, 0xD116), (18, 0xD118)];
+
+/// A PostgreSQL major version whose WAL page magic we know (see [`PAGE_MAGICS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PgMajor {
-    /// PostgreSQL 12 (`XLOG_PAGE_MAGIC` 0xD101).
-    V12,
-    /// PostgreSQL 13 (0xD106).
-    V13,
-    /// PostgreSQL 14 (0xD10D).
-    V14,
-    /// PostgreSQL 15 (0xD110).
-    V15,
-    /// PostgreSQL 16 (0xD113).
-    V16,
-    /// PostgreSQL 17 (0xD116).
-    V17,
-}
+pub struct PgMajor(u32);
 
 impl PgMajor {
+    /// The oldest major we read.
+    pub const OLDEST: PgMajor = PgMajor(PAGE_MAGICS[0].0);
+    /// The newest major we read.
+    pub const NEWEST: PgMajor = PgMajor(PAGE_MAGICS[PAGE_MAGICS.len() - 1].0);
+
     /// The major version a page magic belongs to.
     pub fn from_magic(magic: u16) -> Option<PgMajor> {
-        Some(match magic {
-            0xD101 => PgMajor::V12,
-            0xD106 => PgMajor::V13,
-            0xD10D => PgMajor::V14,
-            0xD110 => PgMajor::V15,
-            0xD113 => PgMajor::V16,
-            0xD116 => PgMajor::V17,
-            _ => return None,
-        })
+        PAGE_MAGICS.iter().find(|&&(_, m)| m == magic).map(|&(major, _)| PgMajor(major))
     }
 
-    /// The major version number (12..17).
+    /// Whether `magic` looks like the page magic of a major newer than [`PgMajor::NEWEST`]:
+    /// PostgreSQL only ever increments it, and its high byte has been 0xD1 since 9.x.
+    pub fn is_newer_magic(magic: u16) -> bool {
+        let newest = PAGE_MAGICS[PAGE_MAGICS.len() - 1].1;
+        magic > newest && magic & 0xFF00 == newest & 0xFF00
+    }
+
+    /// The major version number (12, 13...).
     pub fn number(self) -> u32 {
-        self as u32 + 12
+        self.0
+    }
+}
+
+impl std::fmt::Display for PgMajor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 
@@ -123,9 +127,28 @@ pub enum HeaderError {
         /// Bytes available.
         len: u64,
     },
-    /// Not a page magic of PostgreSQL 12..17.
-    #[error("{name}: not a WAL segment of PostgreSQL 12 to 17 (page magic 0x{magic:04X})")]
+    /// Not a page magic of any PostgreSQL major we know.
+    #[error(
+        "{name}: not a WAL segment of PostgreSQL {} to {} (page magic 0x{magic:04X})",
+        PgMajor::OLDEST,
+        PgMajor::NEWEST
+    )]
     BadMagic {
+        /// File name.
+        name: String,
+        /// The magic found.
+        magic: u16,
+    },
+    /// The page magic of a PostgreSQL major newer than the newest we know: the segment is
+    /// probably fine, we cannot read it yet. Not a reason to quarantine it.
+    #[error(
+        "{name}: WAL page magic 0x{magic:04X} is from a PostgreSQL major newer than {} \
+         (this version of barman-rs reads WAL of PostgreSQL {} to {})",
+        PgMajor::NEWEST,
+        PgMajor::OLDEST,
+        PgMajor::NEWEST
+    )]
+    NewerMajor {
         /// File name.
         name: String,
         /// The magic found.
@@ -211,7 +234,7 @@ pub fn read_head(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Checks a segment's first bytes (at least [`LONG_HEADER_LEN`]) against what the archive
 /// expects, and returns the decoded header.
 ///
-/// Checks, in order: length available, page magic (PG 12..17), long-header flag, segment
+/// Checks, in order: length available, page magic (a known major), long-header flag, segment
 /// size (against `expected.seg_size` when given, and as a valid size), system identifier,
 /// page address against the name, header timeline not newer than the name's, and, when
 /// `file_len` is given, that a complete segment is exactly one segment long.
@@ -225,6 +248,9 @@ pub fn validate_segment_header(
     let hdr = LongPageHeader::parse(first_bytes)
         .ok_or_else(|| HeaderError::TooShort { name: name(), len: first_bytes.len() as u64 })?;
     if hdr.pg_major().is_none() {
+        if PgMajor::is_newer_magic(hdr.magic) {
+            return Err(HeaderError::NewerMajor { name: name(), magic: hdr.magic });
+        }
         return Err(HeaderError::BadMagic { name: name(), magic: hdr.magic });
     }
     if hdr.info & XLP_LONG_HEADER == 0 {
@@ -278,6 +304,34 @@ mod tests {
         assert_eq!(h.system_id, 7_710_723_358_094_655_697);
         assert_eq!((h.seg_size, h.block_size), (16_777_216, 8192));
         assert_eq!(h.pg_major().map(PgMajor::number), Some(15));
+    }
+
+    #[test]
+    fn knows_every_major_from_12_to_18_and_names_a_newer_one() {
+        let majors: Vec<u32> = [0xD101, 0xD106, 0xD10D, 0xD110, 0xD113, 0xD116, 0xD118]
+            .into_iter()
+            .filter_map(PgMajor::from_magic)
+            .map(PgMajor::number)
+            .collect();
+        assert_eq!(majors, [12, 13, 14, 15, 16, 17, 18]);
+        assert_eq!((PgMajor::OLDEST.number(), PgMajor::NEWEST.number()), (12, 18));
+        let good = name("000000010000000000000001");
+        let exp = ExpectedSegment { name: &good, system_id: None, seg_size: None, file_len: None };
+        let mut pg18 = real_header();
+        pg18[0] = 0x18;
+        assert_eq!(validate_segment_header(&pg18, &exp).map(|h| h.pg_major()), Ok(PgMajor::from_magic(0xD118)));
+        let mut pg19 = real_header();
+        pg19[0] = 0x1B;
+        let err = validate_segment_header(&pg19, &exp).expect_err("unknown major");
+        assert!(matches!(err, HeaderError::NewerMajor { magic: 0xD11B, .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "000000010000000000000001: WAL page magic 0xD11B is from a PostgreSQL major newer than 18 \
+             (this version of barman-rs reads WAL of PostgreSQL 12 to 18)"
+        );
+        let mut garbage = real_header();
+        garbage[1] = 0x42;
+        assert!(matches!(validate_segment_header(&garbage, &exp), Err(HeaderError::BadMagic { .. })));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use barman_common::catalogue::{repr_float, repr_str, ErrorsKind, LockKind, Serve
 use barman_common::compress::{self, Codec};
 use barman_common::config::HookEvent;
 use barman_common::durable::{self, TempFile};
-use barman_common::wal::{read_head, validate_segment_header, ExpectedSegment, WalFileKind, WalFileName};
+use barman_common::wal::{read_head, validate_segment_header, ExpectedSegment, HeaderError, WalFileKind, WalFileName};
 
 use crate::hooks::HookEnv;
 use crate::server::{is_temp, Server};
@@ -44,6 +44,10 @@ pub enum Outcome {
     Rejected(&'static str),
     /// A pre_archive_retry_script asked to stop: the file stays queued, the queue stops.
     Aborted,
+    /// A segment of a PostgreSQL major newer than we read (its page magic): not damaged, so
+    /// not set aside; it and the rest of its queue stay queued, the queue stops, and the
+    /// reason is reported once per run.
+    Held(String),
 }
 
 /// Archives both queues (streaming first, as Barman); returns one console line per file.
@@ -110,11 +114,12 @@ fn archive_queue(server: &Server, dir: &Path, streaming: bool, batch: usize) -> 
     for path in files {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let outcome = archive_file(server, &mut db, &path, streaming)?;
-        lines.push(match outcome {
+        lines.push(match &outcome {
             Outcome::Archived | Outcome::AlreadyArchived | Outcome::Aborted => format!("\t{name}"),
             Outcome::Rejected(kind) => format!("\t{name} moved to errors/ ({kind})"),
+            Outcome::Held(why) => format!("\tERROR: {why}; it and the files after it stay in {}", dir.display()),
         });
-        if outcome == Outcome::Aborted {
+        if matches!(outcome, Outcome::Aborted | Outcome::Held(_)) {
             break;
         }
     }
@@ -151,7 +156,7 @@ pub fn archive_file(server: &Server, db: &mut XlogDb, path: &Path, streaming: bo
         Ok((Outcome::AlreadyArchived, _)) => (source.clone(), source.exception("MatchingDuplicateWalFile", &name)),
         Ok((Outcome::Rejected("duplicate"), _)) => (source.clone(), source.exception("DuplicateWalFile", &name)),
         Ok((_, _)) => (source.clone(), String::new()),
-        Err(Failure::Invalid(why)) => (source.clone(), why.clone()),
+        Err(Failure::Invalid(why) | Failure::Unsupported(why)) => (source.clone(), why.clone()),
         Err(Failure::Cmd(e)) => (source.clone(), e.to_string()),
     };
     if hooks.any(HookEvent::Archive) {
@@ -164,6 +169,10 @@ pub fn archive_file(server: &Server, db: &mut XlogDb, path: &Path, streaming: bo
             reject(server, path, &raw_name, ErrorsKind::Error, &why)?;
             Ok(Outcome::Rejected("error"))
         }
+        Err(Failure::Unsupported(why)) => {
+            crate::log::error("wal_archiver", &format!("{why} (server '{}'): left queued", server.name));
+            Ok(Outcome::Held(why))
+        }
         Err(Failure::Cmd(e)) => Err(e),
     }
 }
@@ -172,6 +181,8 @@ pub fn archive_file(server: &Server, db: &mut XlogDb, path: &Path, streaming: bo
 enum Failure {
     /// The header check refused it (it goes to errors/ after the post hooks).
     Invalid(String),
+    /// WAL of a PostgreSQL major newer than we read (it stays queued).
+    Unsupported(String),
     /// An I/O or catalogue failure.
     Cmd(CmdError),
 }
@@ -193,7 +204,7 @@ fn archive_checked(
     stored_codec: Option<Codec>,
     md: &fs::Metadata,
 ) -> Result<(Outcome, Option<WalFacts>), Failure> {
-    validate(server, path, name, stored_codec).map_err(Failure::Invalid)?;
+    validate(server, path, name, stored_codec)?;
     if dest.exists() {
         return Ok((settle_existing(server, db, path, name, dest)?, None));
     }
@@ -235,21 +246,27 @@ fn mtime(md: &fs::Metadata) -> f64 {
 
 /// Checks a segment's header against the server: page magic, system identifier (from
 /// identity.json once known), page address matching the name, and a whole segment.
-fn validate(server: &Server, path: &Path, name: &WalFileName, codec: Option<Codec>) -> Result<(), String> {
+fn validate(server: &Server, path: &Path, name: &WalFileName, codec: Option<Codec>) -> Result<(), Failure> {
     if !matches!(name.kind(), WalFileKind::Segment | WalFileKind::Partial) {
         return Ok(());
     }
-    let file = File::open(path).map_err(|e| e.to_string())?;
+    let invalid = |e: io::Error| Failure::Invalid(e.to_string());
+    let file = File::open(path).map_err(invalid)?;
     let mut plain: Box<dyn Read> = match codec {
-        Some(c) => compress::decoder(c, file).map_err(|e| e.to_string())?,
+        Some(c) => compress::decoder(c, file).map_err(invalid)?,
         None => Box::new(BufReader::new(file)),
     };
     let mut head = vec![0u8; 8192];
-    let n = read_head(&mut plain, &mut head).map_err(|e| e.to_string())?;
-    let total =
-        n as u64 + io::copy(&mut plain, &mut io::sink()).map_err(|e| format!("corrupt compressed file: {e}"))?;
-    let expected = ExpectedSegment { name, system_id: server.system_id(), seg_size: None, file_len: Some(total) };
-    validate_segment_header(&head[..n], &expected).map(|_| ()).map_err(|e| e.to_string())
+    let n = read_head(&mut plain, &mut head).map_err(invalid)?;
+    let rest =
+        io::copy(&mut plain, &mut io::sink()).map_err(|e| Failure::Invalid(format!("corrupt compressed file: {e}")))?;
+    let expected =
+        ExpectedSegment { name, system_id: server.system_id(), seg_size: None, file_len: Some(n as u64 + rest) };
+    match validate_segment_header(&head[..n], &expected) {
+        Ok(_) => Ok(()),
+        Err(e @ HeaderError::NewerMajor { .. }) => Err(Failure::Unsupported(e.to_string())),
+        Err(e) => Err(Failure::Invalid(e.to_string())),
+    }
 }
 
 /// An archived copy exists: identical content means the source is dropped (and indexed if a

@@ -263,6 +263,24 @@ async fn streaming_status(cfg: &ServerConfig) -> StreamingStatus {
     st
 }
 
+/// Whether physical slot `slot_name` exists, asked over `conninfo` as Barman does
+/// (`get_replication_slot`); `None` when PostgreSQL cannot be asked. The streamer answers
+/// this itself from PostgreSQL 15 on (`READ_REPLICATION_SLOT`); before 15 a physical
+/// replication connection runs no SQL, so this is how `create_slot = auto` works there.
+pub fn slot_exists(cfg: &ServerConfig, slot_name: &str) -> Option<bool> {
+    let info = ConnInfo::parse(cfg.conninfo.as_deref()?).ok()?;
+    let sql = format!(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical' AND slot_name = {}",
+        barman_common::pg::quote_literal(slot_name)
+    );
+    crate::cmd::sql_runtime().ok()?.block_on(async {
+        let mut conn = ReplicationConnection::connect_database(&info).await.ok()?;
+        let count = value(&mut conn, &sql).await;
+        conn.close().await;
+        Some(count? != "0")
+    })
+}
+
 /// Barman's `get_remote_status` for `cfg` (nothing for passive or inactive servers), within
 /// `limit`.
 pub fn remote_status(cfg: &ServerConfig, limit: Duration) -> Remote {

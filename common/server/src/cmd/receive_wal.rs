@@ -342,7 +342,7 @@ fn receive(
     fs::create_dir_all(streaming)?;
 
     if let Some(slot) = cfg.slot_name.as_deref() {
-        if status.slot_exists() == Some(false) {
+        if status.slot_exists().or_else(|| crate::cmd::live::slot_exists(cfg, slot)) == Some(false) {
             if cfg.create_slot != CreateSlot::Auto {
                 return Err(CmdError::Error(format!(
                     "replication slot '{slot}' doesn't exist. Please execute 'barman receive-wal --create-slot {name}'"
