@@ -215,10 +215,8 @@ impl Gpg {
     pub fn check_opens(&self, path: &Path) -> Result<(), GpgError> {
         let mut plain = self.decrypt(path)?;
         let mut first = [0u8; 1];
-        match plain.read(&mut first) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(GpgError::from_io(e)),
-        }
+        // Zero bytes read is an empty plaintext, which gpg only reports after a successful exit.
+        plain.read(&mut first).map(drop).map_err(GpgError::from_io)
     }
 }
 
@@ -249,13 +247,7 @@ pub fn test_encryption(key: &KeyId) -> Result<(), GpgError> {
 impl GpgError {
     /// The [`GpgError`] an I/O error carries (from a [`Decrypted`] read), or the I/O error.
     pub fn from_io(e: io::Error) -> GpgError {
-        if e.get_ref().is_some_and(|inner| inner.is::<GpgError>()) {
-            if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<GpgError>()) {
-                return *inner;
-            }
-            return GpgError::Io(io::Error::other("gpg failed"));
-        }
-        GpgError::Io(e)
+        e.downcast::<GpgError>().unwrap_or_else(GpgError::Io)
     }
 }
 

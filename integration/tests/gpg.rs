@@ -253,6 +253,10 @@ fn encrypted_catalogue_pitr_interop_and_wrong_passphrase() -> Result<()> {
     let mine = barman(&s, &g, None, &["get-wal", "pg", &seg])?;
     mine.success()?;
     ensure!(theirs.stdout.len() == 16 << 20 && theirs.stdout == mine.stdout, "get-wal {seg}: bytes differ");
+    // barman-wal-restore's batch stream: the first member (header, then data) is decrypted.
+    let batch = barman(&s, &g, None, &["get-wal", "--batch", "2", "pg", &seg])?;
+    batch.success()?;
+    ensure!(batch.stdout.get(512..512 + (16 << 20)) == Some(&mine.stdout[..]), "get-wal --batch {seg}");
     let dest = root.join("real");
     let t0 = Instant::now();
     ok(

@@ -47,9 +47,12 @@ impl HasExitCode for CmdError {
     /// names its own status (get-wal's 3, check's failures) passes it through.
     fn exit_code(&self) -> ExitCode {
         match self {
-            CmdError::Error(_) | CmdError::Exception(_) | CmdError::Io(_) | CmdError::Catalogue(_) => ExitCode::Failure,
+            CmdError::Error(_)
+            | CmdError::Exception(_)
+            | CmdError::Io(_)
+            | CmdError::Catalogue(_)
+            | CmdError::Gpg(GpgError::Failed { .. } | GpgError::Io(_)) => ExitCode::Failure,
             CmdError::Code(_, code) | CmdError::Silent(code) => ExitCode::from_status(*code),
-            CmdError::Gpg(GpgError::Failed { .. } | GpgError::Io(_)) => ExitCode::Failure,
             CmdError::Gpg(_) => ExitCode::BadInput,
         }
     }

@@ -447,7 +447,7 @@ fn compression_workers_issue(method: BackupCompression, workers: Option<i64>) ->
 /// the postgres method, so a plain-format backup with encryption is refused.
 pub fn encryption_issue(s: &ServerConfig) -> Option<String> {
     s.encryption?;
-    Some(if s.encryption_key_id.is_none() {
+    let issue = if s.encryption_key_id.is_none() {
         "Encryption is set as gpg, but encryption_key_id is unset"
     } else if s.backup_method != BackupMethod::Postgres {
         "Encryption is set as gpg, but backup_method != postgres"
@@ -457,6 +457,6 @@ pub fn encryption_issue(s: &ServerConfig) -> Option<String> {
         "Encryption is set as gpg, but backup_compression_format != tar"
     } else {
         return None;
-    })
-    .map(str::to_owned)
+    };
+    Some(issue.to_owned())
 }

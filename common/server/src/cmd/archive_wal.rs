@@ -309,20 +309,19 @@ fn store(
     durable::create_dir_all(dest.parent().expect("wal paths have a parent"))?;
     let mut tmp = TempFile::create(dest, md.mode() & 0o777)?;
     let input = BufReader::with_capacity(1 << 20, File::open(src)?);
-    let compression = match server.encryption {
-        None => write_stored(server, input, codec, &mut tmp)?,
-        Some(_) => {
-            let key = server.gpg.key_id().ok_or_else(|| {
-                CmdError::Error(
-                    "A recipient must be specified to encrypt the backup. Please provide a valid recipient.".into(),
-                )
-            })?;
-            let mut enc = Gpg::encrypter(key, tmp.file().try_clone()?, &src.display().to_string())?;
-            let written = write_stored(server, input, codec, &mut enc);
-            // gpg's own failure (a missing key) explains a broken pipe better than EPIPE.
-            enc.finish()?;
-            written?
-        }
+    let compression = if server.encryption.is_none() {
+        write_stored(server, input, codec, &mut tmp)?
+    } else {
+        let key = server.gpg.key_id().ok_or_else(|| {
+            CmdError::Error(
+                "A recipient must be specified to encrypt the backup. Please provide a valid recipient.".into(),
+            )
+        })?;
+        let mut enc = Gpg::encrypter(key, tmp.file().try_clone()?, &src.display().to_string())?;
+        let written = write_stored(server, input, codec, &mut enc);
+        // gpg's own failure (a missing key) explains a broken pipe better than EPIPE.
+        enc.finish()?;
+        written?
     };
     let size = tmp.file().metadata()?.len();
     let mtime = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());

@@ -114,12 +114,13 @@ impl TarFormat {
         exclude: &[&str],
         src: Source<'_>,
     ) -> io::Result<()> {
+        let Source { gpg, progress } = src;
         let stored: Box<dyn Read> = if self.encrypted {
-            Box::new(src.gpg.decrypt(archive).map_err(io::Error::from)?)
+            Box::new(gpg.decrypt(archive).map_err(io::Error::from)?)
         } else {
             Box::new(File::open(archive)?)
         };
-        let input = Counting { inner: stored, progress: src.progress };
+        let input = Counting { inner: stored, progress };
         let mut plain: Box<dyn Read + '_> = match self.codec {
             Some(codec) => compress::decoder(codec, input)?,
             None => Box::new(io::BufReader::with_capacity(1 << 20, input)),
@@ -264,9 +265,18 @@ mod tests {
         let plain = TarFormat::from_info("none", None).expect("none");
         let whole = base_tar();
         fs::write(data.join("base.tar"), &whole[..512 * 2]).expect("write");
-        let err = plain.extract_base(&data, &dir.path().join("cut"), &[], &mut progress).expect_err("cut");
+        let err = plain
+            .extract_base(&data, &dir.path().join("cut"), &[], Source { gpg: &Gpg::default(), progress: &mut progress })
+            .expect_err("cut");
         assert!(err.to_string().contains("truncated"), "{err}");
         fs::write(data.join("base.tar"), &whole).expect("write");
-        plain.extract_base(&data, &dir.path().join("whole"), &[], &mut progress).expect("whole");
+        plain
+            .extract_base(
+                &data,
+                &dir.path().join("whole"),
+                &[],
+                Source { gpg: &Gpg::default(), progress: &mut progress },
+            )
+            .expect("whole");
     }
 }
