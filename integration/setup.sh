@@ -29,7 +29,8 @@ die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 
 install_packages() {
     local wanted=(postgresql-client-15 openssh-server openssh-client rsync pgbackrest pigz zstd
-        lz4 xz-utils bzip2 iproute2 hyperfine patchelf gcc libpq-dev openssl time util-linux bsdutils)
+        lz4 xz-utils bzip2 iproute2 hyperfine patchelf gcc libpq-dev openssl time util-linux bsdutils
+        gnupg gpg-agent file)
     [ -x "$PG_BIN/postgres" ] || wanted+=(postgresql-15)
     local missing=() p
     for p in "${wanted[@]}"; do

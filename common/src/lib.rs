@@ -13,6 +13,7 @@ pub mod compress;
 pub mod config;
 pub mod durable;
 pub mod exit;
+pub mod gpg;
 pub mod manifest;
 #[cfg(feature = "pg")]
 pub mod pg;

@@ -3,8 +3,13 @@
 //! directories, files (with the archive's mode) and symlinks under one destination. Names
 //! that would escape the destination are refused. `pg_tblspc/<oid>` symlinks are rewritten
 //! through a caller-supplied map, as `pg_basebackup --tablespace-mapping` does.
+//!
+//! Nothing is ever written through a symlink: an entry whose path crosses one (a link the
+//! archive itself created earlier, such as `pg_tblspc/16384` followed by
+//! `pg_tblspc/16384/evil`, or one already in the destination) is refused, and files are
+//! opened with `O_NOFOLLOW`, so a hostile archive cannot write outside the destination.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -44,6 +49,8 @@ pub struct Extractor {
     ended: bool,
     /// Where written files go to be flushed to disk while the extraction goes on.
     flusher: Option<std::sync::mpsc::Sender<File>>,
+    /// Directories under `dest` known to be real directories (not symlinks).
+    checked: HashSet<PathBuf>,
 }
 
 /// A parsed ustar header.
@@ -139,6 +146,7 @@ impl Extractor {
             files: 0,
             ended: false,
             flusher: None,
+            checked: HashSet::new(),
         })
     }
 
@@ -239,6 +247,37 @@ impl Extractor {
         Ok(self.files)
     }
 
+    /// Refuses `rel` unless every directory above it is a real directory under `dest`
+    /// (created as needed, 0700): none may be a symlink, whoever created it.
+    fn check_parents(&mut self, rel: &Path) -> io::Result<()> {
+        let mut at = PathBuf::new();
+        let parents: Vec<_> = rel.parent().map(|p| p.components().collect()).unwrap_or_default();
+        for part in parents {
+            at.push(part);
+            if self.checked.contains(&at) {
+                continue;
+            }
+            let path = self.dest.join(&at);
+            match fs::symlink_metadata(&path) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    return Err(bad(format!(
+                        "refusing to write through the symlink {:?} (entry {:?})",
+                        at.display().to_string(),
+                        rel.display().to_string()
+                    )))
+                }
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => return Err(bad(format!("{:?} is not a directory", at.display().to_string()))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::DirBuilder::new().mode(0o700).create(&path)?;
+                }
+                Err(e) => return Err(e),
+            }
+            self.checked.insert(at.clone());
+        }
+        Ok(())
+    }
+
     fn send_to_flusher(&self, file: File) {
         if let Some(tx) = &self.flusher {
             let _ = tx.send(file);
@@ -259,10 +298,15 @@ impl Extractor {
             }
             return Ok(());
         }
+        self.check_parents(&rel)?;
         let path = self.dest.join(&rel);
+        if matches!(header.kind, b'5' | b'0' | 0 | b'2') && is_symlink(&path) {
+            return Err(bad(format!("refusing to write through the symlink {:?} in the destination", header.name)));
+        }
         match header.kind {
             b'5' => {
                 fs::DirBuilder::new().recursive(true).mode(0o700).create(&path)?;
+                self.checked.insert(rel);
                 fs::set_permissions(&path, fs::Permissions::from_mode(dir_mode(header.mode)))?;
                 self.state = State::Skip(header.size + padding as u64);
             }
@@ -271,6 +315,7 @@ impl Extractor {
                     .write(true)
                     .create(true)
                     .truncate(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .mode(file_mode(header.mode))
                     .open(&path)
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
@@ -332,6 +377,10 @@ pub fn read_member<R: io::Read>(mut input: R, name: &str, limit: u64) -> io::Res
         }
         io::copy(&mut io::Read::take(&mut input, padded), &mut io::sink())?;
     }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Directory modes as PostgreSQL accepts them: owner rwx, optionally group r-x.
@@ -424,6 +473,43 @@ mod tests {
         corrupt[0] = b'g';
         let mut z = Extractor::new(&dir.path().join("z"), BTreeMap::new()).expect("new");
         assert!(z.feed(&corrupt).is_err());
+    }
+
+    /// A hostile archive: a symlink to a directory outside, then entries through it.
+    #[test]
+    fn never_writes_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).expect("mkdir");
+        let target = outside.to_str().expect("utf-8");
+        for (tag, second) in [
+            ("file", header("link/evil", b'0', 0, 0o600, "")),
+            ("dir", header("link/sub/", b'5', 0, 0o700, "")),
+            ("nested", header("link/sub/evil", b'0', 0, 0o600, "")),
+            ("over-link", header("link", b'0', 0, 0o600, "")),
+            ("link-in-link", header("link/l2", b'2', 0, 0o777, "/")),
+        ] {
+            let dest = dir.path().join(tag);
+            let mut x = Extractor::new(&dest, BTreeMap::new()).expect("new");
+            x.feed(&header("link", b'2', 0, 0o777, target)).expect("a symlink itself is fine");
+            let err = x.feed(&second).expect_err(tag).to_string();
+            assert!(err.contains("symlink"), "{tag}: {err}");
+            assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0, "{tag}: wrote outside");
+        }
+        // A symlink already in the destination is not followed either.
+        let dest = dir.path().join("pre");
+        fs::create_dir(&dest).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, dest.join("base")).expect("symlink");
+        let mut x = Extractor::new(&dest, BTreeMap::new()).expect("new");
+        assert!(x.feed(&header("base/1", b'0', 0, 0o600, "")).is_err());
+        assert!(x.feed(&header("base/", b'5', 0, 0o700, "")).is_err());
+        assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
+        // Absolute and `..` names never leave the destination.
+        for name in ["/etc/evil", "a/../../evil", "../evil"] {
+            let mut y = Extractor::new(&dir.path().join("abs"), BTreeMap::new()).expect("new");
+            assert!(y.feed(&header(name, b'0', 0, 0o600, "")).is_err(), "{name}");
+        }
+        assert!(!dir.path().join("evil").exists());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::Path;
 use barman_common::catalogue::ServerLayout;
 use barman_common::compress::{Codec, Level};
 use barman_common::config::{self, CompressionLevel, LoadOptions, ServerConfig};
+use barman_common::gpg::Gpg;
 
 use crate::output::Output;
 use crate::server::Server;
@@ -117,5 +118,7 @@ fn server_view(cfg: &ServerConfig) -> Result<Server, CmdError> {
         streaming_archiver: cfg.streaming_archiver,
         passive: cfg.is_passive(),
         hooks: crate::hooks::Hooks::default(),
+        encryption: cfg.encryption,
+        gpg: std::sync::Arc::new(Gpg::new(cfg.encryption_key_id.clone(), cfg.encryption_passphrase_command.clone())),
     })
 }

@@ -1,6 +1,7 @@
 //! [`CmdError`]: how a backup-host operation failed, with the exit code Barman gives it.
 
 use barman_common::exit::{ExitCode, HasExitCode};
+use barman_common::gpg::GpgError;
 
 /// A failed command, with the exit code Barman gives it.
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +21,25 @@ pub enum CmdError {
     Silent(i32),
     /// A file operation failed unexpectedly: `EXCEPTION:` and exit 1.
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The catalogue could not be read or written: `EXCEPTION:` and exit 1.
     #[error(transparent)]
     Catalogue(#[from] barman_common::catalogue::CatalogueError),
+    /// Encryption or decryption failed: a missing, failing or wrong passphrase is bad
+    /// configuration (exit 3, so a restore helper never reads it as "WAL not found"); gpg
+    /// failing otherwise (a missing key, a corrupt file) is exit 1.
+    #[error("{0}")]
+    Gpg(#[from] barman_common::gpg::GpgError),
+}
+
+impl From<std::io::Error> for CmdError {
+    /// An I/O error that carries a [`GpgError`] (a decrypting reader failed) is that error.
+    fn from(e: std::io::Error) -> Self {
+        match GpgError::from_io(e) {
+            GpgError::Io(e) => CmdError::Io(e),
+            gpg => CmdError::Gpg(gpg),
+        }
+    }
 }
 
 impl HasExitCode for CmdError {
@@ -31,8 +47,13 @@ impl HasExitCode for CmdError {
     /// names its own status (get-wal's 3, check's failures) passes it through.
     fn exit_code(&self) -> ExitCode {
         match self {
-            CmdError::Error(_) | CmdError::Exception(_) | CmdError::Io(_) | CmdError::Catalogue(_) => ExitCode::Failure,
+            CmdError::Error(_)
+            | CmdError::Exception(_)
+            | CmdError::Io(_)
+            | CmdError::Catalogue(_)
+            | CmdError::Gpg(GpgError::Failed { .. } | GpgError::Io(_)) => ExitCode::Failure,
             CmdError::Code(_, code) | CmdError::Silent(code) => ExitCode::from_status(*code),
+            CmdError::Gpg(_) => ExitCode::BadInput,
         }
     }
 }

@@ -117,6 +117,7 @@ pub fn report(result: Result<(), crate::CmdError>, out: &mut Output) -> barman_c
     let Err(e) = result else { return ExitCode::Success };
     match &e {
         CmdError::Error(msg) | CmdError::Code(msg, _) => out.error(msg.clone()),
+        CmdError::Gpg(_) => out.error(e.to_string()),
         CmdError::Exception(msg) => out.exception(msg.clone()),
         CmdError::Io(_) | CmdError::Catalogue(_) => out.exception(e.to_string()),
         CmdError::Silent(_) => {}

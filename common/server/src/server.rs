@@ -5,6 +5,8 @@ use std::path::Path;
 
 use barman_common::catalogue::{ErrorsKind, LockError, LockKind, ServerLayout, ServerLock};
 use barman_common::compress::{Codec, Level};
+use barman_common::gpg::{Encryption, Gpg};
+use std::sync::Arc;
 
 use crate::CmdError;
 
@@ -33,6 +35,11 @@ pub struct Server {
     pub passive: bool,
     /// The hook scripts (`pre_archive_script`, …) and what running them needs.
     pub hooks: crate::hooks::Hooks,
+    /// `encryption`: WAL is encrypted by the archiver when set.
+    pub encryption: Option<Encryption>,
+    /// `encryption_key_id` and `encryption_passphrase_command` (shared, so the passphrase
+    /// command runs once per process).
+    pub gpg: Arc<Gpg>,
 }
 
 impl Server {

@@ -23,10 +23,10 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), CatalogueError> {
 }
 
 /// Replaces `path` with `data` durably (temp file in the same directory, fsync, rename,
-/// fsync the directory) through [`crate::durable`]. Mode 0666 before umask, like the
-/// `open()` Barman uses.
+/// fsync the directory) through [`crate::durable`]. Mode 0600: catalogue metadata
+/// (backup.info, identity, relay state) is the backup user's alone.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), CatalogueError> {
-    durable::write_replace(path, data, 0o666).map_err(io_err(path))
+    durable::write_replace(path, data, 0o600).map_err(io_err(path))
 }
 
 /// `mkdir -p` that fsyncs the parent of every directory it creates.

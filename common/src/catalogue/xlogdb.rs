@@ -9,6 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::error::CatalogueError;
@@ -111,10 +112,15 @@ pub struct WalSniffer<'a> {
 }
 
 impl Default for WalSniffer<'static> {
-    /// Built-in magic sniffing, no encryption detection.
+    /// Built-in magic sniffing, gpg detection by the OpenPGP packet header.
     fn default() -> Self {
-        WalSniffer { compression: &sniff_compression_magic, encryption: &no_encryption }
+        WalSniffer { compression: &sniff_compression_magic, encryption: &sniff_encryption }
     }
+}
+
+/// `gpg` for a file holding an OpenPGP encrypted message (Barman's `file --brief` test).
+pub fn sniff_encryption(path: &Path) -> Option<String> {
+    crate::gpg::is_encrypted_file(path).ok()?.then(|| crate::gpg::Encryption::Gpg.name().to_owned())
 }
 
 /// Never reports encryption.
@@ -341,7 +347,8 @@ fn open_or_create(path: &Path) -> Result<(File, bool), CatalogueError> {
     }
     let dir = crate::durable::parent_of(path);
     create_dir_all_durable(dir)?;
-    let file = options.create(true).open(path).map_err(io_err(path))?;
+    // The WAL index is the backup user's alone, as the WAL files it lists (0600).
+    let file = options.create(true).mode(0o600).open(path).map_err(io_err(path))?;
     fsync_dir(dir)?;
     Ok((file, true))
 }

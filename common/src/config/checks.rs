@@ -441,3 +441,22 @@ fn compression_workers_issue(method: BackupCompression, workers: Option<i64>) ->
         }
     }
 }
+
+/// Barman's `EncryptionManager._validate_gpg` for `encryption = gpg`: the first problem, in
+/// Barman's words (it checks them in this order). Encrypted backups must be tar backups of
+/// the postgres method, so a plain-format backup with encryption is refused.
+pub fn encryption_issue(s: &ServerConfig) -> Option<String> {
+    s.encryption?;
+    let issue = if s.encryption_key_id.is_none() {
+        "Encryption is set as gpg, but encryption_key_id is unset"
+    } else if s.backup_method != BackupMethod::Postgres {
+        "Encryption is set as gpg, but backup_method != postgres"
+    } else if s.backup_compression.is_none() {
+        "Encryption is set as gpg, but backup_compression is unset"
+    } else if s.backup_compression_format != Some(BackupCompressionFormat::Tar) {
+        "Encryption is set as gpg, but backup_compression_format != tar"
+    } else {
+        return None;
+    };
+    Some(issue.to_owned())
+}

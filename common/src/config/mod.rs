@@ -32,7 +32,7 @@
 //! `None` is an error instead of a crash; and `wal_retention_window` is our own option.
 
 mod checks;
-pub use checks::backup_compression_issues;
+pub use checks::{backup_compression_issues, encryption_issue};
 mod error;
 mod global;
 mod ini;

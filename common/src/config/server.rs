@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::gpg::{Encryption, KeyId};
 use chrono::TimeDelta;
 
 use super::global::GlobalConfig;
@@ -199,7 +200,11 @@ pub struct ServerConfig {
     /// `backup_compression_workers`.
     pub backup_compression_workers: Option<i64>,
     /// `encryption` (`gpg` or unset).
-    pub encryption: Option<String>,
+    pub encryption: Option<Encryption>,
+    /// `encryption_key_id`: the gpg recipient of WAL and backups.
+    pub encryption_key_id: Option<KeyId>,
+    /// `encryption_passphrase_command`: prints the private key's passphrase (never logged).
+    pub encryption_passphrase_command: Option<String>,
     /// `wal_retention_window`: **our extension**, unknown to Barman (which warns
     /// `Invalid configuration option "wal_retention_window"`). A time interval; WALs
     /// newer than it are kept whatever the base-backup policy says. Inheritable.
@@ -341,7 +346,9 @@ impl ServerConfig {
             backup_compression_level: v.int("backup_compression_level"),
             backup_compression_location: v.parsed("backup_compression_location"),
             backup_compression_workers: v.int("backup_compression_workers"),
-            encryption: v.text("encryption"),
+            encryption: v.text("encryption").as_deref().and_then(Encryption::from_name),
+            encryption_key_id: v.text("encryption_key_id").map(KeyId::new),
+            encryption_passphrase_command: v.text("encryption_passphrase_command"),
             wal_retention_window: v.interval("wal_retention_window"),
             values: resolved,
         }

@@ -310,14 +310,15 @@ fn parse_uri(text: &str) -> Result<ConnInfo, PgError> {
             let (user, password) = userinfo.split_once(':').map_or((userinfo, None), |(u, p)| (u, Some(p)));
             info.set("user", &percent_decode(user)?)?;
             if let Some(p) = password {
-                info.set("password", &percent_decode(p)?)?;
+                info.set("password", &percent_decode(p).map_err(|_| secret_token())?)?;
             }
             hostport
         }
         None => authority,
     };
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| PgError::ConnInfo(format!("invalid URI \"{text}\"")))?;
+        let (h, after) =
+            v6.split_once(']').ok_or_else(|| PgError::ConnInfo(format!("invalid URI \"{}\"", redact_uri(text))))?;
         (h, after.strip_prefix(':'))
     } else {
         hostport.split_once(':').map_or((hostport, None), |(h, p)| (h, Some(p)))
@@ -335,9 +336,30 @@ fn parse_uri(text: &str) -> Result<ConnInfo, PgError> {
         let (k, v) = pair
             .split_once('=')
             .ok_or_else(|| PgError::ConnInfo(format!("missing \"=\" in URI parameter \"{pair}\"")))?;
-        info.set(&percent_decode(k)?, &percent_decode(v)?)?;
+        let key = percent_decode(k)?;
+        let value = if key == "password" { percent_decode(v).map_err(|_| secret_token())? } else { percent_decode(v)? };
+        info.set(&key, &value)?;
     }
     Ok(info)
+}
+
+/// A percent-decoding error in a password: the token is not repeated (errors are logged).
+fn secret_token() -> PgError {
+    PgError::ConnInfo("invalid percent-encoded token in the password".into())
+}
+
+/// `text` with the password of its `user:password@` part replaced by `********`, for
+/// error messages.
+pub fn redact_uri(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else { return text.to_owned() };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:********@{host}{}", &rest[end..])
+        }
+        _ => text.to_owned(),
+    }
 }
 
 fn percent_decode(text: &str) -> Result<String, PgError> {
@@ -405,6 +427,18 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn uri_errors_never_show_the_password() {
+        for uri in
+            ["postgresql://u:s3cr%ZZet@h/db", "postgresql://u:s3cret@[::1/db", "postgresql://h/db?password=s3%ZZ"]
+        {
+            let err = ConnInfo::parse(uri).expect_err(uri).to_string();
+            assert!(!err.contains("s3cr") && !err.contains("s3%"), "{uri}: {err}");
+        }
+        assert_eq!(redact_uri("postgres://u:pw@h:5/d?x=1"), "postgres://u:********@h:5/d?x=1");
+        assert_eq!(redact_uri("postgres://u@h/d"), "postgres://u@h/d");
     }
 
     #[test]

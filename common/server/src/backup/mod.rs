@@ -33,6 +33,7 @@ use crate::output::Output;
 use crate::server::Server;
 use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, Identity, LockKind, PyValue, ServerLayout};
 use barman_common::config::HookEvent;
+use barman_common::gpg::{Encryption, KeyId};
 use barman_common::pg::{BaseBackupOptions, BaseBackupStart, PgError, ReplicationConnection};
 use barman_common::wal::{Lsn, SegNo, TimelineId, WalFileName, WalSegSize};
 use chrono::{DateTime, FixedOffset};
@@ -40,7 +41,7 @@ use chrono::{DateTime, FixedOffset};
 pub use error::ToolError;
 pub use options::Options;
 use settings::Settings;
-use storage::{Format, Storage};
+use storage::Format;
 use summary::{human_duration, human_size, report};
 
 /// Runs the tool: one backup of `opts.server`.
@@ -234,7 +235,7 @@ async fn take(
     if settings.reuse_link && settings.storage.format == Format::Plain {
         reuse_previous(job, out).map_err(|e| job.fail(&e))?;
     }
-    finalise(job, &settings.storage, started).map_err(|e| job.fail(&e))?;
+    finalise(job, settings, started, out).map_err(|e| job.fail(&e))?;
     report_completion(job, started, out);
 
     job.phase = "checking the WAL files";
@@ -429,8 +430,9 @@ fn reuse_previous(job: &mut Job<'_>, out: &mut Output) -> Result<(), String> {
     Ok(())
 }
 
-/// fsync, sizes, manifest, backup_label, copy_stats; WAITING_FOR_WALS.
-fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<(), String> {
+/// backup_label, encryption, fsync, sizes, manifest, copy_stats; WAITING_FOR_WALS.
+fn finalise(job: &mut Job<'_>, settings: &Settings, started: Instant, out: &mut Output) -> Result<(), String> {
+    let storage = &settings.storage;
     let label = match storage.format {
         Format::Plain => {
             let label_path = copy::data_dir(&job.dir).join("backup_label");
@@ -439,6 +441,12 @@ fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<()
         Format::Tar => copy::tar_backup_label(&job.dir, storage).map_err(|e| e.to_string())?,
     };
     job.info.backup_label = Some(label);
+    if let Some(key) = &settings.encrypt_to {
+        job.phase = "encrypting the backup";
+        out.info("Encrypting backup using gpg encryption");
+        encrypt_archives(&copy::data_dir(&job.dir), key)?;
+        job.info.encryption = Some(Encryption::Gpg.name().to_owned());
+    }
     if let Some(fs_sync) = &job.fs_sync {
         fs_sync.sync().map_err(|e| format!("syncing the backup to disk: {e}"))?;
     }
@@ -453,6 +461,33 @@ fn finalise(job: &mut Job<'_>, storage: &Storage, started: Instant) -> Result<()
     }
     job.info.status = BackupStatus::WaitingForWals;
     job.save()
+}
+
+/// Barman's `_encrypt_tar_backup`: every `*.tar` and `*.tar.<ext>` of the data directory
+/// becomes `<name>.gpg` (`backup_manifest` stays in clear).
+fn encrypt_archives(data: &Path, key: &KeyId) -> Result<(), String> {
+    let entries = std::fs::read_dir(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let mut tars: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_tar_name))
+        .collect();
+    tars.sort();
+    for tar in tars {
+        barman_common::gpg::encrypt_file(key, &tar).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `re.search(r"\.tar(\.[^.]+)?$", name)`.
+fn is_tar_name(name: &str) -> bool {
+    match name.rfind(".tar") {
+        Some(i) => {
+            let rest = &name[i + 4..];
+            rest.is_empty() || (rest.starts_with('.') && rest.len() > 1 && !rest[1..].contains('.'))
+        }
+        None => false,
+    }
 }
 
 /// One archiver pass and a check of the backup's WAL (as Barman's `backup` ends); with

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use barman_common::config::ServerConfig;
+use barman_common::config::{encryption_issue, ServerConfig};
+use barman_common::gpg::KeyId;
 use barman_common::pg::ConnInfo;
 
 use super::error::ToolError;
@@ -29,6 +30,8 @@ pub(super) struct Settings {
     pub(super) worm_mode: bool,
     /// `wal_retention_window` (our extension).
     pub(super) wal_window: Option<chrono::TimeDelta>,
+    /// `encryption = gpg`: the recipient the tar archives are encrypted to.
+    pub(super) encrypt_to: Option<KeyId>,
 }
 
 impl Settings {
@@ -49,6 +52,12 @@ impl Settings {
         // pg_basebackup --max-rate accepts 32 kB/s .. 1 GB/s; Barman passes bandwidth_limit.
         let max_rate_kbps = cfg.bandwidth_limit.filter(|&kb| kb > 0).map(|kb| kb.clamp(32, 1_048_576) as u32);
         let storage = Storage::from_config(cfg).map_err(|e| ToolError::Usage(format!("server {name}: {e}")))?;
+        // Barman finds these after the copy and fails the backup; refusing before it starts
+        // changes nothing.
+        if let Some(issue) = encryption_issue(cfg) {
+            return Err(ToolError::Usage(format!("server {name}: {issue}")));
+        }
+        let encrypt_to = cfg.encryption.and(cfg.encryption_key_id.clone());
         Ok(Settings {
             conninfo,
             streaming,
@@ -60,6 +69,7 @@ impl Settings {
             retry_sleep: Duration::from_secs(u64::try_from(cfg.basebackup_retry_sleep).unwrap_or(0)),
             worm_mode: cfg.worm_mode,
             wal_window: cfg.wal_retention_window,
+            encrypt_to,
         })
     }
 }

@@ -27,6 +27,7 @@ use barman_common::catalogue::{repr_float, repr_str, ErrorsKind, LockKind, Serve
 use barman_common::compress::{self, Codec};
 use barman_common::config::HookEvent;
 use barman_common::durable::{self, TempFile};
+use barman_common::gpg::{self, Encryption, Gpg};
 use barman_common::wal::{read_head, validate_segment_header, ExpectedSegment, HeaderError, WalFileKind, WalFileName};
 
 use crate::hooks::HookEnv;
@@ -137,7 +138,12 @@ pub fn archive_file(server: &Server, db: &mut XlogDb, path: &Path, streaming: bo
     let stored_codec = if streaming { None } else { compress::detect_file(path)? };
     let md = fs::metadata(path)?;
     let dest = server.layout.wal_path(&name);
-    let source = WalFacts { size: md.len(), time: mtime(&md), compression: stored_codec.map(|c| c.name().to_owned()) };
+    let source = WalFacts {
+        size: md.len(),
+        time: mtime(&md),
+        compression: stored_codec.map(|c| c.name().to_owned()),
+        encryption: None,
+    };
     let hooks = &server.hooks;
     let pre_env = source.env(&name, path);
     if let Err(abort) = hooks.pre(HookEvent::Archive, &pre_env) {
@@ -208,18 +214,20 @@ fn archive_checked(
     if dest.exists() {
         return Ok((settle_existing(server, db, path, name, dest)?, None));
     }
-    let (size, compression) = store(server, path, dest, stored_codec, md)?;
-    record(db, name, size, md, compression.clone())?;
+    let stored = store(server, path, dest, stored_codec, md)?;
+    record(db, name, &stored)?;
     remove_source(path)?;
-    Ok((Outcome::Archived, Some(WalFacts { size, time: mtime(md), compression })))
+    Ok((Outcome::Archived, Some(stored)))
 }
 
-/// What Barman's `WalFileInfo` says about a file for the hooks: size, mtime, compression.
+/// What Barman's `WalFileInfo` says about a file (for the hooks and xlog.db): size, mtime,
+/// compression, encryption.
 #[derive(Clone, Debug)]
 struct WalFacts {
     size: u64,
     time: f64,
     compression: Option<String>,
+    encryption: Option<Encryption>,
 }
 
 impl WalFacts {
@@ -231,7 +239,8 @@ impl WalFacts {
     fn exception(&self, class: &str, name: &WalFileName) -> String {
         let compression = self.compression.as_deref().map_or_else(|| "None".to_owned(), repr_str);
         format!(
-            "{class}:WalFileInfo(compression={compression}, encryption=None, name={}, size={}, time={})",
+            "{class}:WalFileInfo(compression={compression}, encryption={}, name={}, size={}, time={})",
+            self.encryption.map_or_else(|| "None".to_owned(), |e| repr_str(e.name())),
             repr_str(name.as_str()),
             self.size,
             repr_float(self.time)
@@ -278,6 +287,11 @@ fn settle_existing(
     name: &WalFileName,
     dest: &Path,
 ) -> Result<Outcome, CmdError> {
+    if gpg::is_encrypted_file(dest)? {
+        // Barman cannot assume the passphrase is at hand: an encrypted copy is never compared.
+        reject(server, path, name.as_str(), ErrorsKind::Duplicate, "the archived copy is encrypted")?;
+        return Ok(Outcome::Rejected("duplicate"));
+    }
     let (ours, _) = compress::read_maybe_compressed(path)?;
     let (theirs, codec) = compress::read_maybe_compressed(dest)?;
     if ours != theirs {
@@ -286,54 +300,85 @@ fn settle_existing(
     }
     if !db.entries()?.iter().any(|(_, e)| e.name == *name) {
         let md = fs::metadata(dest)?;
-        record(db, name, md.len(), &md, codec.map(|c| c.name().to_owned()))?;
+        let facts = WalFacts {
+            size: md.len(),
+            time: mtime(&md),
+            compression: codec.map(|c| c.name().to_owned()),
+            encryption: None,
+        };
+        record(db, name, &facts)?;
     }
     remove_source(path)?;
     Ok(Outcome::AlreadyArchived)
 }
 
 /// Writes the stored form into the hash directory: compressed with the server's compression
-/// unless the file already is compressed, mode and mtime copied from the source. Returns the
-/// stored size and the compression name for xlog.db.
+/// unless the file already is compressed, then encrypted with gpg when `encryption = gpg`
+/// (as Barman: compress, then encrypt), mode and mtime copied from the source. Returns what
+/// xlog.db records: the stored size, the compression name and the encryption.
 fn store(
     server: &Server,
     src: &Path,
     dest: &Path,
     codec: Option<Codec>,
     md: &fs::Metadata,
-) -> Result<(u64, Option<String>), CmdError> {
+) -> Result<WalFacts, CmdError> {
     durable::create_dir_all(dest.parent().expect("wal paths have a parent"))?;
     let mut tmp = TempFile::create(dest, md.mode() & 0o777)?;
-    let mut input = BufReader::with_capacity(1 << 20, File::open(src)?);
-    let compression = match (codec, &server.compression) {
-        (Some(c), _) => {
-            io::copy(&mut input, &mut tmp)?;
-            Some(c.name().to_owned())
-        }
-        (None, Some((label, c))) => {
-            compress::compress(*c, server.level, input, &mut tmp)?;
-            Some(label.clone())
-        }
-        (None, None) => {
-            io::copy(&mut input, &mut tmp)?;
-            None
-        }
+    let input = BufReader::with_capacity(1 << 20, File::open(src)?);
+    let compression = if server.encryption.is_none() {
+        write_stored(server, input, codec, &mut tmp)?
+    } else {
+        let key = server.gpg.key_id().ok_or_else(|| {
+            CmdError::Error(
+                "A recipient must be specified to encrypt the backup. Please provide a valid recipient.".into(),
+            )
+        })?;
+        let mut enc = Gpg::encrypter(key, tmp.file().try_clone()?, &src.display().to_string())?;
+        let written = write_stored(server, input, codec, &mut enc);
+        // gpg's own failure (a missing key) explains a broken pipe better than EPIPE.
+        enc.finish()?;
+        written?
     };
     let size = tmp.file().metadata()?.len();
     let mtime = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
     let _ = nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(tmp.file()), &mtime, &mtime);
     tmp.publish_new()?;
-    Ok((size, compression))
+    Ok(WalFacts { size, time: self::mtime(md), compression, encryption: server.encryption })
 }
 
-fn record(
-    db: &mut XlogDb,
-    name: &WalFileName,
-    size: u64,
-    md: &fs::Metadata,
-    compression: Option<String>,
-) -> Result<(), CmdError> {
-    let entry = XlogDbEntry { name: name.clone(), size, time: mtime(md), compression, encryption: None };
+/// Copies `input` to `out`, compressed with the server's compression unless `codec` says it
+/// already is; returns the compression name for xlog.db.
+fn write_stored(
+    server: &Server,
+    mut input: impl Read,
+    codec: Option<Codec>,
+    out: &mut impl io::Write,
+) -> io::Result<Option<String>> {
+    Ok(match (codec, &server.compression) {
+        (Some(c), _) => {
+            io::copy(&mut input, out)?;
+            Some(c.name().to_owned())
+        }
+        (None, Some((label, c))) => {
+            compress::compress(*c, server.level, input, out)?;
+            Some(label.clone())
+        }
+        (None, None) => {
+            io::copy(&mut input, out)?;
+            None
+        }
+    })
+}
+
+fn record(db: &mut XlogDb, name: &WalFileName, facts: &WalFacts) -> Result<(), CmdError> {
+    let entry = XlogDbEntry {
+        name: name.clone(),
+        size: facts.size,
+        time: facts.time,
+        compression: facts.compression.clone(),
+        encryption: facts.encryption.map(|e| e.name().to_owned()),
+    };
     db.append(&[entry])?;
     Ok(())
 }

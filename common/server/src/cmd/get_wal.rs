@@ -3,10 +3,12 @@
 //! stdout or into a directory, or lists the next available names with `--peek`.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use barman_common::compress::{self, Codec, Level};
+use barman_common::durable::TempFile;
+use barman_common::gpg;
 use barman_common::wal::WalFileName;
 
 use crate::server::Server;
@@ -61,7 +63,9 @@ pub fn run(server: &Server, opts: &GetWal) -> Result<Vec<String>, CmdError> {
         return Err(server.err(format!("WAL file '{name}' not found")));
     };
     match &opts.output_dir {
-        None => send(&path, opts, &mut BufWriter::with_capacity(1 << 20, io::stdout().lock())).map(|()| Vec::new()),
+        None => {
+            send(server, &path, opts, &mut BufWriter::with_capacity(1 << 20, io::stdout().lock())).map(|()| Vec::new())
+        }
         Some(dir) => send_to_dir(server, &path, &name, dir, opts),
     }
 }
@@ -74,11 +78,14 @@ fn send_to_dir(
     opts: &GetWal,
 ) -> Result<Vec<String>, CmdError> {
     let dest = dir.join(name.as_str());
-    let file =
-        File::create(&dest).map_err(|e| CmdError::Code(format!("Unable to open '{}' file: {e}", dest.display()), 3))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    send(path, opts, &mut out)?;
-    out.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
+    // Written beside the destination and renamed: a failure (a wrong passphrase, a corrupt
+    // file) leaves the destination as it was.
+    let mut tmp = TempFile::create(&dest, 0o600)
+        .map_err(|e| CmdError::Code(format!("Unable to open '{}' file: {e}", dest.display()), 3))?;
+    let mut out = BufWriter::with_capacity(1 << 20, tmp.file().try_clone()?);
+    send(server, path, opts, &mut out)?;
+    out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    tmp.publish()?;
     Ok(vec![format!("Sending WAL '{name}' for server '{}' into '{}' file", server.name, dest.display())])
 }
 
@@ -100,7 +107,7 @@ fn send_batch(
     for name in peek(server, first, n) {
         let wal: WalFileName = name.parse().expect("peek lists valid names");
         let Some(path) = locate(server, &wal, false) else { continue };
-        let digest = send_member(&path, &name, opts, out, &mut packed)?;
+        let digest = send_member(server, &path, &name, opts, out, &mut packed)?;
         let meta = MemberMeta { mode: 0o644, ..MemberMeta::default() };
         write_member(out, SumAlgo::Sha256.member_name(), meta, format!("{digest} *{name}\n").as_bytes())?;
         out.flush()?;
@@ -116,6 +123,7 @@ fn send_batch(
 /// `--batch-lz4`) compressed is built in `packed` first, because a tar header needs the
 /// size up front.
 fn send_member(
+    server: &Server,
     path: &Path,
     name: &str,
     opts: &GetWal,
@@ -127,16 +135,21 @@ fn send_member(
     let mut file = File::open(path)?;
     let md = file.metadata()?;
     let meta = MemberMeta { mode: 0o600, uid: 0, gid: 0, mtime: md.mtime().max(0) as u64 };
-    let raw = path.extension().is_some_and(|e| e == "partial") || opts.keep_compression;
+    let partial = is_partial(path);
+    let raw = partial || opts.keep_compression;
     let stored = compress::detect_file(path)?;
     let mut hasher = SumAlgo::Sha256.hasher();
-    let built = if opts.batch_lz4 && stored.is_none() && opts.recompress.is_none() {
+    let built = if !partial && gpg::is_encrypted_file(path)? {
+        packed.clear();
+        send(server, path, opts, &mut *packed)?;
+        true
+    } else if opts.batch_lz4 && stored.is_none() && opts.recompress.is_none() {
         packed.clear();
         compress::compress(Codec::Lz4, Level::Low, BufReader::with_capacity(1 << 20, &mut file), &mut *packed)?;
         true
     } else if !raw && (opts.recompress.is_some() || stored.is_some()) {
         packed.clear();
-        send(path, opts, &mut *packed)?;
+        send(server, path, opts, &mut *packed)?;
         true
     } else {
         false
@@ -162,12 +175,19 @@ fn send_member(
     Ok(hasher.hex())
 }
 
-/// Copies the stored file to `out`: raw for partials and `--keep-compression`, otherwise
-/// decompressed (format sniffed from the magic), then recompressed if asked.
-fn send(path: &Path, opts: &GetWal, out: &mut impl Write) -> Result<(), CmdError> {
-    let raw = path.extension().is_some_and(|e| e == "partial") || opts.keep_compression;
-    let file = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let stored = if raw { None } else { compress::detect_file(path)? };
+/// Copies the stored file to `out`: decrypted first when gpg-encrypted (never a partial:
+/// the archiver has not touched those), then raw for partials and `--keep-compression`,
+/// otherwise decompressed (format sniffed from the magic), then recompressed if asked.
+fn send(server: &Server, path: &Path, opts: &GetWal, out: &mut impl Write) -> Result<(), CmdError> {
+    let partial = is_partial(path);
+    let raw = partial || opts.keep_compression;
+    let source: Box<dyn Read> = if !partial && gpg::is_encrypted_file(path)? {
+        Box::new(server.gpg.decrypt(path)?)
+    } else {
+        Box::new(File::open(path)?)
+    };
+    let mut file = BufReader::with_capacity(1 << 20, source);
+    let stored = if raw { None } else { compress::detect(file.fill_buf()?) };
     let mut plain: Box<dyn Read> = match stored {
         Some(codec) => compress::decoder(codec, file)?,
         None => Box::new(file),
@@ -182,6 +202,10 @@ fn send(path: &Path, opts: &GetWal, out: &mut impl Write) -> Result<(), CmdError
     }
     out.flush()?;
     Ok(())
+}
+
+fn is_partial(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "partial")
 }
 
 /// Where `name` is found, in Barman's lookup order; `--partial` adds the `.partial`

@@ -12,6 +12,27 @@ use crate::cmd::show::human_seconds;
 use crate::walinfo::{pretty_size, wal_info};
 use crate::CmdError;
 
+/// Barman's `check_encryption` (with `encryption` set): the configuration as its
+/// `_validate_gpg` sees it, then a test encryption to `encryption_key_id`.
+pub fn check_encryption(s: &Subject<'_>, c: &mut Checks) {
+    let cfg = s.cfg;
+    if cfg.encryption.is_none() {
+        return;
+    }
+    if let Some(issue) = barman_common::config::encryption_issue(cfg) {
+        c.fail("encryption", issue);
+        return;
+    }
+    let key = cfg.encryption_key_id.as_ref().expect("encryption_issue checks it is set");
+    match barman_common::gpg::test_encryption(key) {
+        Ok(()) => c.add("encryption", true, Some("encryption test succeeded".into())),
+        Err(e) => {
+            crate::log::error("server", &format!("encryption test failed: {e}"));
+            c.fail("encryption", "encryption test failed. Check the log file for more details");
+        }
+    }
+}
+
 /// Barman's `human_readable_timedelta` of a signed number of seconds.
 pub fn human_delta(secs: f64) -> String {
     let text = human_seconds(secs);

@@ -49,6 +49,7 @@ fn server_checks(cfg: &ServerConfig, timeout: Duration) -> Result<Vec<Check>, Cm
     backups::check_retention_policy_settings(&s, &mut c);
     let now = chrono::Utc::now();
     backups::check_backup_validity(&s, now, &mut c);
+    backups::check_encryption(&s, &mut c);
     backups::check_wal_validity(&s, now, &mut c)?;
     backups::check_backup_manager(&s, &mut c);
     if s.live && cfg.backup_method == BackupMethod::Postgres {

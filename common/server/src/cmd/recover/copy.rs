@@ -13,7 +13,7 @@ use barman_common::catalogue::BackupInfo;
 use barman_common::durable;
 
 use super::plan::{Plan, WriteTo};
-use super::tar::TarFormat;
+use super::tar::{Source, TarFormat};
 use crate::output::Output;
 use crate::progress::Progress;
 use crate::CmdError;
@@ -59,10 +59,11 @@ fn copy_failure(e: &io::Error) -> CmdError {
 fn extract(fmt: TarFormat, plan: &Plan<'_>, to: &WriteTo, progress: &mut Progress) -> Result<(), CmdError> {
     let data = plan.backup_dir().join("data");
     for (t, location) in &plan.tablespaces {
-        fmt.extract_tablespace(&data, t.oid, &to.tablespace(t, location), progress)?;
+        let src = Source { gpg: &plan.server.gpg, progress: &mut *progress };
+        fmt.extract_tablespace(&data, t.oid, &to.tablespace(t, location), src)?;
     }
     let links: Vec<(u32, PathBuf)> = plan.tablespaces.iter().map(|(t, l)| (t.oid, l.clone())).collect();
-    fmt.extract_base(&data, &to.root, &links, progress)?;
+    fmt.extract_base(&data, &to.root, &links, Source { gpg: &plan.server.gpg, progress })?;
     prepare_extracted(&to.root, plan.tablespaces.iter().map(|(t, l)| to.tablespace(t, l))).map_err(|e| copy_failure(&e))
 }
 

@@ -55,6 +55,7 @@ pub fn run(
         remote::check_connection(ssh)?;
     }
     wal::check_backup_wals(&plan)?;
+    wal::check_passphrase(&plan, &entries)?;
     match &plan.remote {
         Some(ssh) => plan.destinations().try_for_each(|(dir, t)| remote::ensure_empty(ssh, dir, t))?,
         None => plan.destinations().try_for_each(|(dir, t)| plan::ensure_empty(dir, t))?,

@@ -253,10 +253,13 @@ fn check_tar_archives(
     info: &BackupInfo,
     tablespaces: &[(Tablespace, PathBuf)],
 ) -> Result<Option<TarFormat>, CmdError> {
-    let tar = info.compression.as_deref().map(TarFormat::from_compression).transpose()?;
+    let encryption = info.encryption.as_deref();
+    let tar = info.compression.as_deref().map(|c| TarFormat::from_info(c, encryption)).transpose()?;
     if let Some(fmt) = tar {
         let oids = tablespaces.iter().map(|(t, _)| t.oid);
-        fmt.check_archives(&server.layout.backup_dir(id).join("data"), oids)?;
+        let data = server.layout.backup_dir(id).join("data");
+        fmt.check_archives(&data, oids)?;
+        fmt.check_passphrase(&data, &server.gpg)?;
     }
     Ok(tar)
 }

@@ -15,6 +15,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use barman_common::compress::{self, Codec};
+use barman_common::gpg::{Encryption, Gpg, GpgError};
 use barman_common::tar::Extractor;
 
 use crate::progress::Progress;
@@ -27,11 +28,19 @@ const EXCLUDED: [&str; 2] = ["recovery.conf", "tablespace_map"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TarFormat {
     codec: Option<Codec>,
+    /// backup.info `encryption = gpg`: every archive is `<name>.gpg`, decrypted on the fly.
+    encrypted: bool,
 }
 
 impl TarFormat {
-    /// The format for backup.info's `compression` value (`gzip`, `lz4`, `zstd`, `none`).
-    pub fn from_compression(value: &str) -> Result<TarFormat, CmdError> {
+    /// The format for backup.info's `compression` value (`gzip`, `lz4`, `zstd`, `none`) and
+    /// `encryption` (`gpg`, or unset).
+    pub fn from_info(value: &str, encryption: Option<&str>) -> Result<TarFormat, CmdError> {
+        let encrypted = match encryption {
+            None => false,
+            Some(e) if Encryption::from_name(e).is_some() => true,
+            Some(other) => return Err(CmdError::Error(format!("Unexpected encryption: {other} (expected gpg)"))),
+        };
         let codec = match value {
             "gzip" => Some(Codec::Gzip),
             "lz4" => Some(Codec::Lz4),
@@ -43,12 +52,22 @@ impl TarFormat {
                 )))
             }
         };
-        Ok(TarFormat { codec })
+        Ok(TarFormat { codec, encrypted })
     }
 
-    /// `<data>/<stem>.tar.<ext>`.
+    /// `<data>/<stem>.tar.<ext>`, with Barman's `.gpg` suffix when encrypted.
     fn archive(self, data: &Path, stem: &str) -> PathBuf {
-        data.join(format!("{stem}.tar{}", self.codec.map_or("", Codec::suffix)))
+        let gpg = if self.encrypted { ".gpg" } else { "" };
+        data.join(format!("{stem}.tar{}{gpg}", self.codec.map_or("", Codec::suffix)))
+    }
+
+    /// For an encrypted backup, proves the passphrase opens its base archive (before
+    /// anything is written).
+    pub fn check_passphrase(self, data: &Path, gpg: &Gpg) -> Result<(), CmdError> {
+        if self.encrypted {
+            gpg.check_opens(&self.archive(data, "base"))?;
+        }
+        Ok(())
     }
 
     /// The base archive and one per tablespace OID, all of which must exist.
@@ -67,15 +86,9 @@ impl TarFormat {
     }
 
     /// Extracts `data/<oid>.tar.<ext>` into `dest` (a tablespace's location).
-    pub fn extract_tablespace(
-        self,
-        data: &Path,
-        oid: u32,
-        dest: &Path,
-        progress: &mut Progress,
-    ) -> Result<(), CmdError> {
+    pub fn extract_tablespace(self, data: &Path, oid: u32, dest: &Path, src: Source<'_>) -> Result<(), CmdError> {
         let archive = self.archive(data, &oid.to_string());
-        self.extract(&archive, dest, BTreeMap::new(), &[], progress).map_err(|e| failure(&archive, &e))
+        self.extract(&archive, dest, BTreeMap::new(), &[], src).map_err(|e| failure(&archive, e))
     }
 
     /// Extracts `data/base.tar.<ext>` into `dest` (the PGDATA), with `pg_tblspc/<oid>`
@@ -85,11 +98,11 @@ impl TarFormat {
         data: &Path,
         dest: &Path,
         links: &[(u32, PathBuf)],
-        progress: &mut Progress,
+        src: Source<'_>,
     ) -> Result<(), CmdError> {
         let archive = self.archive(data, "base");
         let map = links.iter().map(|(oid, to)| (format!("pg_tblspc/{oid}"), to.clone())).collect();
-        self.extract(&archive, dest, map, &EXCLUDED, progress).map_err(|e| failure(&archive, &e))
+        self.extract(&archive, dest, map, &EXCLUDED, src).map_err(|e| failure(&archive, e))
     }
 
     /// Streams `archive` through its decoder into an [`Extractor`] on `dest`.
@@ -99,9 +112,15 @@ impl TarFormat {
         dest: &Path,
         links: BTreeMap<String, PathBuf>,
         exclude: &[&str],
-        progress: &mut Progress,
+        src: Source<'_>,
     ) -> io::Result<()> {
-        let input = Counting { inner: File::open(archive)?, progress };
+        let Source { gpg, progress } = src;
+        let stored: Box<dyn Read> = if self.encrypted {
+            Box::new(gpg.decrypt(archive).map_err(io::Error::from)?)
+        } else {
+            Box::new(File::open(archive)?)
+        };
+        let input = Counting { inner: stored, progress };
         let mut plain: Box<dyn Read + '_> = match self.codec {
             Some(codec) => compress::decoder(codec, input)?,
             None => Box::new(io::BufReader::with_capacity(1 << 20, input)),
@@ -112,8 +131,21 @@ impl TarFormat {
     }
 }
 
-/// The one-line error for a failed archive.
-fn failure(archive: &Path, e: &io::Error) -> CmdError {
+/// What reading the archives needs: the server's gpg settings (for an encrypted backup) and
+/// the progress line.
+pub struct Source<'a> {
+    /// Decrypts the archives of an encrypted backup.
+    pub gpg: &'a Gpg,
+    /// Counts the bytes read.
+    pub progress: &'a mut Progress,
+}
+
+/// The one-line error for a failed archive (a gpg failure keeps its own type and exit code).
+fn failure(archive: &Path, e: io::Error) -> CmdError {
+    let e = match GpgError::from_io(e) {
+        GpgError::Io(e) => e,
+        gpg => return CmdError::Gpg(gpg),
+    };
     let cause = e.to_string().replace('\n', " ");
     CmdError::Error(format!("Failure copying base backup: cannot extract '{}': {cause}", archive.display()))
 }
@@ -178,11 +210,17 @@ mod tests {
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("mkdir");
         write_gz(&data.join("base.tar.gz"), &base_tar());
-        let fmt = TarFormat::from_compression("gzip").expect("gzip");
+        let fmt = TarFormat::from_info("gzip", None).expect("gzip");
         fmt.check_archives(&data, []).expect("present");
         let dest = dir.path().join("dest");
         let mut progress = Progress::with_output("t", 0, false);
-        fmt.extract_base(&data, &dest, &[(16384, PathBuf::from("/new"))], &mut progress).expect("extract");
+        fmt.extract_base(
+            &data,
+            &dest,
+            &[(16384, PathBuf::from("/new"))],
+            Source { gpg: &Gpg::default(), progress: &mut progress },
+        )
+        .expect("extract");
         assert_eq!(fs::read(dest.join("PG_VERSION")).expect("read"), b"15\n");
         assert_eq!(fs::metadata(dest.join("PG_VERSION")).expect("md").permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_link(dest.join("pg_tblspc/16384")).expect("link"), PathBuf::from("/new"));
@@ -195,10 +233,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("mkdir");
-        let fmt = TarFormat::from_compression("gzip").expect("gzip");
+        let fmt = TarFormat::from_info("gzip", None).expect("gzip");
         let msg = fmt.check_archives(&data, [16384]).expect_err("missing").to_string();
         assert!(msg.contains("base.tar.gz' is missing"), "{msg}");
-        assert!(TarFormat::from_compression("bzip2").is_err());
+        assert!(TarFormat::from_info("bzip2", None).is_err());
 
         let mut packed = Vec::new();
         compress::compress(Codec::Gzip, compress::Level::Low, &base_tar()[..], &mut packed).expect("compress");
@@ -215,18 +253,30 @@ mod tests {
         ] {
             fs::write(data.join("base.tar.gz"), &bytes).expect("write");
             let dest = dir.path().join(tag);
-            let err = fmt.extract_base(&data, &dest, &[], &mut progress).expect_err(tag).to_string();
+            let err = fmt
+                .extract_base(&data, &dest, &[], Source { gpg: &Gpg::default(), progress: &mut progress })
+                .expect_err(tag)
+                .to_string();
             assert!(err.starts_with("Failure copying base backup: cannot extract '"), "{tag}: {err}");
             assert!(!err.contains('\n'), "{tag}: {err}");
         }
 
         // An uncompressed archive cut at an entry boundary: no end-of-archive marker.
-        let plain = TarFormat::from_compression("none").expect("none");
+        let plain = TarFormat::from_info("none", None).expect("none");
         let whole = base_tar();
         fs::write(data.join("base.tar"), &whole[..512 * 2]).expect("write");
-        let err = plain.extract_base(&data, &dir.path().join("cut"), &[], &mut progress).expect_err("cut");
+        let err = plain
+            .extract_base(&data, &dir.path().join("cut"), &[], Source { gpg: &Gpg::default(), progress: &mut progress })
+            .expect_err("cut");
         assert!(err.to_string().contains("truncated"), "{err}");
         fs::write(data.join("base.tar"), &whole).expect("write");
-        plain.extract_base(&data, &dir.path().join("whole"), &[], &mut progress).expect("whole");
+        plain
+            .extract_base(
+                &data,
+                &dir.path().join("whole"),
+                &[],
+                Source { gpg: &Gpg::default(), progress: &mut progress },
+            )
+            .expect("whole");
     }
 }

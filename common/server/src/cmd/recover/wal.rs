@@ -3,13 +3,15 @@
 //! into the result as Barman's `get_required_xlog_files` picks it, or the `restore_command`
 //! that fetches it (`barman get-wal`, a remote `barman-wal-restore`, a `--restore-command`).
 
+use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use barman_common::catalogue::{XlogDb, XlogDbEntry};
 use barman_common::compress;
+use barman_common::gpg::{self, GpgError};
 use barman_common::wal::{TimelineId, WalFileName};
 
 use super::options::TargetTli;
@@ -76,8 +78,10 @@ pub fn copy_required(plan: &Plan<'_>, root: &Path, entries: &[XlogDbEntry], out:
     let wanted = wanted(plan, entries);
     let mut progress = Progress::new("WAL", wanted.len() as u64 * u64::from(plan.seg_size.bytes()));
     for name in &wanted {
-        let n = copy_wal(&plan.server, name, &into)
-            .map_err(|e| CmdError::Error(format!("Failure copying WAL files: {e}")))?;
+        let n = copy_wal(&plan.server, name, &into).map_err(|e| match GpgError::from_io(e) {
+            GpgError::Io(e) => CmdError::Error(format!("Failure copying WAL files: {e}")),
+            gpg => CmdError::Gpg(gpg),
+        })?;
         progress.add(n);
     }
     progress.finish();
@@ -88,6 +92,20 @@ pub fn copy_required(plan: &Plan<'_>, root: &Path, entries: &[XlogDbEntry], out:
         for name in &wanted {
             File::create(status.join(format!("{name}.done")))?;
         }
+    }
+    Ok(())
+}
+
+/// Without get-wal, when the WAL to copy is encrypted, proves the passphrase opens the first
+/// encrypted one before anything is written (a wrong passphrase then changes nothing).
+pub fn check_passphrase(plan: &Plan<'_>, entries: &[XlogDbEntry]) -> Result<(), CmdError> {
+    if plan.get_wal {
+        return Ok(());
+    }
+    let encrypted: HashSet<&WalFileName> = entries.iter().filter(|e| e.encryption.is_some()).map(|e| &e.name).collect();
+    if let Some(name) = wanted(plan, entries).into_iter().find(|n| encrypted.contains(n)) {
+        let path = plan.server.layout.wal_path(&name);
+        plan.server.gpg.check_opens(&path)?;
     }
     Ok(())
 }
@@ -159,8 +177,13 @@ fn copy_wal(server: &Server, name: &WalFileName, dir: &Path) -> io::Result<u64> 
     let Some(path) = crate::cmd::get_wal::locate(server, name, false) else {
         return Err(io::Error::new(io::ErrorKind::NotFound, format!("WAL file '{name}' not found")));
     };
-    let input = BufReader::with_capacity(1 << 20, File::open(&path)?);
-    let mut plain: Box<dyn io::Read> = match compress::detect_file(&path)? {
+    let stored: Box<dyn io::Read> = if gpg::is_encrypted_file(&path)? {
+        Box::new(server.gpg.decrypt(&path)?)
+    } else {
+        Box::new(File::open(&path)?)
+    };
+    let mut input = BufReader::with_capacity(1 << 20, stored);
+    let mut plain: Box<dyn io::Read> = match compress::detect(input.fill_buf()?) {
         Some(codec) => compress::decoder(codec, input)?,
         None => Box::new(input),
     };
