@@ -140,13 +140,13 @@ fn our_arity(arg: &Arg) -> String {
     let range = arg.get_num_args().unwrap_or_default();
     let (min, max) = (range.min_values(), range.max_values());
     let required = arg.is_required_set() || !arg.is_positional();
+    // An optional positional taking one value (or more) reads as argparse's `?` (or `*`).
+    let min = if required { min } else { 0 };
     match (min, max) {
         (0, 1) => "?".into(),
-        (1, 1) if required => "1".into(),
-        (1, 1) => "?".into(),
+        (1, 1) => "1".into(),
         (0, usize::MAX) => "*".into(),
-        (1, usize::MAX) if required => "+".into(),
-        (1, usize::MAX) => "*".into(),
+        (1, usize::MAX) => "+".into(),
         (n, m) if n == m => n.to_string(),
         (n, m) => format!("{n}..{m}"),
     }

@@ -48,7 +48,7 @@ pub fn run(
 ) -> Result<(), CmdError> {
     let cfg = ctx.config().server(name).ok_or_else(|| CmdError::Error(format!("Unknown server '{name}'")))?;
     validate(begin, end)?;
-    out.info(format!("Server {name}:"));
+    out.line(format!("Server {name}:"));
     out.debug(format!("\tChecking WAL sequence from {begin} to {end}"));
     let layout = layout(cfg);
     let catalogue = Catalogue::load(&layout)?;

@@ -25,7 +25,7 @@ fn unusable(names: &[String], timelines: &[TimelineId], timeline: Option<Timelin
 /// `check-wal-archive [--timeline N] SERVER`.
 pub fn run(ctx: &Context, name: &str, timeline: Option<TimelineId>, out: &mut Output) -> Result<(), CmdError> {
     let cfg = ctx.config().server(name).ok_or_else(|| CmdError::Error(format!("Unknown server '{name}'")))?;
-    out.info(format!("Server {name}:"));
+    out.line(format!("Server {name}:"));
     let entries = XlogDb::open(&layout(cfg))?.entries()?;
     let names: Vec<String> = entries.iter().map(|(_, e)| e.name.to_string()).collect();
     let timelines: Vec<TimelineId> = entries.iter().map(|(_, e)| e.name.timeline()).collect();

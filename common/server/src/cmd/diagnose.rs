@@ -18,7 +18,7 @@ pub fn run(ctx: &Context, show_config_source: bool, out: &mut Output) -> Result<
     let config = ctx.config();
     let mut servers = Map::new();
     for server in config.servers() {
-        servers.insert(server.name().to_owned(), server_section(server, show_config_source)?);
+        servers.insert(server.name().to_owned(), server_section(server, show_config_source));
     }
     let mut models = Map::new();
     for model in config.models() {
@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, show_config_source: bool, out: &mut Output) -> Result<
     Ok(())
 }
 
-fn sourced(value: Value, source: Option<String>, show: bool) -> Value {
+fn sourced(value: Value, source: Option<&str>, show: bool) -> Value {
     if show {
         json!({"value": value, "source": source})
     } else {
@@ -75,12 +75,12 @@ fn system_info() -> Value {
     })
 }
 
-fn server_section(server: &ServerConfig, show: bool) -> Result<Value, CmdError> {
+fn server_section(server: &ServerConfig, show: bool) -> Value {
     let options: Map<String, Value> = server
         .values()
         .map(|(k, v)| {
             let source = server.source(k).map(|s| s.origin.file.display().to_string());
-            (k.to_owned(), sourced(Value::String(v.to_string()), source, show))
+            (k.to_owned(), sourced(Value::String(v.to_string()), source.as_deref(), show))
         })
         .collect();
     let layout = layout(server);
@@ -90,13 +90,13 @@ fn server_section(server: &ServerConfig, show: bool) -> Result<Value, CmdError> 
             backups.insert(id.to_string(), barman_common::catalogue::sync::backup_to_json(id, info));
         }
     }
-    Ok(json!({
+    json!({
         "config": options,
         "msg_list": server.disabled_reasons(),
         "active_model": server.active_model(),
         "backups": backups,
         "wals": {"last_archived_wal_per_timeline": last_wal_per_timeline(&layout)},
-    }))
+    })
 }
 
 /// Barman's `get_latest_archived_wals_info`: per timeline (hex, 8 digits), the last segment

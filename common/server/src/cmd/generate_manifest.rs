@@ -53,6 +53,7 @@ pub fn run(ctx: &Context, name: &str, backup: &str, out: &mut Output) -> Result<
     }
     let text = manifest_text(&data)?;
     barman_common::durable::write_new(&path, text.as_bytes(), 0o600)?;
-    out.info(format!("Backup manifest for backup '{backup}' successfully generated for server {name}"));
+    // Barman prints the server as the one-element list its argument parsing left behind.
+    out.info(format!("Backup manifest for backup '{backup}' successfully generated for server ['{name}']"));
     Ok(())
 }

@@ -39,7 +39,8 @@ pub fn run(ctx: &Context, name: &str, backup: &str, out: &mut Output) -> Result<
     let layout = layout(cfg);
     let catalogue = Catalogue::load(&layout)?;
     let (id, info) = crate::cmd::resolve_backup(&catalogue, backup, name)?;
-    out.info(format!("Verifying backup '{backup}' on server {name}"));
+    // Barman prints the server as the one-element list its argument parsing left behind.
+    out.info(format!("Verifying backup '{backup}' on server ['{name}']"));
     if info.encryption.is_some() {
         return Err(CmdError::Error("Backup verification is not supported for encrypted backups".into()));
     }
