@@ -1,12 +1,10 @@
 //! Issue 17: the `barman` subcommands and options added for Barman 3.20.1 parity (their
 //! arguments, with Barman's names and arity), and the options that are parsed and then
 //! refused until the issue that owns their machinery wires them (`man/REFUSED-OPTIONS.md`).
-//! A refused option is never ignored: [`refusal`] names it in a one-line error, exit 3.
+//! A refused option is never ignored: `crate::refusal` names it in a one-line error, exit 3.
 
 use barman_common::wal::{TimelineId, WalFileName};
 use clap::{Args, ValueEnum};
-
-use crate::cli::Cmd;
 
 /// `--log-level`: Barman's level names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -342,7 +340,8 @@ fn first(given: &[(bool, &'static str, &'static str)]) -> Option<(&'static str, 
 }
 
 impl BackupRefused {
-    fn refused(&self) -> Option<(&'static str, &'static str)> {
+    /// The first option given, with the issue that wires it.
+    pub fn refused(&self) -> Option<(&'static str, &'static str)> {
         const RSYNC: &str = "rsync copy machinery, issue 18";
         first(&[
             (self.incremental.is_some(), "--incremental", "incremental backups, issue 19"),
@@ -364,7 +363,8 @@ impl BackupRefused {
 }
 
 impl RecoverRefused {
-    fn refused(&self) -> Option<(&'static str, &'static str)> {
+    /// The first option given, with the issue that wires it.
+    pub fn refused(&self) -> Option<(&'static str, &'static str)> {
         const RSYNC: &str = "rsync copy machinery, issue 18";
         const CLOUD: &str = "snapshot recovery, issue 22";
         first(&[
@@ -390,20 +390,4 @@ impl RecoverRefused {
             (self.aws_region.is_some(), "--aws-region", CLOUD),
         ])
     }
-}
-
-/// The one-line refusal for a command line that uses something not wired yet, or `None`.
-pub fn refusal(cmd: &Cmd) -> Option<String> {
-    let (what, owner) = match cmd {
-        Cmd::Backup(a) => a.refused.refused().map(|(o, w)| (format!("backup option {o}"), w))?,
-        Cmd::Recover(a) => a.refused.refused().map(|(o, w)| (format!("recover option {o}"), w))?,
-        Cmd::ExportBackup(_) => ("the export-backup command".to_owned(), "issue 17"),
-        Cmd::ImportBackup(_) => ("the import-backup command".to_owned(), "issue 17"),
-        Cmd::ConfigSwitch(_) => ("the config-switch command".to_owned(), "configuration models, issue 17"),
-        Cmd::ConfigUpdate(_) => ("the config-update command".to_owned(), "configuration models, issue 17"),
-        Cmd::CloudWalArchive(_) => ("the cloud-wal-archive command".to_owned(), "object stores, issue 22"),
-        Cmd::CloudWalRestore(_) => ("the cloud-wal-restore command".to_owned(), "object stores, issue 22"),
-        _ => return None,
-    };
-    Some(format!("{what} is not supported yet ({owner})"))
 }

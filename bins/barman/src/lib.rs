@@ -33,7 +33,7 @@ pub fn run(cli: &Cli) -> barman_common::exit::ExitCode {
         let _ = cli::command().print_help();
         return barman_common::exit::ExitCode::Success;
     }
-    let result = match cli::refusal(&cli.command) {
+    let result = match refusal(&cli.command) {
         Some(refused) => Err(CmdError::Unsupported(refused)),
         None => Context::load(cli.config.as_deref(), &mut out).and_then(|ctx| {
             if let Some(level) = cli.log_level {
@@ -145,8 +145,8 @@ fn dispatch_maintenance(ctx: &Context, command: &Cmd, out: &mut Output) -> Resul
         }
         Cmd::VerifyBackup(a) => cmd::verify_backup::run(ctx, &a.server, &a.backup, out),
         Cmd::GenerateManifest(a) => cmd::generate_manifest::run(ctx, &a.server, &a.backup, out),
-        // Refused before the configuration is read (see `cli::refusal`).
-        other => Err(CmdError::Unsupported(format!("{other:?} is not supported yet"))),
+        // Refused in `run` before the configuration is read; `help` never gets here either.
+        other => Err(CmdError::Unsupported(refusal(other).unwrap_or_else(|| "not supported yet".to_owned()))),
     }
 }
 
@@ -233,4 +233,20 @@ fn keep_action(a: &cli::Keep) -> Result<cmd::keep::KeepAction, CmdError> {
         Some(cli::KeepTargetArg::Standalone) => Ok(KeepAction::Target(KeepTarget::Standalone)),
         None => Err(CmdError::Error("one of the arguments -r/--release -s/--status --target is required".into())),
     }
+}
+
+/// The one-line refusal for a command line that uses something not wired yet, or `None`.
+pub fn refusal(cmd: &Cmd) -> Option<String> {
+    let (what, owner) = match cmd {
+        Cmd::Backup(a) => a.refused.refused().map(|(o, w)| (format!("backup option {o}"), w))?,
+        Cmd::Recover(a) => a.refused.refused().map(|(o, w)| (format!("recover option {o}"), w))?,
+        Cmd::ExportBackup(_) => ("the export-backup command".to_owned(), "issue 17"),
+        Cmd::ImportBackup(_) => ("the import-backup command".to_owned(), "issue 17"),
+        Cmd::ConfigSwitch(_) => ("the config-switch command".to_owned(), "configuration models, issue 17"),
+        Cmd::ConfigUpdate(_) => ("the config-update command".to_owned(), "configuration models, issue 17"),
+        Cmd::CloudWalArchive(_) => ("the cloud-wal-archive command".to_owned(), "object stores, issue 22"),
+        Cmd::CloudWalRestore(_) => ("the cloud-wal-restore command".to_owned(), "object stores, issue 22"),
+        _ => return None,
+    };
+    Some(format!("{what} is not supported yet ({owner})"))
 }
