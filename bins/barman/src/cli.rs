@@ -15,7 +15,7 @@ pub use crate::cli_extra::*;
 #[command(
     name = "barman",
     about = "Backup and recovery manager for PostgreSQL: the catalogue CLI on the backup host",
-    after_help = "Exit status: 0 success; 1 failure (an ERROR line); 3 invalid WAL name for get-wal; 2 usage error.",
+    after_help = "Exit status: 0 success; 1 failure (an ERROR line); 3 invalid WAL name for get-wal, or an option not supported yet (man/REFUSED-OPTIONS.md); 2 usage error.",
     subcommand_required = true,
     disable_version_flag = true,
     disable_help_subcommand = true
