@@ -28,6 +28,7 @@
 
 pub mod barman;
 pub mod cmd;
+pub mod conformance;
 pub mod fixtures;
 pub mod hosts;
 pub mod man;

@@ -38,7 +38,7 @@ const EXIT_STATUS_GATE: &str = "any\tthe allowed barman command's own exit statu
 const EXIT_STATUS_BARMAN: &str = "0\tsuccess\n\
 1\tthe command failed (an ERROR line); get-wal: WAL file not found\n\
 2\tusage error; check --nagios: CRITICAL\n\
-3\tget-wal: invalid WAL file name or unusable output directory";
+3\tget-wal: invalid WAL file name or unusable output directory; an option Barman 3.20.1 has that is not supported yet (refused, never ignored)";
 
 fn page(cmd: clap::Command, exit_status: &str) -> Result<Page> {
     let name = cmd.get_name().to_owned();

@@ -8,14 +8,17 @@ use barman_common::wal::Lsn;
 use barman_server::cmd::recover::TargetTli;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+pub use crate::cli_extra::*;
+
 /// The whole command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "barman",
     about = "Backup and recovery manager for PostgreSQL: the catalogue CLI on the backup host",
-    after_help = "Exit status: 0 success; 1 failure (an ERROR line); 3 invalid WAL name for get-wal; 2 usage error.",
+    after_help = "Exit status: 0 success; 1 failure (an ERROR line); 3 invalid WAL name for get-wal, or an option not supported yet (man/REFUSED-OPTIONS.md); 2 usage error.",
     subcommand_required = true,
-    disable_version_flag = true
+    disable_version_flag = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// configuration file
@@ -30,12 +33,12 @@ pub struct Cli {
     /// output format
     #[arg(short = 'f', long, global = true, value_enum, default_value_t = Format::Console)]
     pub format: Format,
-    /// log level
-    #[arg(long, global = true)]
-    pub log_level: Option<String>,
-    /// never, always or auto
-    #[arg(long, visible_alias = "colour", global = true)]
-    pub color: Option<String>,
+    /// override the log level of the configuration
+    #[arg(long, global = true, value_enum, ignore_case = true)]
+    pub log_level: Option<LogLevel>,
+    /// colour WARNING, ERROR and the check results
+    #[arg(long, visible_alias = "colour", global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Cmd,
@@ -106,6 +109,42 @@ pub enum Cmd {
     SyncInfo(SyncInfo),
     /// run maintenance for every server
     Cron(Cron),
+    /// show the main help message (as `barman --help`)
+    Help,
+    /// rebuild the WAL file database (xlog.db) from the archive content
+    RebuildXlogdb(ServersArg),
+    /// list the active subprocesses started by a server (from its lock files)
+    #[command(visible_alias = "list-process")]
+    ListProcesses(OneServer),
+    /// terminate a server subprocess by task name (backup, receive-wal, ...)
+    TerminateProcess(TerminateProcess),
+    /// remove the leftover lock files of the lock directory
+    LockDirectoryCleanup,
+    /// print diagnostic information as JSON (for support)
+    Diagnose(Diagnose),
+    /// list the files of a backup
+    ListFiles(ListFiles),
+    /// check the WAL archive can be safely used for a new server
+    CheckWalArchive(CheckWalArchive),
+    /// check that every WAL segment from BEGIN_WAL to END_WAL is archived
+    CheckArchivedWalRange(CheckArchivedWalRange),
+    /// verify a backup against its backup_manifest with pg_verifybackup
+    #[command(visible_alias = "verify")]
+    VerifyBackup(ServerBackup),
+    /// generate the backup_manifest of a backup
+    GenerateManifest(ServerBackup),
+    /// not supported yet: export a backup as a tarball
+    ExportBackup(ExportBackup),
+    /// not supported yet: import a backup exported by export-backup
+    ImportBackup(ImportBackup),
+    /// not supported yet: apply a configuration model to a server
+    ConfigSwitch(ConfigSwitch),
+    /// not supported yet: queue configuration changes
+    ConfigUpdate(ConfigUpdate),
+    /// not supported yet: archive a WAL file to the server's object store
+    CloudWalArchive(CloudWalArchive),
+    /// not supported yet: restore a WAL file from the server's object store
+    CloudWalRestore(CloudWalRestore),
 }
 
 /// One server.
@@ -327,9 +366,12 @@ pub struct Backup {
     /// let the checkpoint spread
     #[arg(long, overrides_with = "immediate_checkpoint")]
     pub no_immediate_checkpoint: bool,
-    /// link: files identical to the previous backup's become hard links
-    #[arg(long, value_parser = ["off", "copy", "link"])]
+    /// link: files identical to the previous backup's become hard links (alone: link)
+    #[arg(long, value_parser = ["off", "copy", "link"], num_args = 0..=1, default_missing_value = "link")]
     pub reuse_backup: Option<String>,
+    /// Options refused until their issue wires them.
+    #[command(flatten)]
+    pub refused: BackupRefused,
     /// server names, or all
     #[arg(value_name = "SERVER_NAME", required = true, num_args = 1..)]
     pub servers: Vec<String>,
@@ -438,6 +480,9 @@ pub struct Recover {
     /// the directory to restore into
     #[arg(value_name = "DESTINATION_DIRECTORY")]
     pub destination: String,
+    /// Options refused until their issue wires them.
+    #[command(flatten)]
+    pub refused: RecoverRefused,
 }
 
 /// `verify-restore`.

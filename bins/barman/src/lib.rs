@@ -5,7 +5,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cli_extra;
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use barman_common::catalogue::sync::SyncInfoRequest;
@@ -21,7 +23,25 @@ use crate::cli::{Cli, Cmd, Format};
 /// Runs the parsed command line; returns the exit status.
 pub fn run(cli: &Cli) -> barman_common::exit::ExitCode {
     let mut out = Output::new(cli.format == Format::Json, cli.quiet);
-    let result = Context::load(cli.config.as_deref(), &mut out).and_then(|ctx| dispatch(&ctx, cli, &mut out));
+    out.set_debug(cli.debug);
+    out.set_colors(match cli.color {
+        cli::Color::Always => true,
+        cli::Color::Never => false,
+        cli::Color::Auto => std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+    });
+    if matches!(cli.command, Cmd::Help) {
+        let _ = cli::command().print_help();
+        return barman_common::exit::ExitCode::Success;
+    }
+    let result = match refusal(&cli.command) {
+        Some(refused) => Err(CmdError::Unsupported(refused)),
+        None => Context::load(cli.config.as_deref(), &mut out).and_then(|ctx| {
+            if let Some(level) = cli.log_level {
+                barman_server::log::set_level(&format!("{level:?}"));
+            }
+            dispatch(&ctx, cli, &mut out)
+        }),
+    };
     let code = barman_server::output::report(result, &mut out);
     out.close();
     code
@@ -33,7 +53,7 @@ fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> 
         Cmd::PutWal(a) => cmd::put_wal_cmd(ctx, &a.server, a.test, out),
         Cmd::GetWal(a) => cmd::get_wal_cmd(ctx, &a.server, a.test, &get_wal(a), out),
         Cmd::ArchiveWal(a) => cmd::archive_wal_cmd(ctx, &a.server, out),
-        Cmd::Cron(_) => cmd::cron::run(ctx, out),
+        Cmd::Cron(a) => cmd::cron::run(ctx, a.keep_descriptors, out),
         Cmd::Backup(a) => {
             let req = cmd::backup::BackupRequest {
                 config,
@@ -96,6 +116,37 @@ fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> 
             let req = SyncInfoRequest { last_wal: a.last_wal.clone(), last_position: a.last_position };
             cmd::sync_info::run(ctx, &a.server, a.primary, &req, out)
         }
+        other => dispatch_maintenance(ctx, other, out),
+    }
+}
+
+/// The subcommands added for Barman 3.20.1 parity (issue 17).
+fn dispatch_maintenance(ctx: &Context, command: &Cmd, out: &mut Output) -> Result<(), CmdError> {
+    match command {
+        Cmd::RebuildXlogdb(a) => cmd::rebuild_xlogdb::run(ctx, &a.servers, out),
+        Cmd::ListProcesses(a) => cmd::list_processes::run(ctx, &a.server, out),
+        Cmd::TerminateProcess(a) => cmd::terminate_process::run(ctx, &a.server, &a.task, out),
+        Cmd::LockDirectoryCleanup => cmd::lock_directory_cleanup::run(ctx),
+        Cmd::Diagnose(a) => cmd::diagnose::run(ctx, a.show_config_source, out),
+        Cmd::ListFiles(a) => {
+            use cmd::list_files::Target;
+            let target = match a.target {
+                cli::ListFilesTarget::Data => Target::Data,
+                cli::ListFilesTarget::Standalone => Target::Standalone,
+                cli::ListFilesTarget::Wal => Target::Wal,
+                cli::ListFilesTarget::Full => Target::Full,
+            };
+            cmd::list_files::run(ctx, &a.server, &a.backup, target, a.list_empty_directories, out)
+        }
+        Cmd::CheckWalArchive(a) => cmd::check_wal_archive::run(ctx, &a.server, a.timeline, out),
+        Cmd::CheckArchivedWalRange(a) => {
+            let (begin, end) = a.range().map_err(CmdError::Error)?;
+            cmd::check_archived_wal_range::run(ctx, &a.server, &begin, &end, out)
+        }
+        Cmd::VerifyBackup(a) => cmd::verify_backup::run(ctx, &a.server, &a.backup, out),
+        Cmd::GenerateManifest(a) => cmd::generate_manifest::run(ctx, &a.server, &a.backup, out),
+        // Refused in `run` before the configuration is read; `help` never gets here either.
+        other => Err(CmdError::Unsupported(refusal(other).unwrap_or_else(|| "not supported yet".to_owned()))),
     }
 }
 
@@ -182,4 +233,20 @@ fn keep_action(a: &cli::Keep) -> Result<cmd::keep::KeepAction, CmdError> {
         Some(cli::KeepTargetArg::Standalone) => Ok(KeepAction::Target(KeepTarget::Standalone)),
         None => Err(CmdError::Error("one of the arguments -r/--release -s/--status --target is required".into())),
     }
+}
+
+/// The one-line refusal for a command line that uses something not wired yet, or `None`.
+pub fn refusal(cmd: &Cmd) -> Option<String> {
+    let (what, owner) = match cmd {
+        Cmd::Backup(a) => a.refused.refused().map(|(o, w)| (format!("backup option {o}"), w))?,
+        Cmd::Recover(a) => a.refused.refused().map(|(o, w)| (format!("recover option {o}"), w))?,
+        Cmd::ExportBackup(_) => ("the export-backup command".to_owned(), "issue 17"),
+        Cmd::ImportBackup(_) => ("the import-backup command".to_owned(), "issue 17"),
+        Cmd::ConfigSwitch(_) => ("the config-switch command".to_owned(), "configuration models, issue 17"),
+        Cmd::ConfigUpdate(_) => ("the config-update command".to_owned(), "configuration models, issue 17"),
+        Cmd::CloudWalArchive(_) => ("the cloud-wal-archive command".to_owned(), "object stores, issue 22"),
+        Cmd::CloudWalRestore(_) => ("the cloud-wal-restore command".to_owned(), "object stores, issue 22"),
+        _ => return None,
+    };
+    Some(format!("{what} is not supported yet ({owner})"))
 }

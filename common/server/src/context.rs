@@ -24,6 +24,10 @@ impl Context {
         let loaded = config::load_default(explicit.map(Path::new), &LoadOptions::default())
             .map_err(|e| CmdError::Error(e.to_string()))?;
         crate::log::init(loaded.config.global().log_file.clone());
+        if !crate::log::set_level(&loaded.config.global().log_level) {
+            let level = &loaded.config.global().log_level;
+            crate::log::warning("cli", &format!("unknown log_level in config file: {level}"));
+        }
         for w in &loaded.warnings {
             out.warning(w.to_string());
         }

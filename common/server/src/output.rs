@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 pub struct Output {
     json: bool,
     quiet: bool,
+    debug: bool,
+    colors: bool,
     messages: Map<String, Value>,
     result: Map<String, Value>,
 }
@@ -19,6 +21,39 @@ impl Output {
     /// A writer for `json` or console output; `quiet` drops info lines.
     pub fn new(json: bool, quiet: bool) -> Output {
         Output { json, quiet, ..Output::default() }
+    }
+
+    /// `-d`: also print debug messages (`DEBUG:` on stderr, `_DEBUG` in JSON), as Barman.
+    pub fn set_debug(&mut self, debug: bool) {
+        self.debug = debug;
+    }
+
+    /// `--color`: ANSI colours on `WARNING`/`ERROR`/`EXCEPTION` lines and check results.
+    pub fn set_colors(&mut self, colors: bool) {
+        self.colors = colors;
+    }
+
+    /// `msg` in the ANSI colour `code` (31 red, 32 green, 33 yellow) when colours are on
+    /// (Barman's `_colored`).
+    pub fn paint(&self, code: &str, msg: &str) -> String {
+        if self.colors {
+            format!("\x1b[{code}m{msg}\x1b[0m")
+        } else {
+            msg.to_owned()
+        }
+    }
+
+    /// A debug message, shown only with `-d`.
+    pub fn debug(&mut self, msg: impl Into<String>) {
+        if !self.debug {
+            return;
+        }
+        let msg = msg.into();
+        if self.json {
+            self.push("_DEBUG", msg);
+        } else {
+            eprintln!("DEBUG: {msg}");
+        }
     }
 
     /// True when writing JSON.
@@ -57,7 +92,7 @@ impl Output {
         if self.json {
             self.push("_WARNING", msg);
         } else {
-            eprintln!("WARNING: {msg}");
+            eprintln!("{}", self.paint("33", &format!("WARNING: {msg}")));
         }
     }
 
@@ -67,7 +102,7 @@ impl Output {
         if self.json {
             self.push("_ERROR", msg);
         } else {
-            eprintln!("ERROR: {msg}");
+            eprintln!("{}", self.paint("31", &format!("ERROR: {msg}")));
         }
     }
 
@@ -77,7 +112,7 @@ impl Output {
         if self.json {
             self.push("_EXCEPTION", msg);
         } else {
-            eprintln!("EXCEPTION: {msg}\nSee log file for more details.");
+            eprintln!("{}\nSee log file for more details.", self.paint("31", &format!("EXCEPTION: {msg}")));
         }
     }
 
@@ -116,7 +151,7 @@ pub fn report(result: Result<(), crate::CmdError>, out: &mut Output) -> barman_c
     use barman_common::exit::{ExitCode, HasExitCode};
     let Err(e) = result else { return ExitCode::Success };
     match &e {
-        CmdError::Error(msg) | CmdError::Code(msg, _) => out.error(msg.clone()),
+        CmdError::Error(msg) | CmdError::Code(msg, _) | CmdError::Unsupported(msg) => out.error(msg.clone()),
         CmdError::Gpg(_) => out.error(e.to_string()),
         CmdError::Exception(msg) => out.exception(msg.clone()),
         CmdError::Io(_) | CmdError::Catalogue(_) => out.exception(e.to_string()),

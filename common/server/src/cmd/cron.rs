@@ -8,8 +8,9 @@ use crate::context::Context;
 use crate::output::Output;
 use crate::CmdError;
 
-/// Runs one cron pass.
-pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
+/// Runs one cron pass; `keep_descriptors` (`--keep-descriptors`) leaves the stdout and
+/// stderr of the processes it starts attached to its own, as Barman's.
+pub fn run(ctx: &Context, keep_descriptors: bool, out: &mut Output) -> Result<(), CmdError> {
     for name in ctx.server_names() {
         // Disabled servers (configuration errors) are skipped, as Barman's cron does.
         let Ok(server) = ctx.server(&name) else { continue };
@@ -22,7 +23,7 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
             continue;
         };
         if ctx.config().server(&name).is_some_and(barman_common::config::ServerConfig::is_passive) {
-            crate::cmd::relay::cron(ctx, &name, out);
+            crate::cmd::relay::cron(ctx, &name, keep_descriptors, out);
             if let Err(e) = crate::cmd::check_backup::cron_check(&server, out) {
                 out.error(format!("check-backup for server {name}: {e}"));
             }
@@ -47,12 +48,15 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), CmdError> {
         if let Err(e) = crate::cmd::check_backup::cron_check(&server, out) {
             out.error(format!("check-backup for server {name}: {e}"));
         }
-        if let Err(e) = crate::cmd::receive_wal::cron(ctx, &server, out) {
+        if let Err(e) = crate::cmd::receive_wal::cron(ctx, &server, keep_descriptors, out) {
             out.error(format!("receive-wal for server {name}: {e}"));
         }
         if let Err(e) = crate::cmd::delete::enforce_retention(ctx, &server, out) {
             out.error(format!("retention policy for server {name}: {e}"));
         }
+    }
+    if let Err(e) = crate::cmd::lock_directory_cleanup::cron(ctx) {
+        out.error(format!("lock directory cleanup: {e}"));
     }
     Ok(())
 }

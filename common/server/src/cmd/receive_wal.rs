@@ -543,7 +543,7 @@ pub fn stop(server: &Server, fail_if_not_present: bool, out: &mut Output) -> Res
 /// Cron's part for one active, non-passive server (under its cron lock): with
 /// `streaming_archiver` on, start `barman -c <config> -q receive-wal <srv>` in its own process
 /// group, detached, unless its lock is held; with it off, stop any running receiver.
-pub fn cron(ctx: &Context, server: &Server, out: &mut Output) -> Result<(), CmdError> {
+pub fn cron(ctx: &Context, server: &Server, keep_descriptors: bool, out: &mut Output) -> Result<(), CmdError> {
     let passive = ctx.config().server(&server.name).is_some_and(|c| c.primary_ssh_command.is_some());
     if passive {
         return Ok(());
@@ -561,8 +561,8 @@ pub fn cron(ctx: &Context, server: &Server, out: &mut Output) -> Result<(), CmdE
         .arg(ctx.config().config_file())
         .args(["-q", "receive-wal", &server.name])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(if keep_descriptors { Stdio::inherit() } else { Stdio::null() })
+        .stderr(if keep_descriptors { Stdio::inherit() } else { Stdio::null() })
         .process_group(0)
         .spawn()
         .map_err(|e| CmdError::Exception(format!("cannot start receive-wal for server {}: {e}", server.name)))?;

@@ -77,10 +77,11 @@ pub fn sync_info_primary(
 
 /// The cron step for a passive server: one relay pass (WAL, `.partial`, missing backups),
 /// started detached like Barman's sync processes so a long copy never holds cron up.
-pub fn cron(ctx: &Context, name: &str, out: &mut Output) {
+pub fn cron(ctx: &Context, name: &str, keep_descriptors: bool, out: &mut Output) {
     let config = ctx.config().config_file().display().to_string();
     let mut cmd = relay_command(Some(&config), &["-q"], name);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let attached = || if keep_descriptors { Stdio::inherit() } else { Stdio::null() };
+    cmd.stdin(Stdio::null()).stdout(attached()).stderr(attached());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     match cmd.spawn() {
         Ok(_) => out.info(format!("Starting synchronisation with the primary for server {name}")),

@@ -39,7 +39,7 @@ pub fn console(name: &str, cfg: &ServerConfig, checks: &[Check], out: &mut Outpu
     }
     out.line(format!("Server {header}:"));
     for c in checks {
-        let status = status(c);
+        let status = out.paint(if c.ok { "32" } else { "31" }, status(c));
         match c.hint.as_deref().filter(|h| !h.is_empty()) {
             Some(h) => out.line(format!("\t{}: {status} ({h})", c.name)),
             None => out.line(format!("\t{}: {status}", c.name)),

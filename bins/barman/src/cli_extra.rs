@@ -1,0 +1,393 @@
+//! Issue 17: the `barman` subcommands and options added for Barman 3.20.1 parity (their
+//! arguments, with Barman's names and arity), and the options that are parsed and then
+//! refused until the issue that owns their machinery wires them (`man/REFUSED-OPTIONS.md`).
+//! A refused option is never ignored: `crate::refusal` names it in a one-line error, exit 3.
+
+use barman_common::wal::{TimelineId, WalFileName};
+use clap::{Args, ValueEnum};
+
+/// `--log-level`: Barman's level names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum LogLevel {
+    /// Everything.
+    Notset,
+    /// Debug and above.
+    Debug,
+    /// Info and above.
+    Info,
+    /// Warnings and above.
+    Warning,
+    /// Errors and above.
+    Error,
+    /// Critical only.
+    Critical,
+}
+
+/// `--color`: when to colour `WARNING`/`ERROR` and the check results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Never.
+    Never,
+    /// Always.
+    Always,
+    /// When stdout and stderr are both terminals (Barman's default).
+    Auto,
+}
+
+/// Server names (`SERVER_NAME...`, or `all`) for `rebuild-xlogdb`.
+#[derive(Debug, Args)]
+pub struct ServersArg {
+    /// server names, or all
+    #[arg(value_name = "SERVER_NAME", required = true, num_args = 1..)]
+    pub servers: Vec<String>,
+}
+
+/// `terminate-process`.
+#[derive(Debug, Args)]
+pub struct TerminateProcess {
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+    /// the task name to terminate (e.g. backup, receive-wal)
+    #[arg(value_name = "TASK")]
+    pub task: String,
+}
+
+/// `diagnose`.
+#[derive(Debug, Args)]
+pub struct Diagnose {
+    /// include the file that provides the effective value of each configuration option
+    #[arg(long)]
+    pub show_config_source: bool,
+}
+
+/// `list-files --target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFilesTarget {
+    /// The data files only (the default).
+    Data,
+    /// The data files and the WAL files needed to make the backup consistent.
+    Standalone,
+    /// The WAL files from the backup's begin to the next backup's (or the archive's end).
+    Wal,
+    /// Standalone plus every later WAL file.
+    Full,
+}
+
+/// `list-files`.
+#[derive(Debug, Args)]
+pub struct ListFiles {
+    /// which files to list
+    #[arg(long, value_enum, default_value_t = ListFilesTarget::Standalone)]
+    pub target: ListFilesTarget,
+    /// also list the empty directories of the backup
+    #[arg(long)]
+    pub list_empty_directories: bool,
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+    /// backup id, name, or latest/oldest/...
+    #[arg(value_name = "BACKUP_ID")]
+    pub backup: String,
+}
+
+/// `check-wal-archive`.
+#[derive(Debug, Args)]
+pub struct CheckWalArchive {
+    /// the earliest timeline whose WALs should cause the check to fail
+    #[arg(long)]
+    pub timeline: Option<TimelineId>,
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+}
+
+/// `check-archived-wal-range`.
+#[derive(Debug, Args)]
+pub struct CheckArchivedWalRange {
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+    /// first WAL segment in the range to verify (inclusive)
+    #[arg(value_name = "BEGIN_WAL")]
+    pub begin_wal: String,
+    /// last WAL segment in the range to verify (inclusive)
+    #[arg(value_name = "END_WAL")]
+    pub end_wal: String,
+}
+
+impl CheckArchivedWalRange {
+    /// The two names, parsed (Barman reports an invalid one as an `ERROR:`, not a usage error).
+    pub fn range(&self) -> Result<(WalFileName, WalFileName), String> {
+        let parse = |s: &str| s.parse::<WalFileName>().map_err(|_| format!("Invalid WAL segment name: {s}"));
+        Ok((parse(&self.begin_wal)?, parse(&self.end_wal)?))
+    }
+}
+
+/// `export-backup` (refused: not built yet).
+#[derive(Debug, Args)]
+pub struct ExportBackup {
+    /// compress the exported tarball
+    #[arg(long, value_parser = ["gzip", "bzip2", "xz"])]
+    pub compression: Option<String>,
+    /// compression level
+    #[arg(long)]
+    pub compression_level: Option<i32>,
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+    /// the backup to export
+    #[arg(value_name = "BACKUP_ID")]
+    pub backup: String,
+    /// where the tarball is written
+    #[arg(value_name = "OUTPUT_DIRECTORY")]
+    pub output_directory: String,
+}
+
+/// `import-backup` (refused: not built yet).
+#[derive(Debug, Args)]
+pub struct ImportBackup {
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+    /// the tarball made by export-backup
+    #[arg(value_name = "INPUT_TARBALL")]
+    pub input_tarball: String,
+}
+
+/// `config-switch` (refused: configuration models are not built yet).
+#[derive(Debug, Args)]
+pub struct ConfigSwitch {
+    /// unapply the active model
+    #[arg(long)]
+    pub reset: bool,
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+    /// the model to apply
+    #[arg(value_name = "MODEL_NAME")]
+    pub model: Option<String>,
+}
+
+/// `config-update` (refused: the config changes queue is not built yet).
+#[derive(Debug, Args)]
+pub struct ConfigUpdate {
+    /// the changes, as JSON
+    #[arg(value_name = "JSON_CHANGES")]
+    pub json_changes: String,
+}
+
+/// `cloud-wal-archive` (refused: the object-store tier is issue 22).
+#[derive(Debug, Args)]
+pub struct CloudWalArchive {
+    /// parallel uploads
+    #[arg(short = 'p', long)]
+    pub parallel: Option<u32>,
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+    /// the WAL file
+    #[arg(value_name = "WAL_PATH")]
+    pub wal_path: String,
+}
+
+/// `cloud-wal-restore` (refused: the object-store tier is issue 22).
+#[derive(Debug, Args)]
+pub struct CloudWalRestore {
+    /// parallel downloads
+    #[arg(short = 'p', long)]
+    pub parallel: Option<u32>,
+    /// prefetch spool directory
+    #[arg(long)]
+    pub spool_dir: Option<String>,
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+    /// the WAL name
+    #[arg(value_name = "WAL_NAME")]
+    pub wal_name: String,
+    /// the destination
+    #[arg(value_name = "WAL_DEST")]
+    pub wal_dest: String,
+}
+
+/// `backup` options parsed and refused until their issue wires them.
+#[derive(Debug, Args)]
+pub struct BackupRefused {
+    /// refused until issue 19: block-level incremental backup on top of BACKUP_ID
+    #[arg(long, value_name = "BACKUP_ID")]
+    pub incremental: Option<String>,
+    /// refused until issue 18: retries after a failed copy
+    #[arg(long)]
+    pub retry_times: Option<u32>,
+    /// refused until issue 18: seconds between retries
+    #[arg(long)]
+    pub retry_sleep: Option<u32>,
+    /// refused until issue 18: no retry
+    #[arg(long)]
+    pub no_retry: bool,
+    /// refused until issue 18: parallel copy jobs
+    #[arg(short = 'j', long, value_name = "NJOBS")]
+    pub jobs: Option<u32>,
+    /// refused until issue 18
+    #[arg(long)]
+    pub jobs_start_batch_period: Option<u32>,
+    /// refused until issue 18
+    #[arg(long)]
+    pub jobs_start_batch_size: Option<u32>,
+    /// refused until issue 18: bandwidth limit in kB/s
+    #[arg(long, value_name = "KBPS")]
+    pub bwlimit: Option<u32>,
+    /// refused until issue 18: keepalive during the copy
+    #[arg(long)]
+    pub keepalive_interval: Option<u32>,
+    /// refused until issue 18 (autogenerate_manifest of rsync backups)
+    #[arg(long)]
+    pub manifest: bool,
+    /// refused until issue 18 (autogenerate_manifest of rsync backups)
+    #[arg(long)]
+    pub no_manifest: bool,
+    /// refused until issue 17 wires check_timeout into the backup's pre-checks
+    #[arg(long)]
+    pub check_timeout: Option<u32>,
+    /// refused until issue 22: cloud staging directory
+    #[arg(long)]
+    pub cloud_staging_directory: Option<String>,
+    /// refused until issue 22
+    #[arg(long)]
+    pub cloud_staging_max_size: Option<String>,
+}
+
+/// `recover` options parsed and refused until their issue wires them. The negative flags
+/// (`--no-network-compression`, `--no-delta-restore`, `--no-retry`) ask for what recovery
+/// already does, so they are accepted.
+#[derive(Debug, Args)]
+pub struct RecoverRefused {
+    /// refused until issue 17: staging directory for WAL files on the target
+    #[arg(long)]
+    pub staging_wal_directory: Option<String>,
+    /// refused until issue 18: bandwidth limit in kB/s
+    #[arg(long, value_name = "KBPS")]
+    pub bwlimit: Option<u32>,
+    /// refused until issue 18: retries after a failed copy
+    #[arg(long)]
+    pub retry_times: Option<u32>,
+    /// refused until issue 18: seconds between retries
+    #[arg(long)]
+    pub retry_sleep: Option<u32>,
+    /// no retry of a failed copy (recovery never retries today)
+    #[arg(long)]
+    pub no_retry: bool,
+    /// refused until issue 18
+    #[arg(long)]
+    pub jobs_start_batch_period: Option<u32>,
+    /// refused until issue 18
+    #[arg(long)]
+    pub jobs_start_batch_size: Option<u32>,
+    /// refused until issue 17: copy .partial WAL files with --no-get-wal
+    #[arg(long)]
+    pub partial_wal: bool,
+    /// refused until issue 18: network compression
+    #[arg(long)]
+    pub network_compression: bool,
+    /// no network compression (the default)
+    #[arg(long)]
+    pub no_network_compression: bool,
+    /// refused until issue 18: staging of compressed backups on the recovery host
+    #[arg(long)]
+    pub recovery_staging_path: Option<String>,
+    /// refused until issue 19: where incremental backups are combined
+    #[arg(long)]
+    pub local_staging_path: Option<String>,
+    /// refused until issues 18/19
+    #[arg(long)]
+    pub staging_path: Option<String>,
+    /// refused until issues 18/19
+    #[arg(long, value_parser = ["local", "remote"])]
+    pub staging_location: Option<String>,
+    /// refused until issue 19: pg_combinebackup mode
+    #[arg(long, value_parser = ["copy", "link", "clone", "copy-file-range"])]
+    pub combine_mode: Option<String>,
+    /// refused until issue 17: file receiving the recovery settings
+    #[arg(long)]
+    pub recovery_conf_filename: Option<String>,
+    /// refused until issue 18: rsync delta restore
+    #[arg(long)]
+    pub delta_restore: bool,
+    /// no delta restore (the default)
+    #[arg(long)]
+    pub no_delta_restore: bool,
+    /// refused until issue 22: snapshot recovery
+    #[arg(long)]
+    pub snapshot_recovery_instance: Option<String>,
+    /// refused until issue 22
+    #[arg(long)]
+    pub snapshot_recovery_zone: Option<String>,
+    /// refused until issue 22
+    #[arg(long)]
+    pub gcp_zone: Option<String>,
+    /// refused until issue 22
+    #[arg(long)]
+    pub azure_resource_group: Option<String>,
+    /// refused until issue 22
+    #[arg(long)]
+    pub aws_region: Option<String>,
+}
+
+fn first(given: &[(bool, &'static str, &'static str)]) -> Option<(&'static str, &'static str)> {
+    given.iter().find(|g| g.0).map(|g| (g.1, g.2))
+}
+
+impl BackupRefused {
+    /// The first option given, with the issue that wires it.
+    pub fn refused(&self) -> Option<(&'static str, &'static str)> {
+        const RSYNC: &str = "rsync copy machinery, issue 18";
+        first(&[
+            (self.incremental.is_some(), "--incremental", "incremental backups, issue 19"),
+            (self.retry_times.is_some(), "--retry-times", RSYNC),
+            (self.retry_sleep.is_some(), "--retry-sleep", RSYNC),
+            (self.no_retry, "--no-retry", RSYNC),
+            (self.jobs.is_some(), "--jobs", RSYNC),
+            (self.jobs_start_batch_period.is_some(), "--jobs-start-batch-period", RSYNC),
+            (self.jobs_start_batch_size.is_some(), "--jobs-start-batch-size", RSYNC),
+            (self.bwlimit.is_some(), "--bwlimit", RSYNC),
+            (self.keepalive_interval.is_some(), "--keepalive-interval", RSYNC),
+            (self.manifest, "--manifest", RSYNC),
+            (self.no_manifest, "--no-manifest", RSYNC),
+            (self.check_timeout.is_some(), "--check-timeout", "backup pre-checks, issue 17"),
+            (self.cloud_staging_directory.is_some(), "--cloud-staging-directory", "object stores, issue 22"),
+            (self.cloud_staging_max_size.is_some(), "--cloud-staging-max-size", "object stores, issue 22"),
+        ])
+    }
+}
+
+impl RecoverRefused {
+    /// The first option given, with the issue that wires it.
+    pub fn refused(&self) -> Option<(&'static str, &'static str)> {
+        const RSYNC: &str = "rsync copy machinery, issue 18";
+        const CLOUD: &str = "snapshot recovery, issue 22";
+        first(&[
+            (self.staging_wal_directory.is_some(), "--staging-wal-directory", "issue 17"),
+            (self.bwlimit.is_some(), "--bwlimit", RSYNC),
+            (self.retry_times.is_some(), "--retry-times", RSYNC),
+            (self.retry_sleep.is_some(), "--retry-sleep", RSYNC),
+            (self.jobs_start_batch_period.is_some(), "--jobs-start-batch-period", RSYNC),
+            (self.jobs_start_batch_size.is_some(), "--jobs-start-batch-size", RSYNC),
+            (self.partial_wal, "--partial-wal", "issue 17"),
+            (self.network_compression, "--network-compression", RSYNC),
+            (self.recovery_staging_path.is_some(), "--recovery-staging-path", RSYNC),
+            (self.local_staging_path.is_some(), "--local-staging-path", "incremental backups, issue 19"),
+            (self.staging_path.is_some(), "--staging-path", "issues 18 and 19"),
+            (self.staging_location.is_some(), "--staging-location", "issues 18 and 19"),
+            (self.combine_mode.is_some(), "--combine-mode", "incremental backups, issue 19"),
+            (self.recovery_conf_filename.is_some(), "--recovery-conf-filename", "issue 17"),
+            (self.delta_restore, "--delta-restore", RSYNC),
+            (self.snapshot_recovery_instance.is_some(), "--snapshot-recovery-instance", CLOUD),
+            (self.snapshot_recovery_zone.is_some(), "--snapshot-recovery-zone", CLOUD),
+            (self.gcp_zone.is_some(), "--gcp-zone", CLOUD),
+            (self.azure_resource_group.is_some(), "--azure-resource-group", CLOUD),
+            (self.aws_region.is_some(), "--aws-region", CLOUD),
+        ])
+    }
+}
