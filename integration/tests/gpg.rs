@@ -201,6 +201,13 @@ fn encrypted_catalogue_pitr_interop_and_wrong_passphrase() -> Result<()> {
     let realb = Some(real_bin.as_path());
     eprintln!("setup with key generation took {:?}", t_all.elapsed());
 
+    // `barman check` runs Barman's encryption test, with Barman's line.
+    for program in [None, realb] {
+        let out = barman(&s, &g, program, &["check", "pg"])?.stdout_str();
+        let line = out.lines().find(|l| l.trim_start().starts_with("encryption:")).unwrap_or_default();
+        ensure!(line.trim() == "encryption: OK (encryption test succeeded)", "{program:?}: check says:\n{out}");
+    }
+
     // A plain-format backup with encryption is refused before anything is written.
     let plain = "backup_compression_format = plain\nbackup_compression_location = server";
     edit_config(&s, "backup_compression_format = tar", plain)?;
