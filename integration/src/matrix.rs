@@ -234,6 +234,10 @@ fn backup(run: &mut Run) -> Result<String> {
     let info = fixtures::backup_info(&layout(run), &run.backup_id)?;
     let major = info.version.map(|v| v / 10_000);
     ensure!(major == Some(run.pg.version().major()), "backup.info version {:?}", info.version);
+    // As Barman's _pg_get_metadata: summarize_wal only from 17 (the harness leaves it off).
+    let summarize = (run.pg.version() >= PgVersion::V17).then(|| "off".to_owned());
+    ensure!(info.summarize_wal == summarize, "backup.info summarize_wal {:?}", info.summarize_wal);
+    ensure!(info.data_checksums.as_deref() == Some("on"), "backup.info data_checksums {:?}", info.data_checksums);
     let data = layout(run).basebackups_directory.join(&run.backup_id).join("data");
     verify_manifest(run.pg.version(), &data)?;
     Ok(format!("{} MiB", dir_size(&data) >> 20))
