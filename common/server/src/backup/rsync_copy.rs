@@ -100,6 +100,19 @@ pub struct Outcome {
     pub copy_stats: Vec<(String, PyValue)>,
 }
 
+/// A directory's source listing: its subdirectories, the files safe to size-and-time check,
+/// and the files to copy with `--checksum`.
+type Analysis = (Vec<String>, Vec<Entry>, Vec<Entry>);
+
+/// `paths`, one per line, as `--files-from=-` reads them.
+fn lines(paths: &[String]) -> String {
+    paths.iter().fold(String::new(), |mut text, p| {
+        text.push_str(p);
+        text.push('\n');
+        text
+    })
+}
+
 /// One rsync run: a bucket of one directory.
 struct Job {
     item: usize,
@@ -142,7 +155,7 @@ impl Controller {
     }
 
     /// The source listing, split into directories, safe files and files to checksum.
-    fn analyse(&self, item: &DirItem) -> Result<(Vec<String>, Vec<Entry>, Vec<Entry>), String> {
+    fn analyse(&self, item: &DirItem) -> Result<Analysis, String> {
         let listing = self
             .rsync
             .list_tree(&self.rsync.source(&format!("{}/", item.src.trim_end_matches('/'))), &item.filters)
@@ -171,7 +184,7 @@ impl Controller {
         std::fs::create_dir_all(&item.dst).map_err(|e| format!("{}: {e}", item.dst.display()))?;
         // Not ".": with --files-from (which implies --dirs) it would bring the top level's
         // files too, exclusions and all.
-        let list: String = dirs.iter().map(|d| format!("{d}\n")).collect();
+        let list = lines(dirs);
         if list.is_empty() {
             return Ok(());
         }
@@ -205,8 +218,8 @@ impl Controller {
                 let (queue, result, times) = (&queue, &result, &times);
                 scope.spawn(move || {
                     let (size, period) = self.start_batch;
-                    if size > 0 {
-                        std::thread::sleep(period * u32::try_from(worker / size).unwrap_or(0));
+                    if let Some(batch) = worker.checked_div(size) {
+                        std::thread::sleep(period * u32::try_from(batch).unwrap_or(0));
                     }
                     loop {
                         if lock(result).1.is_some() {
@@ -233,7 +246,7 @@ impl Controller {
 
     /// One bucket, retried as `basebackup_retry_times` says.
     fn run_job(&self, item: &DirItem, job: &Job) -> Result<Stats, String> {
-        let list: String = job.files.iter().map(|f| format!("{f}\n")).collect();
+        let list = lines(&job.files);
         let mut attempt = 0;
         loop {
             let mut cmd = self.base(item.bwlimit);
@@ -283,7 +296,7 @@ fn record(times: &mut HashMap<usize, (Instant, Instant, Duration)>, item: usize,
 /// Splits files into at most `n` buckets of about equal bytes (largest first, each to the
 /// lightest bucket), dropping empty ones.
 fn buckets(mut files: Vec<Entry>, n: usize) -> Vec<Vec<String>> {
-    files.sort_by(|a, b| b.size.cmp(&a.size));
+    files.sort_by_key(|f| std::cmp::Reverse(f.size));
     let mut out: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); n.max(1)];
     for f in files {
         let lightest = out.iter_mut().min_by_key(|(bytes, _)| *bytes).expect("at least one bucket");

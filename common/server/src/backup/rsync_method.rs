@@ -242,7 +242,7 @@ async fn copy_keeping_alive(
     files: Vec<FileItem>,
 ) -> Result<Outcome, String> {
     let mut task = tokio::task::spawn_blocking(move || controller.copy(&dirs, &files));
-    let period = if keepalive.is_zero() { Duration::from_secs(3600) } else { keepalive };
+    let period = if keepalive.is_zero() { Duration::from_hours(1) } else { keepalive };
     loop {
         tokio::select! {
             joined = &mut task => return joined.map_err(|e| format!("copy task: {e}"))?,
