@@ -31,6 +31,17 @@ impl ArchivingCluster {
     /// [`ArchivingCluster::start`] with extra lines for the server section, made from the
     /// scratch directory.
     pub fn start_with(name: &str, extra: impl FnOnce(&Scratch) -> Result<Vec<String>>) -> Result<ArchivingCluster> {
+        ArchivingCluster::start_with_options(name, |scratch| {
+            Ok(BarmanServerOptions { extra: extra(scratch)?, ..BarmanServerOptions::default() })
+        })
+    }
+
+    /// [`ArchivingCluster::start`] with the server section's options made from the scratch
+    /// directory (`backup_method`, `slot_name`, extra lines).
+    pub fn start_with_options(
+        name: &str,
+        options: impl FnOnce(&Scratch) -> Result<BarmanServerOptions>,
+    ) -> Result<ArchivingCluster> {
         let scratch = Scratch::new(name)?;
         let sshd = Sshd::start(&scratch, SshdOptions::default())?;
         let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
@@ -44,7 +55,7 @@ impl ArchivingCluster {
         let opts =
             PgOptions::default().archive_command(archive_command).path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
         let pg = PgCluster::start(&scratch, opts)?;
-        let server = BarmanServerOptions { extra: extra(&scratch)?, ..BarmanServerOptions::default() };
+        let server = options(&scratch)?;
         barman.add_server("pg", &pg, &server)?;
         Ok(ArchivingCluster { pg, barman, sshd, scratch })
     }

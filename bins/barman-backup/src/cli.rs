@@ -8,7 +8,10 @@ pub fn command() -> Command {
     let flag = |name: &'static str| Arg::new(name).long(name).action(ArgAction::SetTrue);
     Command::new("barman-backup")
         .version(concat!(env!("CARGO_PKG_VERSION"), " (Barman 3.20.1 compatible)"))
-        .about("Take a base backup of a Barman server with BASE_BACKUP (backup_method = postgres; plain or compressed tar)")
+        .about(
+            "Take a base backup of a Barman server: BASE_BACKUP (backup_method = postgres; plain or compressed tar) \
+             or rsync (backup_method = rsync over ssh_command, local-rsync)",
+        )
         .after_help(
             "Exit status: 0 backup taken (DONE, or WAITING_FOR_WALS without --wait); 1 the backup failed \
              (marked FAILED); 2 could not connect to PostgreSQL; 3 bad input (usage, configuration, unknown \
@@ -27,6 +30,33 @@ pub fn command() -> Command {
                 .long("reuse-backup")
                 .value_parser(["off", "copy", "link"])
                 .help("link: files identical to the previous backup's become hard links (overrides reuse_backup)"),
+        )
+        .arg(
+            Arg::new("jobs")
+                .short('j')
+                .long("jobs")
+                .value_parser(clap::value_parser!(u32).range(1..))
+                .help("number of parallel rsync workers (overrides parallel_jobs; rsync method)"),
+        )
+        .arg(
+            Arg::new("bwlimit")
+                .long("bwlimit")
+                .value_name("KBPS")
+                .value_parser(clap::value_parser!(u64))
+                .help("maximum transfer rate in kilobytes per second (0 = unlimited; overrides bandwidth_limit)"),
+        )
+        .arg(
+            Arg::new("retry-times")
+                .long("retry-times")
+                .value_parser(clap::value_parser!(u32))
+                .help("times a failed copy is retried (overrides basebackup_retry_times)"),
+        )
+        .arg(flag("no-retry").conflicts_with("retry-times").help("do not retry a failed copy"))
+        .arg(
+            Arg::new("retry-sleep")
+                .long("retry-sleep")
+                .value_parser(clap::value_parser!(u64))
+                .help("seconds between two attempts (overrides basebackup_retry_sleep)"),
         )
         .arg(flag("wait").short('w').help("wait until every WAL file the backup needs is archived (status DONE)"))
         .arg(
@@ -65,6 +95,10 @@ pub fn options(m: &ArgMatches) -> Options {
         wait: m.get_flag("wait"),
         reuse_backup: m.get_one::<String>("reuse-backup").and_then(|mode| mode.parse().ok()),
         wait_timeout: m.get_one::<u64>("wait-timeout").copied().unwrap_or(0),
+        jobs: m.get_one::<u32>("jobs").map(|&j| j as usize),
+        bwlimit: m.get_one::<u64>("bwlimit").copied(),
+        retry_times: if m.get_flag("no-retry") { Some(0) } else { m.get_one::<u32>("retry-times").copied() },
+        retry_sleep: m.get_one::<u64>("retry-sleep").copied(),
         json: m.get_one::<String>("format").is_some_and(|f| f == "json"),
         quiet: m.get_flag("quiet"),
     }
@@ -90,5 +124,7 @@ mod tests {
             Some(false)
         );
         assert!(command().try_get_matches_from(["b"]).is_err());
+        let o = parse(&["b", "--jobs", "4", "--bwlimit", "100", "--no-retry", "--retry-sleep", "3", "pg"]);
+        assert_eq!((o.jobs, o.bwlimit, o.retry_times, o.retry_sleep), (Some(4), Some(100), Some(0), Some(3)));
     }
 }

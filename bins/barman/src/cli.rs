@@ -369,6 +369,21 @@ pub struct Backup {
     /// link: files identical to the previous backup's become hard links (alone: link)
     #[arg(long, value_parser = ["off", "copy", "link"], num_args = 0..=1, default_missing_value = "link")]
     pub reuse_backup: Option<String>,
+    /// number of retries after an error while copying
+    #[arg(long, conflicts_with = "no_retry")]
+    pub retry_times: Option<u32>,
+    /// wait time in seconds between two retries
+    #[arg(long)]
+    pub retry_sleep: Option<u64>,
+    /// disable retries on copy failures
+    #[arg(long)]
+    pub no_retry: bool,
+    /// number of parallel rsync workers
+    #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// maximum transfer rate in kilobytes per second (0 = unlimited)
+    #[arg(long, value_name = "BWLIMIT")]
+    pub bwlimit: Option<u64>,
     /// Options refused until their issue wires them.
     #[command(flatten)]
     pub refused: BackupRefused,

@@ -218,27 +218,12 @@ pub struct BackupRefused {
     /// refused until issue 19: block-level incremental backup on top of BACKUP_ID
     #[arg(long, value_name = "BACKUP_ID")]
     pub incremental: Option<String>,
-    /// refused until issue 18: retries after a failed copy
-    #[arg(long)]
-    pub retry_times: Option<u32>,
-    /// refused until issue 18: seconds between retries
-    #[arg(long)]
-    pub retry_sleep: Option<u32>,
-    /// refused until issue 18: no retry
-    #[arg(long)]
-    pub no_retry: bool,
-    /// refused until issue 18: parallel copy jobs
-    #[arg(short = 'j', long, value_name = "NJOBS")]
-    pub jobs: Option<u32>,
     /// refused until issue 18
     #[arg(long)]
     pub jobs_start_batch_period: Option<u32>,
     /// refused until issue 18
     #[arg(long)]
     pub jobs_start_batch_size: Option<u32>,
-    /// refused until issue 18: bandwidth limit in kB/s
-    #[arg(long, value_name = "KBPS")]
-    pub bwlimit: Option<u32>,
     /// refused until issue 18: keepalive during the copy
     #[arg(long)]
     pub keepalive_interval: Option<u32>,
@@ -345,13 +330,8 @@ impl BackupRefused {
         const RSYNC: &str = "rsync copy machinery, issue 18";
         first(&[
             (self.incremental.is_some(), "--incremental", "incremental backups, issue 19"),
-            (self.retry_times.is_some(), "--retry-times", RSYNC),
-            (self.retry_sleep.is_some(), "--retry-sleep", RSYNC),
-            (self.no_retry, "--no-retry", RSYNC),
-            (self.jobs.is_some(), "--jobs", RSYNC),
             (self.jobs_start_batch_period.is_some(), "--jobs-start-batch-period", RSYNC),
             (self.jobs_start_batch_size.is_some(), "--jobs-start-batch-size", RSYNC),
-            (self.bwlimit.is_some(), "--bwlimit", RSYNC),
             (self.keepalive_interval.is_some(), "--keepalive-interval", RSYNC),
             (self.manifest, "--manifest", RSYNC),
             (self.no_manifest, "--no-manifest", RSYNC),

@@ -63,6 +63,10 @@ fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> 
                 wait_timeout: a.wait_timeout,
                 immediate_checkpoint: checkpoint(a),
                 reuse_backup: a.reuse_backup(),
+                retry_times: if a.no_retry { Some(0) } else { a.retry_times },
+                retry_sleep: a.retry_sleep,
+                jobs: a.jobs,
+                bwlimit: a.bwlimit,
             };
             cmd::backup::run(ctx, &req, out)
         }

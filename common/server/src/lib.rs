@@ -27,6 +27,7 @@ pub mod log;
 pub mod output;
 pub mod progress;
 pub mod relay;
+pub mod rsync;
 pub mod server;
 pub mod walinfo;
 

@@ -17,8 +17,12 @@
 
 pub mod copy;
 mod error;
+pub mod lowlevel;
 pub mod metadata;
 mod options;
+mod orphans;
+pub mod rsync_copy;
+pub mod rsync_method;
 mod settings;
 pub mod storage;
 mod summary;
@@ -40,8 +44,8 @@ use chrono::{DateTime, FixedOffset};
 
 pub use error::ToolError;
 pub use options::Options;
-use settings::Settings;
-use storage::Format;
+use settings::{Method, Settings};
+use storage::{Format, Storage};
 use summary::{human_duration, human_size, report};
 
 /// Runs the tool: one backup of `opts.server`.
@@ -66,6 +70,7 @@ fn run_with(opts: &Options, out: &mut Output) -> Result<(), ToolError> {
         .ok_or_else(|| ToolError::Usage(format!("Unknown server '{}'", opts.server)))?;
     let settings = Settings::new(cfg, opts)?;
     let lock = server.try_lock(&LockKind::Backup, "backup").map_err(|e| ToolError::Failed(e.to_string()))?;
+    orphans::fail_orphans(&server.layout);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -81,21 +86,41 @@ fn connect_error(what: &str, e: &PgError) -> ToolError {
     ToolError::Connect(format!("cannot connect to PostgreSQL ({what}): {e}"))
 }
 
-/// Opens both sessions and checks the server before anything is written.
-async fn connect(
-    layout: &ServerLayout,
-    settings: &Settings,
-) -> Result<(ReplicationConnection, ReplicationConnection, u64), ToolError> {
-    let sql =
+/// The sessions a backup holds: the SQL one, and for the postgres method the replication
+/// one that streams `BASE_BACKUP`.
+struct Sessions {
+    sql: ReplicationConnection,
+    repl: Option<ReplicationConnection>,
+    system_id: u64,
+}
+
+/// Opens the sessions and checks the server before anything is written.
+async fn connect(layout: &ServerLayout, settings: &Settings) -> Result<Sessions, ToolError> {
+    let mut sql =
         ReplicationConnection::connect_database(&settings.conninfo).await.map_err(|e| connect_error("conninfo", &e))?;
-    let mut repl = ReplicationConnection::connect(&settings.streaming)
-        .await
-        .map_err(|e| connect_error("streaming_conninfo", &e))?;
-    let identity = repl.identify_system().await.map_err(|e| connect_error("IDENTIFY_SYSTEM", &e))?;
-    let version = repl.server_version_num().unwrap_or(0);
-    if version < 120_000 {
+    let (repl, system_id, version) = match settings.method {
+        Method::Postgres => {
+            let mut repl = ReplicationConnection::connect(&settings.streaming)
+                .await
+                .map_err(|e| connect_error("streaming_conninfo", &e))?;
+            let identity = repl.identify_system().await.map_err(|e| connect_error("IDENTIFY_SYSTEM", &e))?;
+            let version = repl.server_version_num().unwrap_or(0);
+            (Some(repl), identity.system_id, version)
+        }
+        Method::Rsync(_) => {
+            let rows = sql
+                .simple_query("SELECT system_identifier FROM pg_control_system()")
+                .await
+                .map_err(|e| connect_error("pg_control_system()", &e))?;
+            let id = rows.first().and_then(|r| r.first().cloned().flatten()).and_then(|v| v.parse().ok());
+            (None, id.unwrap_or(0), sql.server_version_num().unwrap_or(0))
+        }
+    };
+    let min = if matches!(settings.method, Method::Postgres) { 120_000 } else { 130_000 };
+    if version < min {
         return Err(ToolError::Failed(format!(
-            "PostgreSQL {version} is not supported: barman-backup needs PostgreSQL 12 or newer"
+            "PostgreSQL {version} is not supported: this backup method needs PostgreSQL {} or newer",
+            min / 10_000
         )));
     }
     if version < 150_000 && settings.storage.server.is_some() {
@@ -103,16 +128,16 @@ async fn connect(
     }
     let catalogue_err = |e: barman_common::catalogue::CatalogueError| ToolError::Failed(e.to_string());
     if let Some(known) = Identity::read(layout).map_err(catalogue_err)? {
-        if known.systemid != identity.system_id.to_string() {
+        if known.systemid != system_id.to_string() {
             return Err(ToolError::Failed(format!(
                 "systemid mismatch: the server reports {} but {} holds {} (a different cluster?)",
-                identity.system_id,
+                system_id,
                 layout.identity_path().display(),
                 known.systemid
             )));
         }
     }
-    Ok((sql, repl, identity.system_id))
+    Ok(Sessions { sql, repl, system_id })
 }
 
 /// A new backup id (local time); waits for the next second if that directory exists.
@@ -167,7 +192,7 @@ async fn backup(
     out: &mut Output,
 ) -> Result<(BackupId, BackupInfo), ToolError> {
     let layout = &server.layout;
-    let (sql, repl, system_id) = connect(layout, settings).await?;
+    let sessions = connect(layout, settings).await?;
     layout.ensure_dirs().map_err(|e| ToolError::Failed(e.to_string()))?;
     let started = Instant::now();
     let id = new_backup_id(layout);
@@ -175,8 +200,8 @@ async fn backup(
     let mut info = BackupInfo {
         server_name: Some(server.name.clone()),
         backup_name: opts.name.clone(),
-        systemid: Some(system_id.to_string()),
-        mode: Some("postgres".into()),
+        systemid: Some(sessions.system_id.to_string()),
+        mode: Some(settings.method.mode().into()),
         compression: settings.storage.recorded_compression(),
         ..BackupInfo::default()
     };
@@ -185,9 +210,14 @@ async fn backup(
     std::fs::create_dir_all(&job.dir).map_err(|e| job.fail(&e.to_string()))?;
     job.fs_sync = Some(copy::FilesystemSync::begin(&job.dir).map_err(|e| job.fail(&e.to_string()))?);
     job.save().map_err(|e| job.fail(&e))?;
-    out.info(format!("Starting backup using postgres method for server {} in {}", server.name, job.dir.display()));
+    out.info(format!(
+        "Starting backup using {} method for server {} in {}",
+        settings.method.name(),
+        server.name,
+        job.dir.display()
+    ));
 
-    let result = take(&mut job, server, (sql, repl, system_id), settings, opts, out, started).await;
+    let result = take(&mut job, server, sessions, settings, opts, out, started).await;
     // Barman runs the post-backup scripts whatever happened, with the final backup.info.
     if server.hooks.any(HookEvent::Backup) {
         let env = hook_env(&job);
@@ -209,7 +239,7 @@ fn hook_env(job: &Job<'_>) -> HookEnv {
 async fn take(
     job: &mut Job<'_>,
     server: &Server,
-    (mut sql, repl, system_id): (ReplicationConnection, ReplicationConnection, u64),
+    Sessions { mut sql, repl, system_id }: Sessions,
     settings: &Settings,
     opts: &Options,
     out: &mut Output,
@@ -220,19 +250,30 @@ async fn take(
         server.hooks.pre(HookEvent::Backup, &hook_env(job)).map_err(|a| job.fail(&a.to_string()))?;
     }
 
-    job.phase = "initialising postgres backup_method";
+    job.phase = if repl.is_some() { "initialising postgres backup_method" } else { "detecting data directory" };
     let facts = metadata::read(&mut sql).await.map_err(|e| job.fail(&e.to_string()))?;
     facts.fill(&mut job.info);
     if let Err(e) = Identity::new(system_id, facts.version).write_if_missing(job.layout) {
         return Err(job.fail(&e.to_string()));
     }
 
-    let mut sql = copy_with_retries(job, sql, repl, settings, &facts, opts, out).await?;
+    let mut sql = match (&settings.method, repl) {
+        (Method::Rsync(rs), _) => {
+            let taken = rsync_method::take(job, &mut sql, rs, settings.fast_checkpoint, &facts, out).await;
+            if let Err(e) = taken {
+                sql.close().await;
+                return Err(e);
+            }
+            sql
+        }
+        (Method::Postgres, Some(repl)) => copy_with_retries(job, sql, repl, settings, &facts, opts, out).await?,
+        (Method::Postgres, None) => return Err(job.fail("no replication session")),
+    };
     create_restore_point(&mut sql, &job.id).await;
     sql.close().await;
 
     job.phase = "finalising the backup";
-    if settings.reuse_link && settings.storage.format == Format::Plain {
+    if settings.reuse_link && settings.storage.format == Format::Plain && settings.method == Method::Postgres {
         reuse_previous(job, out).map_err(|e| job.fail(&e))?;
     }
     finalise(job, settings, started, out).map_err(|e| job.fail(&e))?;
@@ -456,7 +497,7 @@ fn finalise(job: &mut Job<'_>, settings: &Settings, started: Instant, out: &mut 
     }
     job.info.size = Some(sizes.size);
     job.info.deduplicated_size = Some(sizes.deduplicated);
-    if let Some(stats) = job.info.copy_stats.as_mut() {
+    if let Some(stats) = job.info.copy_stats.as_mut().filter(|s| !s.iter().any(|(k, _)| k == "total_time")) {
         stats.push(("total_time".into(), PyValue::Float(round6(started.elapsed()))));
     }
     job.info.status = BackupStatus::WaitingForWals;

@@ -18,6 +18,14 @@ pub struct Options {
     pub wait_timeout: u64,
     /// `--reuse-backup off|copy|link`: overrides `reuse_backup` (only `link` has an effect).
     pub reuse_backup: Option<barman_common::config::ReuseBackup>,
+    /// `--jobs N`: parallel rsync workers (overrides `parallel_jobs`; rsync method).
+    pub jobs: Option<usize>,
+    /// `--bwlimit KBPS` (overrides `bandwidth_limit`; 0 = unlimited).
+    pub bwlimit: Option<u64>,
+    /// `--retry-times N` (`--no-retry` = 0; overrides `basebackup_retry_times`).
+    pub retry_times: Option<u32>,
+    /// `--retry-sleep SECONDS` (overrides `basebackup_retry_sleep`).
+    pub retry_sleep: Option<u64>,
     /// `-f json`: print a JSON summary on stdout instead of text.
     pub json: bool,
     /// `-q`: no progress or informational lines.

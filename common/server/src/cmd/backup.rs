@@ -28,6 +28,14 @@ pub struct BackupRequest {
     pub immediate_checkpoint: Option<bool>,
     /// `--reuse-backup`.
     pub reuse_backup: Option<ReuseBackup>,
+    /// `--retry-times` (`--no-retry`: 0).
+    pub retry_times: Option<u32>,
+    /// `--retry-sleep`.
+    pub retry_sleep: Option<u64>,
+    /// `--jobs`.
+    pub jobs: Option<u32>,
+    /// `--bwlimit`.
+    pub bwlimit: Option<u64>,
 }
 
 /// Runs `barman-backup` for each named server (`all` = every server), in order; fails
@@ -109,6 +117,17 @@ fn backup_command(req: &BackupRequest, json: bool) -> Command {
     };
     if let Some(mode) = req.reuse_backup {
         cmd.arg("--reuse-backup").arg(mode.as_str());
+    }
+    let numbers = [
+        ("--retry-times", req.retry_times.map(u64::from)),
+        ("--retry-sleep", req.retry_sleep),
+        ("--jobs", req.jobs.map(u64::from)),
+        ("--bwlimit", req.bwlimit),
+    ];
+    for (flag, value) in numbers {
+        if let Some(v) = value {
+            cmd.arg(flag).arg(v.to_string());
+        }
     }
     if json {
         cmd.args(["-f", "json"]);

@@ -20,9 +20,9 @@ use barman_common::manifest::Manifest;
 use barman_common::wal::WalSegSize;
 
 use super::error::RelayError;
-use super::rsync::{local_dir, Rsync, Stats};
 use super::session::Relay;
 use super::wals;
+use crate::rsync::{local_dir, Rsync, Stats};
 
 /// Where rsync keeps the part of a file an interrupted run received.
 const PARTIAL_DIR: &str = ".barman-relay-partial";

@@ -17,7 +17,6 @@ pub mod backup;
 mod error;
 mod options;
 pub mod primary;
-pub mod rsync;
 mod session;
 pub mod wals;
 
@@ -37,7 +36,7 @@ pub use session::Relay;
 use session::{LOG_MODULE, RECOVERY_WARNING};
 
 use self::primary::Primary;
-use self::rsync::Rsync;
+use crate::rsync::Rsync;
 
 /// Runs the tool.
 pub fn run(opts: &Options) -> Result<(), RelayError> {
@@ -69,7 +68,7 @@ fn run_with(ctx: &Context, opts: &Options, out: Output) -> Result<(), RelayError
         cfg,
         primary: Primary { ssh_command: ssh.clone(), server: name.clone(), forward_config },
         rsync: Rsync {
-            ssh_command: ssh,
+            ssh_command: Some(ssh),
             bwlimit: cfg.bandwidth_limit.and_then(|b| u64::try_from(b).ok()),
             compress: cfg.network_compression,
         },

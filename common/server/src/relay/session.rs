@@ -8,8 +8,8 @@ use barman_common::config::ServerConfig;
 
 use super::error::RelayError;
 use super::primary::Primary;
-use super::rsync::Rsync;
 use crate::output::Output;
+use crate::rsync::Rsync;
 use crate::server::Server;
 
 /// The module name in log lines (`barman.relay`).

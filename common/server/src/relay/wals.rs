@@ -23,8 +23,8 @@ use barman_common::durable;
 use barman_common::wal::{WalFileName, WalSegSize};
 
 use super::error::RelayError;
-use super::rsync::{local_dir, Rsync, Stats};
 use super::session::Relay;
+use crate::rsync::{local_dir, Rsync, Stats};
 
 /// What one WAL pass did.
 #[derive(Debug, Default, Clone)]

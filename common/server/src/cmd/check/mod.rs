@@ -52,6 +52,10 @@ fn server_checks(cfg: &ServerConfig, timeout: Duration) -> Result<Vec<Check>, Cm
     backups::check_encryption(&s, &mut c);
     backups::check_wal_validity(&s, now, &mut c)?;
     backups::check_backup_manager(&s, &mut c);
+    if !rsync_executor_checks(cfg, &remote, timeout, &mut c) {
+        c.timed_out();
+        return Ok(c.list);
+    }
     if s.live && cfg.backup_method == BackupMethod::Postgres {
         postgres::check_backup_executor(&remote, &mut c);
     }
@@ -68,6 +72,22 @@ fn server_checks(cfg: &ServerConfig, timeout: Duration) -> Result<Vec<Check>, Cm
     }
     archive::check_archiver_errors(&s, &mut c);
     Ok(c.list)
+}
+
+/// `ExternalBackupExecutor.check` for the rsync methods of an active, non-passive server;
+/// false on a timeout.
+fn rsync_executor_checks(cfg: &ServerConfig, remote: &Remote, timeout: Duration, c: &mut Checks) -> bool {
+    if !cfg.active || cfg.is_passive() {
+        return true;
+    }
+    match (cfg.backup_method, cfg.ssh_command.as_deref()) {
+        (BackupMethod::Rsync, Some(ssh)) => ssh::check_rsync_ssh(cfg, ssh, timeout, c),
+        (BackupMethod::LocalRsync, _) => {
+            ssh::check_local_pgdata(remote.data_directory.as_deref(), c);
+            true
+        }
+        _ => true,
+    }
 }
 
 /// `--check-timeout`, else the server's `check_timeout` (30 s when unreadable); 0 means

@@ -1,7 +1,8 @@
-//! rsync over `primary_ssh_command`, the transport Barman's passive node uses, so that a
-//! real Barman primary (which offers nothing else) can be followed. The source is written
-//! ` :<path>` (empty host: the real one is inside the ssh command), and `-s` keeps paths
-//! with spaces intact.
+//! The one rsync runner: over `primary_ssh_command` for the relay (the transport Barman's
+//! passive node uses, so that a real Barman primary, which offers nothing else, can be
+//! followed), over `ssh_command` for `backup_method = rsync`, and without ssh for
+//! `local-rsync`. A remote source is written ` :<path>` (empty host: the real one is inside
+//! the ssh command), and `-s` keeps paths with spaces intact.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -10,8 +11,9 @@ use std::process::{Command, Stdio};
 /// How rsync reaches the primary.
 #[derive(Debug, Clone)]
 pub struct Rsync {
-    /// `primary_ssh_command`, given to `-e`.
-    pub ssh_command: String,
+    /// The ssh command given to `-e` (`primary_ssh_command`, `ssh_command`); `None`: the
+    /// source is local (`local-rsync`).
+    pub ssh_command: Option<String>,
     /// `bandwidth_limit` in KiB/s (0 or none: unlimited).
     pub bwlimit: Option<u64>,
     /// `network_compression` (`-z`).
@@ -50,10 +52,13 @@ impl std::fmt::Display for Failure {
 }
 
 impl Rsync {
-    /// A base command: `rsync -e <ssh> -s [--bwlimit] [-z] --no-human-readable`.
+    /// A base command: `rsync [-e <ssh>] -s [--bwlimit] [-z] --no-human-readable`.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("rsync");
-        cmd.arg("-e").arg(&self.ssh_command).arg("-s");
+        if let Some(ssh) = &self.ssh_command {
+            cmd.arg("-e").arg(ssh);
+        }
+        cmd.arg("-s");
         if let Some(kbps) = self.bwlimit.filter(|&k| k > 0) {
             cmd.arg(format!("--bwlimit={kbps}"));
         }
@@ -69,10 +74,30 @@ impl Rsync {
         format!(" :{}/", dir.trim_end_matches('/'))
     }
 
+    /// `<path>` as a source: ` :<path>` over ssh, the path itself locally.
+    pub fn source(&self, path: &str) -> String {
+        if self.ssh_command.is_some() {
+            format!(" :{path}")
+        } else {
+            path.to_owned()
+        }
+    }
+
     /// Runs `cmd` with `--stats` (and progress when stderr is a terminal), feeding `stdin`.
-    pub fn run(&self, mut cmd: Command, stdin: Option<&str>) -> Result<Stats, Failure> {
+    pub fn run(&self, cmd: Command, stdin: Option<&str>) -> Result<Stats, Failure> {
+        Self::exec(cmd, stdin, std::io::stderr().is_terminal(), false)
+    }
+
+    /// [`Rsync::run`] for one of several concurrent workers: no progress, and files that
+    /// vanished on the source during the copy (exit 24: a table dropped, a temp file gone)
+    /// are not a failure, as for Barman's copy controller.
+    pub fn run_worker(&self, cmd: Command, stdin: Option<&str>) -> Result<Stats, Failure> {
+        Self::exec(cmd, stdin, false, true)
+    }
+
+    fn exec(mut cmd: Command, stdin: Option<&str>, progress: bool, vanished_ok: bool) -> Result<Stats, Failure> {
         cmd.arg("--stats");
-        if std::io::stderr().is_terminal() {
+        if progress {
             cmd.arg("--info=progress2");
             cmd.stderr(Stdio::inherit());
         } else {
@@ -87,7 +112,7 @@ impl Rsync {
         let output =
             child.wait_with_output().map_err(|e| Failure { code: -1, stderr: format!("waiting for rsync: {e}") })?;
         let stdout = String::from_utf8_lossy(&output.stdout);
-        if output.status.success() {
+        if output.status.success() || (vanished_ok && output.status.code() == Some(VANISHED)) {
             return Ok(parse_stats(&stdout));
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -111,6 +136,62 @@ impl Rsync {
         }
         Ok(parse_listing(&String::from_utf8_lossy(&output.stdout)))
     }
+}
+
+/// rsync's exit status for "some files vanished before they could be transferred".
+const VANISHED: i32 = 24;
+
+/// One entry of a recursive `--list-only`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the listed directory.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time as rsync prints it (the local time of this host, to the second).
+    pub mtime: chrono::NaiveDateTime,
+    /// A directory (else a regular file; other kinds are not listed).
+    pub is_dir: bool,
+}
+
+impl Rsync {
+    /// `rsync --list-only -r -L <filters> <src>/`: every directory and regular file under a
+    /// directory, local or remote, after the filters (`--exclude=...` style arguments).
+    pub fn list_tree(&self, src: &str, filters: &[String]) -> Result<Vec<Entry>, Failure> {
+        let mut cmd = self.command();
+        cmd.args(["--list-only", "-r", "-L"]).args(filters).arg(src);
+        let output = cmd
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| Failure { code: -1, stderr: format!("cannot run rsync: {e}") })?;
+        if !output.status.success() && output.status.code() != Some(VANISHED) {
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            return Err(Failure { code: output.status.code().unwrap_or(-1), stderr });
+        }
+        Ok(parse_tree(&String::from_utf8_lossy(&output.stdout)))
+    }
+}
+
+fn parse_tree(text: &str) -> Vec<Entry> {
+    text.lines()
+        .filter(|l| l.starts_with('-') || l.starts_with('d'))
+        .filter_map(|l| {
+            let (mode, rest) = l.split_once(' ')?;
+            let rest = rest.trim_start();
+            let (size, rest) = rest.split_once(' ')?;
+            let (date, rest) = rest.trim_start().split_once(' ')?;
+            let (time, path) = rest.split_once(' ')?;
+            let mtime = chrono::NaiveDateTime::parse_from_str(&format!("{date} {time}"), "%Y/%m/%d %H:%M:%S").ok()?;
+            Some(Entry {
+                path: path.to_owned(),
+                size: size.replace(',', "").parse().ok()?,
+                mtime,
+                is_dir: mode.starts_with('d'),
+            })
+        })
+        .filter(|e| e.path != ".")
+        .collect()
 }
 
 /// `-rw------- 16777216 2026/11/22 01:00:00 name` lines (regular files only; the size
@@ -165,11 +246,17 @@ mod tests {
         );
         let s = "Number of files: 10 (reg: 8, dir: 2)\nNumber of regular files transferred: 3\nTotal bytes sent: 120\nTotal bytes received: 4567\n";
         assert_eq!(parse_stats(s), Stats { files_transferred: 3, bytes_received: 4567 });
+        let t = "drwx------ 4096 2026/11/22 01:00:00 .\ndrwx------ 4096 2026/11/22 01:00:00 base\n-rw------- 8192 2026/11/22 01:00:02 base/1/1 2\n";
+        let tree = parse_tree(t);
+        assert_eq!(tree.len(), 2);
+        assert!(tree[0].is_dir && tree[0].path == "base");
+        assert_eq!((tree[1].path.as_str(), tree[1].size, tree[1].is_dir), ("base/1/1 2", 8192, false));
+        assert_eq!(tree[1].mtime.to_string(), "2026-11-22 01:00:02");
     }
 
     #[test]
     fn base_command() {
-        let r = Rsync { ssh_command: "ssh -p 2222 barman@a".into(), bwlimit: Some(100), compress: true };
+        let r = Rsync { ssh_command: Some("ssh -p 2222 barman@a".into()), bwlimit: Some(100), compress: true };
         let args: Vec<String> = r.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args, ["-e", "ssh -p 2222 barman@a", "-s", "--bwlimit=100", "-z", "--no-human-readable"]);
         assert_eq!(Rsync::remote_dir("/srv/pg/wals/"), " :/srv/pg/wals/");
