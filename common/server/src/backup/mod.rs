@@ -17,6 +17,7 @@
 
 pub mod copy;
 mod error;
+mod job;
 pub mod lowlevel;
 pub mod metadata;
 mod options;
@@ -40,12 +41,12 @@ use barman_common::config::HookEvent;
 use barman_common::gpg::{Encryption, KeyId};
 use barman_common::pg::{BaseBackupOptions, BaseBackupStart, PgError, ReplicationConnection};
 use barman_common::wal::{Lsn, SegNo, TimelineId, WalFileName, WalSegSize};
-use chrono::{DateTime, FixedOffset};
 
 pub use error::ToolError;
+use job::{absolute, now, Job};
 pub use options::Options;
 use settings::{Method, Settings};
-use storage::{Format, Storage};
+use storage::Format;
 use summary::{human_duration, human_size, report};
 
 /// Runs the tool: one backup of `opts.server`.
@@ -148,40 +149,6 @@ fn new_backup_id(layout: &ServerLayout) -> BackupId {
             return id;
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn now() -> DateTime<FixedOffset> {
-    chrono::Local::now().fixed_offset()
-}
-
-/// A backup in progress: where it lives, what is known so far, and the phase running.
-struct Job<'a> {
-    layout: &'a ServerLayout,
-    id: BackupId,
-    dir: PathBuf,
-    info: BackupInfo,
-    phase: &'static str,
-    /// The backup directory's filesystem, to sync once the copy is done (armed before it).
-    fs_sync: Option<copy::FilesystemSync>,
-}
-
-impl Job<'_> {
-    fn save(&self) -> Result<(), String> {
-        self.info.save(self.layout, &self.id).map_err(|e| e.to_string())
-    }
-
-    /// Records the failure of the current phase (status FAILED) and turns it into the error.
-    fn fail(&mut self, message: &str) -> ToolError {
-        let first = message.lines().next().unwrap_or_default().trim();
-        let error = format!("failure {} ({first})", self.phase);
-        self.info.status = BackupStatus::Failed;
-        self.info.error = Some(error.clone());
-        if self.info.end_time.is_none() {
-            self.info.end_time = Some(now());
-        }
-        let saved = self.save().err().map(|e| format!("; also could not save backup.info: {e}")).unwrap_or_default();
-        ToolError::Failed(format!("backup {} of server {} failed: {error}{saved}", self.id, self.layout.name))
     }
 }
 
@@ -573,10 +540,6 @@ fn archive_once(server: &Server, out: &mut Output) {
         Err(e) => out.warning(format!("archiver: {e}")),
     }
     drop(lock);
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]

@@ -14,11 +14,13 @@ use barman_common::config::{ReuseBackup, ServerConfig};
 use barman_common::pg::ReplicationConnection;
 use barman_common::wal::{WalFileName, WalSegSize};
 
+use super::copy;
+use super::error::ToolError;
+use super::job::{absolute, now, Job};
 use super::lowlevel::{BackupApi, Started, Stopped};
 use super::metadata::ServerFacts;
 use super::rsync_copy::{Controller, DirItem, FileItem, Outcome, EXCLUDE_LIST, PGDATA_EXCLUDE_LIST};
 use super::summary::human_duration;
-use super::{absolute, copy, now, Job, ToolError};
 use crate::output::Output;
 use crate::rsync::{local_dir, Rsync};
 
