@@ -136,13 +136,33 @@ impl ServerLock {
 }
 
 fn open_lock_file(path: &Path) -> Result<File, LockError> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::PermissionDenied {
-            LockError::PermissionDenied { path: path.to_path_buf() }
-        } else {
-            LockError::Io { path: path.to_path_buf(), source }
-        }
-    })
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path).map_err(
+        |source| {
+            if source.kind() == std::io::ErrorKind::PermissionDenied {
+                LockError::PermissionDenied { path: path.to_path_buf() }
+            } else {
+                LockError::Io { path: path.to_path_buf(), source }
+            }
+        },
+    )?;
+    give_to_directory_owner(&file, path);
+    Ok(file)
+}
+
+/// A lock file root creates in a catalogue owned by another user (the `barman` user) is
+/// handed to that user: lock files are 0600, and one left owned by root (once the lock
+/// directory cleanup has removed the user's own) would lock the user out of its catalogue.
+fn give_to_directory_owner(file: &File, path: &Path) {
+    if crate::durable::current_euid() != 0 {
+        return;
+    }
+    let (Ok(md), Some(dir)) = (file.metadata(), path.parent().and_then(|d| std::fs::metadata(d).ok())) else {
+        return;
+    };
+    if md.uid() == 0 && dir.uid() != 0 {
+        let owner = (Some(nix::unistd::Uid::from_raw(dir.uid())), Some(nix::unistd::Gid::from_raw(dir.gid())));
+        let _ = nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(file), owner.0, owner.1);
+    }
 }
 
 fn lock_file(path: &Path, wait: bool) -> Result<Flock<File>, LockError> {
