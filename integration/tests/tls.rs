@@ -67,10 +67,9 @@ fn identify(conninfo: &str) -> Result<Outcome> {
     execute(&mut cmd, None, std::time::Duration::from_mins(1))
 }
 
-#[test]
-fn sslmodes_behave_as_libpq() -> Result<()> {
-    skip_unless!(PgCluster::require());
-    let scratch = Scratch::new("tls")?;
+/// A PostgreSQL 15 with `ssl = on` and the throwaway CA's certificate; its pg_hba.conf
+/// rejects every non-SSL TCP connection and asks `scram_user` for a SCRAM password.
+fn tls_server(scratch: &Scratch, scram_user: &str) -> Result<(PgCluster, std::path::PathBuf)> {
     let certs = scratch.mkdir("certs")?;
     certificates(&certs)?;
     let postgres = OsUser::lookup("postgres")?;
@@ -84,15 +83,26 @@ fn sslmodes_behave_as_libpq() -> Result<()> {
         .conf("ssl = on")
         .conf(format!("ssl_cert_file = '{}'", pg_certs.join("server.crt").display()))
         .conf(format!("ssl_key_file = '{}'", pg_certs.join("server.key").display()));
-    let pg = PgCluster::start(&scratch, opts)?;
-    // Only encrypted TCP connections get in.
+    let pg = PgCluster::start(scratch, opts)?;
     let hba = pg.data_dir().join("pg_hba.conf");
     let rules = fs::read_to_string(&hba)?;
     fs::write(
         &hba,
-        format!("hostnossl all all 0.0.0.0/0 reject\nhostnossl replication all 0.0.0.0/0 reject\n{rules}"),
+        format!(
+            "hostnossl all all 0.0.0.0/0 reject\nhostnossl replication all 0.0.0.0/0 reject\n\
+             hostssl replication {scram_user} 0.0.0.0/0 scram-sha-256\n{rules}"
+        ),
     )?;
     pg.psql("select pg_reload_conf()")?;
+    Ok((pg, certs))
+}
+
+#[test]
+fn sslmodes_behave_as_libpq() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("tls")?;
+    // Only encrypted TCP connections get in.
+    let (pg, certs) = tls_server(&scratch, "nobody_here")?;
     let system_id = pg.system_identifier()?.to_string();
     pg.psql("create table t(g int)")?;
     let port = pg.port();
@@ -166,5 +176,48 @@ fn sslmodes_behave_as_libpq() -> Result<()> {
     );
     let o = identify(&plain_base("sslmode=prefer"))?;
     ensure!(o.code() == Some(0), "prefer against a server without SSL: {}", o.stderr_str());
+    Ok(())
+}
+
+/// `channel_binding` as libpq: `require` authenticates with SCRAM-SHA-256-PLUS bound to the
+/// server certificate (the server checks the binding, so a wrong hash would be refused), and
+/// refuses a login that was not bound; `disable` and `prefer` log in either way.
+#[test]
+fn channel_binding_as_libpq() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    let scratch = Scratch::new("tls-cb")?;
+    let (pg, _certs) = tls_server(&scratch, "cbuser")?;
+    pg.psql("create role cbuser login replication password 'cb-secret'")?;
+    let system_id = pg.system_identifier()?.to_string();
+    let port = pg.port();
+    let scram =
+        |extra: &str| format!("host=127.0.0.1 port={port} user=cbuser password=cb-secret sslmode=require {extra}");
+    for mode in ["require", "prefer", "disable"] {
+        let o = identify(&scram(&format!("channel_binding={mode}")))?;
+        ensure!(
+            o.code() == Some(0) && o.stdout_str().contains(&system_id),
+            "channel_binding={mode}: {}",
+            o.stderr_str()
+        );
+    }
+    // trust authentication is not channel-bound: require refuses it.
+    let trust = format!("host=127.0.0.1 port={port} user=postgres sslmode=require channel_binding=require");
+    let o = identify(&trust)?;
+    ensure!(
+        o.code() != Some(0) && o.stderr_str().contains("server authenticated client without channel binding"),
+        "require over trust: {}",
+        o.stderr_str()
+    );
+    // A Unix socket has no TLS to bind to.
+    let socket = format!(
+        "host={} port={port} user=cbuser password=cb-secret channel_binding=require",
+        pg.socket_dir().display()
+    );
+    let o = identify(&socket)?;
+    ensure!(
+        o.code() != Some(0) && o.stderr_str().contains("channel binding"),
+        "require without TLS: {}",
+        o.stderr_str()
+    );
     Ok(())
 }

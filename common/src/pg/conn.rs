@@ -1,24 +1,20 @@
-//! The socket adapter: a replication connection over TCP or a Unix socket, startup and
-//! authentication (trust, cleartext, md5, SCRAM-SHA-256), simple queries, the replication
-//! commands, and the COPY BOTH stream of `START_REPLICATION`.
+//! The connection: simple queries, the replication commands, and the COPY BOTH stream of
+//! `START_REPLICATION` (opening, startup and authentication are in [`super::connect`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::backend::{ErrorFields, Message};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
 
 use super::codec::{self, BackendMessage, ReplicationMessage, StandbyStatusUpdate, StreamMessage};
-use super::{ConnInfo, ConnTarget, PgError, ServerError};
+use super::{PgError, ServerError};
 use crate::wal::{Lsn, TimelineId, WalSegSize};
 
-trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
 /// How much the receive buffer takes in at once (two maximal XLogData messages).
@@ -62,11 +58,11 @@ pub struct TimelineHistory {
 
 /// A physical replication connection (`replication=true`).
 pub struct ReplicationConnection {
-    io: Box<dyn Transport>,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    params: HashMap<String, String>,
-    backend_pid: i32,
+    pub(super) io: Box<dyn Transport>,
+    pub(super) rbuf: BytesMut,
+    pub(super) wbuf: BytesMut,
+    pub(super) params: HashMap<String, String>,
+    pub(super) backend_pid: i32,
 }
 
 impl std::fmt::Debug for ReplicationConnection {
@@ -83,134 +79,7 @@ pub(super) fn server_error(fields: ErrorFields<'_>) -> ServerError {
     ServerError::from_fields(pairs.iter().map(|(k, v)| (*k, v.as_str())))
 }
 
-async fn open_socket(target: &ConnTarget) -> Result<Box<dyn Transport>, PgError> {
-    if target.is_unix_socket() {
-        let unix = with_timeout(target, UnixStream::connect(target.describe())).await?;
-        return Ok(Box::new(unix));
-    }
-    let tcp = with_timeout(target, async {
-        let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
-        tcp.set_nodelay(true)?;
-        Ok(tcp)
-    })
-    .await?;
-    Ok(match super::tls::negotiate(tcp, target).await? {
-        super::tls::Negotiated::Tls(stream) => Box::new(stream),
-        super::tls::Negotiated::Plain(tcp) => Box::new(tcp),
-    })
-}
-
-async fn with_timeout<T>(
-    target: &ConnTarget,
-    connect: impl std::future::Future<Output = std::io::Result<T>>,
-) -> Result<T, PgError> {
-    let result = match target.connect_timeout {
-        Some(limit) => tokio::time::timeout(limit, connect)
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout expired"))),
-        None => connect.await,
-    };
-    result.map_err(|source| PgError::Connect { target: target.describe(), source })
-}
-
 impl ReplicationConnection {
-    /// Connects and authenticates as a physical walsender client (TLS as `sslmode` says).
-    pub async fn connect(info: &ConnInfo) -> Result<ReplicationConnection, PgError> {
-        Self::connect_as(info, true).await
-    }
-
-    /// Connects and authenticates an ordinary SQL session to the connection string's
-    /// database (no `replication` parameter): for the catalogue queries a replication
-    /// connection refuses (`pg_tablespace`, `pg_switch_wal()`...). [`Self::simple_query`]
-    /// runs SQL on it.
-    pub async fn connect_database(info: &ConnInfo) -> Result<ReplicationConnection, PgError> {
-        Self::connect_as(info, false).await
-    }
-
-    async fn connect_as(info: &ConnInfo, replication: bool) -> Result<ReplicationConnection, PgError> {
-        let target = info.resolve()?;
-        let io = open_socket(&target).await?;
-        let mut conn = ReplicationConnection {
-            io,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            wbuf: BytesMut::new(),
-            params: HashMap::new(),
-            backend_pid: 0,
-        };
-        conn.startup(&target, replication).await?;
-        Ok(conn)
-    }
-
-    async fn startup(&mut self, target: &ConnTarget, replication: bool) -> Result<(), PgError> {
-        let mut params = if replication {
-            vec![("user", target.user.as_str()), ("database", "replication"), ("replication", "true")]
-        } else {
-            vec![("user", target.user.as_str()), ("database", target.dbname.as_str())]
-        };
-        if let Some(name) = &target.application_name {
-            params.push(("application_name", name.as_str()));
-        }
-        frontend::startup_message(params, &mut self.wbuf)?;
-        self.flush().await?;
-        self.authenticate(target).await?;
-        loop {
-            match self.read_message().await? {
-                Message::ParameterStatus(body) => {
-                    self.params.insert(body.name()?.to_owned(), body.value()?.to_owned());
-                }
-                Message::BackendKeyData(body) => self.backend_pid = body.process_id(),
-                Message::ReadyForQuery(_) => return Ok(()),
-                Message::ErrorResponse(body) => return Err(PgError::Server(Box::new(server_error(body.fields())))),
-                Message::NoticeResponse(body) => log_notice(&server_error(body.fields())),
-                _ => return Err(PgError::protocol("unexpected message during startup")),
-            }
-        }
-    }
-
-    async fn authenticate(&mut self, target: &ConnTarget) -> Result<(), PgError> {
-        let password =
-            || target.password.clone().ok_or_else(|| PgError::Auth("fe_sendauth: no password supplied".into()));
-        let mut scram: Option<ScramSha256> = None;
-        loop {
-            match self.read_message().await? {
-                Message::AuthenticationOk => return Ok(()),
-                Message::AuthenticationCleartextPassword => {
-                    frontend::password_message(password()?.as_bytes(), &mut self.wbuf)?;
-                }
-                Message::AuthenticationMd5Password(body) => {
-                    let hash = md5_hash(target.user.as_bytes(), password()?.as_bytes(), body.salt());
-                    frontend::password_message(hash.as_bytes(), &mut self.wbuf)?;
-                }
-                Message::AuthenticationSasl(body) => {
-                    let mechanisms: Vec<String> = body.mechanisms().map(|m| Ok(m.to_owned())).collect()?;
-                    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
-                        return Err(PgError::Auth(format!("no supported SASL mechanism in {mechanisms:?}")));
-                    }
-                    let client = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
-                    frontend::sasl_initial_response(SCRAM_SHA_256, client.message(), &mut self.wbuf)?;
-                    scram = Some(client);
-                }
-                Message::AuthenticationSaslContinue(body) => {
-                    let client = scram.as_mut().ok_or_else(|| PgError::protocol("SASLContinue before SASL"))?;
-                    client.update(body.data()).map_err(|e| PgError::Auth(format!("SCRAM: {e}")))?;
-                    frontend::sasl_response(client.message(), &mut self.wbuf)?;
-                }
-                Message::AuthenticationSaslFinal(body) => {
-                    let client = scram.as_mut().ok_or_else(|| PgError::protocol("SASLFinal before SASL"))?;
-                    client.finish(body.data()).map_err(|e| PgError::Auth(format!("SCRAM server signature: {e}")))?;
-                    continue;
-                }
-                Message::ErrorResponse(body) => return Err(PgError::Server(Box::new(server_error(body.fields())))),
-                _ => {
-                    return Err(PgError::Auth(
-                        "authentication method not supported (only trust, password, md5 and SCRAM-SHA-256)".into(),
-                    ))
-                }
-            }
-            self.flush().await?;
-        }
-    }
-
     /// A parameter the server reported at startup (`server_version`, `in_hot_standby`...).
     pub fn parameter(&self, name: &str) -> Option<&str> {
         self.params.get(name).map(String::as_str)
@@ -238,7 +107,7 @@ impl ReplicationConnection {
         self.backend_pid
     }
 
-    async fn flush(&mut self) -> Result<(), PgError> {
+    pub(super) async fn flush(&mut self) -> Result<(), PgError> {
         self.io.write_all(&self.wbuf).await?;
         self.wbuf.clear();
         self.io.flush().await?;

@@ -4,7 +4,11 @@
 //! Resolution follows libpq: an explicit value wins over the environment, which wins over
 //! the default. A `host` starting with `/` is a Unix socket directory. The password comes
 //! from the string, then `PGPASSWORD`, then the password file (`passfile`, `PGPASSFILE`,
-//! `~/.pgpass`, ignored unless its mode is 0600 or stricter).
+//! `~/.pgpass`, ignored unless its mode is 0600 or stricter). `service` fills unset options
+//! from a service file ([`super::service`]); a comma-separated `host` (with `port` and
+//! `hostaddr` lists) gives one [`ConnTarget`] per host, tried in order. Every accepted
+//! keyword is honoured or refused (see [`super::connopts`]); `sslpassword` (encrypted client
+//! keys) is refused.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,14 +16,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::PgError;
+use super::connopts::{self, ChannelBindingMode, Keepalives, SessionAttrs, TlsVersion, TlsVersions};
+use super::{service, PgError};
 
 /// The default Unix socket directory of Debian's PostgreSQL (libpq's `DEFAULT_PGSOCKET_DIR`).
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 /// The default port.
 pub const DEFAULT_PORT: u16 = 5432;
 
-/// libpq keywords accepted and stored (any of them may also be given but unused).
+/// libpq keywords accepted. `krbsrvname` and `gsslib` only matter to GSSAPI authentication,
+/// which this client refuses (as a libpq built without it does), `sslcompression` is ignored
+/// by libpq itself since PostgreSQL 14, and `replication` is decided by the tool (as
+/// pg_receivewal does): those four are accepted and have nothing to do.
 const KNOWN_KEYWORDS: &[&str] = &[
     "host",
     "hostaddr",
@@ -109,6 +117,31 @@ pub struct ConnTarget {
     pub application_name: Option<String>,
     /// `connect_timeout`.
     pub connect_timeout: Option<Duration>,
+    /// `hostaddr`: the numeric address to connect to (`host` still names the server for
+    /// TLS and the password file).
+    pub hostaddr: Option<String>,
+    /// `options`: command-line options sent to the server at startup.
+    pub options: Option<String>,
+    /// `client_encoding` sent at startup (`auto` is sent as `UTF8`).
+    pub client_encoding: Option<String>,
+    /// TCP keepalives.
+    pub keepalives: Keepalives,
+    /// `tcp_user_timeout`.
+    pub tcp_user_timeout: Option<Duration>,
+    /// `target_session_attrs`.
+    pub target_session_attrs: SessionAttrs,
+    /// `channel_binding`.
+    pub channel_binding: ChannelBindingMode,
+    /// `requirepeer`: the OS user that must own the server process (Unix sockets).
+    pub requirepeer: Option<String>,
+    /// `sslsni` (default on): send the host name in the TLS handshake.
+    pub sslsni: bool,
+    /// `ssl_min_protocol_version` / `ssl_max_protocol_version`.
+    pub ssl_versions: TlsVersions,
+    /// `sslcrl`: a certificate revocation list file, checked when verifying the server.
+    pub sslcrl: Option<PathBuf>,
+    /// `sslcrldir`: a directory of revocation lists.
+    pub sslcrldir: Option<PathBuf>,
 }
 
 impl ConnTarget {
@@ -150,12 +183,12 @@ impl ConnInfo {
         if !KNOWN_KEYWORDS.contains(&key) {
             return Err(PgError::ConnInfo(format!("invalid connection option \"{key}\"")));
         }
-        if key == "sslmode" {
-            parse_sslmode(value)?;
-        }
         if key == "port" && !value.is_empty() {
-            parse_port(value)?;
+            for port in value.split(',').filter(|p| !p.is_empty()) {
+                parse_port(port)?;
+            }
         }
+        validate(key, value)?;
         self.params.insert(key.to_owned(), value.to_owned());
         Ok(())
     }
@@ -165,60 +198,187 @@ impl ConnInfo {
         self.params.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    /// Applies the environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`,
-    /// `PGSSLMODE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGPASSFILE`) and libpq's defaults.
-    pub fn resolve(&self) -> Result<ConnTarget, PgError> {
-        self.resolve_with(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()), home_dir())
+    /// Applies the service file, the environment (`PGHOST`, `PGPORT`, `PGUSER`,
+    /// `PGDATABASE`, `PGPASSWORD`, `PGSSLMODE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`,
+    /// `PGPASSFILE`...) and libpq's defaults: one target per listed host.
+    pub fn resolve(&self) -> Result<Vec<ConnTarget>, PgError> {
+        self.resolve_all_with(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()), home_dir().as_deref())
     }
 
-    /// [`ConnInfo::resolve`] with an explicit environment and home directory (for tests).
+    /// The first target of [`ConnInfo::resolve_all_with`] (for tests).
     pub fn resolve_with(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
-        home: Option<PathBuf>,
+        home: Option<&Path>,
     ) -> Result<ConnTarget, PgError> {
-        let pick = |key: &str, var: &str| self.get(key).map(str::to_owned).or_else(|| env(var));
-        let host = self
-            .get("host")
-            .or_else(|| self.get("hostaddr"))
-            .map(str::to_owned)
-            .or_else(|| env("PGHOST"))
-            .unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_owned());
-        let port = pick("port", "PGPORT").map(|p| parse_port(&p)).transpose()?.unwrap_or(DEFAULT_PORT);
-        let user = pick("user", "PGUSER").or_else(os_user_name).unwrap_or_else(|| "postgres".to_owned());
-        let dbname = pick("dbname", "PGDATABASE").unwrap_or_else(|| user.clone());
-        let sslmode = pick("sslmode", "PGSSLMODE").map(|m| parse_sslmode(&m)).transpose()?.unwrap_or_default();
-        let application_name =
-            pick("application_name", "PGAPPNAME").or_else(|| self.get("fallback_application_name").map(str::to_owned));
-        let connect_timeout = pick("connect_timeout", "PGCONNECT_TIMEOUT")
-            .map(|t| t.trim().parse::<u64>().map_err(|_| PgError::ConnInfo(format!("invalid connect_timeout \"{t}\""))))
+        let mut all = self.resolve_all_with(env, home)?;
+        Ok(all.remove(0))
+    }
+
+    /// [`ConnInfo::resolve`] with an explicit environment and home directory.
+    pub fn resolve_all_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        home: Option<&Path>,
+    ) -> Result<Vec<ConnTarget>, PgError> {
+        let merged = self.with_service(env, home)?;
+        let pick = |key: &str, var: &str| merged.get(key).map(str::to_owned).or_else(|| env(var));
+        let hosts = list(pick("host", "PGHOST"));
+        let hostaddrs = list(pick("hostaddr", "PGHOSTADDR"));
+        let ports = list(pick("port", "PGPORT"));
+        let count = hosts.len().max(hostaddrs.len()).max(1);
+        for (what, n) in [("host names", hosts.len()), ("hostaddr values", hostaddrs.len())] {
+            if n > 1 && n != count {
+                return Err(PgError::ConnInfo(format!("could not match {n} {what} to {count} hosts")));
+            }
+        }
+        if ports.len() > 1 && ports.len() != count {
+            return Err(PgError::ConnInfo(format!("could not match {} port numbers to {count} hosts", ports.len())));
+        }
+        let template = settings(&pick, &merged, home)?;
+        connopts::check_gssencmode(&pick("gssencmode", "PGGSSENCMODE").unwrap_or_default())?;
+        if merged.get("sslpassword").is_some() {
+            return Err(PgError::Unsupported(
+                "sslpassword is not supported (encrypted client keys): decrypt the key given as sslkey".into(),
+            ));
+        }
+        let nth = |items: &[String], i: usize| {
+            items.get(if items.len() == 1 { 0 } else { i }).cloned().filter(|v| !v.is_empty())
+        };
+        let mut targets = Vec::with_capacity(count);
+        for i in 0..count {
+            let hostaddr = nth(&hostaddrs, i);
+            let mut target = template.clone();
+            target.host = nth(&hosts, i).or_else(|| hostaddr.clone()).unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_owned());
+            target.hostaddr = hostaddr;
+            target.port = nth(&ports, i).map(|p| parse_port(&p)).transpose()?.unwrap_or(DEFAULT_PORT);
+            target.password = pick("password", "PGPASSWORD").or_else(|| {
+                let file = pick("passfile", "PGPASSFILE")
+                    .map(PathBuf::from)
+                    .or_else(|| home.as_ref().map(|h| h.join(".pgpass")));
+                file.and_then(|f| password_from_file(&f, &target))
+            });
+            targets.push(target);
+        }
+        Ok(targets)
+    }
+
+    /// This connection string with the unset options filled from its service, if it names
+    /// one (`service`, else `PGSERVICE`).
+    fn with_service(&self, env: &dyn Fn(&str) -> Option<String>, home: Option<&Path>) -> Result<ConnInfo, PgError> {
+        let Some(name) = self.get("service").map(str::to_owned).or_else(|| env("PGSERVICE")) else {
+            return Ok(self.clone());
+        };
+        let mut merged = self.clone();
+        for (key, value) in service::lookup(&name, env, home)? {
+            if merged.get(&key).is_none() {
+                merged.set(&key, &value)?;
+            }
+        }
+        Ok(merged)
+    }
+}
+
+/// Everything but the host, port and password: the same for every listed host.
+fn settings(
+    pick: &dyn Fn(&str, &str) -> Option<String>,
+    merged: &ConnInfo,
+    home: Option<&Path>,
+) -> Result<ConnTarget, PgError> {
+    let user = pick("user", "PGUSER").or_else(os_user_name).unwrap_or_else(|| "postgres".to_owned());
+    let dbname = pick("dbname", "PGDATABASE").unwrap_or_else(|| user.clone());
+    let sslmode = pick("sslmode", "PGSSLMODE").map(|m| parse_sslmode(&m)).transpose()?.unwrap_or_default();
+    let application_name =
+        pick("application_name", "PGAPPNAME").or_else(|| merged.get("fallback_application_name").map(str::to_owned));
+    let seconds = |key: &str, var: &str| -> Result<Option<u32>, PgError> {
+        pick(key, var).map(|t| connopts::parse_int(key, &t)).transpose()
+    };
+    let connect_timeout = seconds("connect_timeout", "PGCONNECT_TIMEOUT")?
+        .filter(|&s| s > 0)
+        .map(|s| Duration::from_secs(u64::from(s.max(2))));
+    let ssl_file = |key: &str, var: &str, default: &str| {
+        pick(key, var).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".postgresql").join(default)))
+    };
+    let keepalives = Keepalives {
+        enabled: seconds("keepalives", "")?.is_none_or(|v| v != 0),
+        idle: seconds("keepalives_idle", "")?.map(|s| Duration::from_secs(s.into())),
+        interval: seconds("keepalives_interval", "")?.map(|s| Duration::from_secs(s.into())),
+        count: seconds("keepalives_count", "")?,
+    };
+    let client_encoding = pick("client_encoding", "PGCLIENTENCODING").map(|e| {
+        if e.eq_ignore_ascii_case("auto") {
+            "UTF8".to_owned()
+        } else {
+            e
+        }
+    });
+    Ok(ConnTarget {
+        host: String::new(),
+        port: DEFAULT_PORT,
+        user,
+        dbname,
+        password: None,
+        sslmode,
+        sslrootcert: ssl_file("sslrootcert", "PGSSLROOTCERT", "root.crt"),
+        sslcert: ssl_file("sslcert", "PGSSLCERT", "postgresql.crt"),
+        sslkey: ssl_file("sslkey", "PGSSLKEY", "postgresql.key"),
+        application_name,
+        connect_timeout,
+        hostaddr: None,
+        options: pick("options", "PGOPTIONS"),
+        client_encoding,
+        keepalives,
+        tcp_user_timeout: seconds("tcp_user_timeout", "")?
+            .filter(|&ms| ms > 0)
+            .map(|ms| Duration::from_millis(ms.into())),
+        target_session_attrs: pick("target_session_attrs", "PGTARGETSESSIONATTRS")
+            .map(|v| SessionAttrs::parse(&v))
             .transpose()?
-            .filter(|&s| s > 0)
-            .map(|s| Duration::from_secs(s.max(2)));
-        let ssl_file = |key: &str, var: &str, default: &str| {
-            pick(key, var).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".postgresql").join(default)))
-        };
-        let sslrootcert = ssl_file("sslrootcert", "PGSSLROOTCERT", "root.crt");
-        let sslcert = ssl_file("sslcert", "PGSSLCERT", "postgresql.crt");
-        let sslkey = ssl_file("sslkey", "PGSSLKEY", "postgresql.key");
-        let mut target = ConnTarget {
-            host,
-            port,
-            user,
-            dbname,
-            password: None,
-            sslmode,
-            sslrootcert,
-            sslcert,
-            sslkey,
-            application_name,
-            connect_timeout,
-        };
-        target.password = pick("password", "PGPASSWORD").or_else(|| {
-            let file = pick("passfile", "PGPASSFILE").map(PathBuf::from).or_else(|| home.map(|h| h.join(".pgpass")));
-            file.and_then(|f| password_from_file(&f, &target))
-        });
-        Ok(target)
+            .unwrap_or_default(),
+        channel_binding: pick("channel_binding", "PGCHANNELBINDING")
+            .map(|v| ChannelBindingMode::parse(&v))
+            .transpose()?
+            .unwrap_or_default(),
+        requirepeer: pick("requirepeer", "PGREQUIREPEER"),
+        sslsni: pick("sslsni", "PGSSLSNI").is_none_or(|v| v != "0"),
+        ssl_versions: TlsVersions::new(
+            pick("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION")
+                .map(|v| TlsVersion::parse("ssl_min_protocol_version", &v))
+                .transpose()?
+                .flatten(),
+            pick("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION")
+                .map(|v| TlsVersion::parse("ssl_max_protocol_version", &v))
+                .transpose()?
+                .flatten(),
+        )?,
+        sslcrl: ssl_file("sslcrl", "PGSSLCRL", "root.crl"),
+        sslcrldir: pick("sslcrldir", "PGSSLCRLDIR").map(PathBuf::from),
+    })
+}
+
+/// A comma-separated libpq list (`host=a,b`); an absent value is an empty list.
+fn list(value: Option<String>) -> Vec<String> {
+    value.map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()).unwrap_or_default()
+}
+
+/// Rejects, when set, the values libpq rejects.
+fn validate(key: &str, value: &str) -> Result<(), PgError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    match key {
+        "sslmode" => parse_sslmode(value).map(drop),
+        "target_session_attrs" => SessionAttrs::parse(value).map(drop),
+        "channel_binding" => ChannelBindingMode::parse(value).map(drop),
+        "gssencmode" => connopts::check_gssencmode(value),
+        "ssl_min_protocol_version" | "ssl_max_protocol_version" => TlsVersion::parse(key, value).map(drop),
+        "connect_timeout"
+        | "keepalives"
+        | "keepalives_idle"
+        | "keepalives_interval"
+        | "keepalives_count"
+        | "tcp_user_timeout" => connopts::parse_int(key, value).map(drop),
+        _ => Ok(()),
     }
 }
 
@@ -481,6 +641,20 @@ mod tests {
     }
 
     #[test]
+    fn host_lists_give_one_target_each() {
+        let info = ConnInfo::parse("host=a,b port=1,2 hostaddr=10.0.0.1,10.0.0.2 keepalives_idle=30").expect("parses");
+        let all = info.resolve_all_with(&no_env, None).expect("resolves");
+        let got: Vec<_> = all.iter().map(|t| (t.host.as_str(), t.port, t.hostaddr.as_deref())).collect();
+        assert_eq!(got, vec![("a", 1, Some("10.0.0.1")), ("b", 2, Some("10.0.0.2"))]);
+        assert_eq!(all[1].keepalives.idle, Some(Duration::from_secs(30)));
+        let one_port = ConnInfo::parse("host=a,b,c port=7").expect("parses").resolve_all_with(&no_env, None);
+        assert!(one_port.expect("resolves").iter().all(|t| t.port == 7));
+        let e = ConnInfo::parse("host=a,b port=1,2,3").expect("parses").resolve_all_with(&no_env, None);
+        assert!(e.expect_err("3 ports, 2 hosts").to_string().contains("could not match 3 port numbers to 2 hosts"));
+        assert!(ConnInfo::parse("keepalives_idle=soon").is_err());
+    }
+
+    #[test]
     fn environment_fills_the_gaps() {
         let env = |k: &str| match k {
             "PGHOST" => Some("10.0.0.1".to_owned()),
@@ -502,12 +676,12 @@ mod tests {
             .expect("write");
         fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).expect("chmod");
         let info = ConnInfo::parse("user=rep").expect("parses");
-        let t = info.resolve_with(&no_env, Some(dir.path().to_path_buf())).expect("resolves");
+        let t = info.resolve_with(&no_env, Some(dir.path())).expect("resolves");
         assert_eq!(t.password.as_deref(), Some("pw:1"));
-        let t = ConnInfo::parse("user=x host=h").expect("parses").resolve_with(&no_env, Some(dir.path().into()));
+        let t = ConnInfo::parse("user=x host=h").expect("parses").resolve_with(&no_env, Some(dir.path()));
         assert_eq!(t.expect("resolves").password.as_deref(), Some("fallback"));
         fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
-        let t = info.resolve_with(&no_env, Some(dir.path().to_path_buf())).expect("resolves");
+        let t = info.resolve_with(&no_env, Some(dir.path())).expect("resolves");
         assert_eq!(t.password, None, "a world-readable password file is ignored");
     }
 }

@@ -90,6 +90,15 @@ pub enum PgError {
         #[source]
         source: io::Error,
     },
+    /// The server accepted the login, but its session does not satisfy
+    /// `target_session_attrs` (and no other listed host did).
+    #[error("connection to server at {target} failed: {message}")]
+    SessionAttrs {
+        /// `host:port` or the socket path.
+        target: String,
+        /// libpq's reason (`session is read-only`...).
+        message: String,
+    },
     /// The TLS negotiation `sslmode` asked for failed (no SSL on the server, a certificate
     /// that does not verify, unreadable key files).
     #[error("{0}")]

@@ -11,8 +11,12 @@
 pub mod basebackup;
 pub mod codec;
 mod conn;
+mod connect;
 mod conninfo;
+pub mod connopts;
+mod endpoint;
 mod error;
+mod service;
 mod tls;
 
 pub use basebackup::{

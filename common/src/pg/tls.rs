@@ -10,7 +10,10 @@
 //!
 //! `sslrootcert` defaults to `~/.postgresql/root.crt`; a client certificate is sent when
 //! `sslcert` and `sslkey` (default `~/.postgresql/postgresql.crt` / `.key`) both exist.
-//! Unix sockets never use TLS, as with libpq.
+//! Unix sockets never use TLS, as with libpq. `sslsni`, `ssl_min_protocol_version` /
+//! `ssl_max_protocol_version` (this client speaks TLS 1.2 and 1.3) and the revocation
+//! lists `sslcrl` (default `~/.postgresql/root.crl`) / `sslcrldir`, checked whenever the
+//! server certificate is verified, are honoured.
 
 use std::io::BufReader;
 use std::path::Path;
@@ -19,7 +22,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme,
 };
@@ -27,6 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::conninfo::{ConnTarget, SslMode};
+use super::connopts::TlsVersion;
 use super::PgError;
 
 /// The SSLRequest message: length 8, code 1234/5679.
@@ -74,8 +78,20 @@ fn provider() -> Arc<CryptoProvider> {
 /// The rustls configuration for `target`'s sslmode and files.
 fn client_config(target: &ConnTarget) -> Result<ClientConfig, PgError> {
     let provider = provider();
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [(TlsVersion::V1_2, &rustls::version::TLS12), (TlsVersion::V1_3, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| target.ssl_versions.allows(*v))
+            .map(|(_, p)| p)
+            .collect();
+    if versions.is_empty() {
+        return Err(tls_error(
+            target,
+            "ssl_min_protocol_version/ssl_max_protocol_version allow no TLS version this client speaks (TLSv1.2, TLSv1.3)",
+        ));
+    }
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|e| tls_error(target, e))?;
     let root_file = target.sslrootcert.as_deref().filter(|p| p.exists());
     let verifier: Arc<dyn ServerCertVerifier> = match (target.sslmode, root_file) {
@@ -104,6 +120,8 @@ fn client_config(target: &ConnTarget) -> Result<ClientConfig, PgError> {
         }
         _ => builder.with_no_client_auth(),
     };
+    let mut config = config;
+    config.enable_sni = target.sslsni;
     Ok(config)
 }
 
@@ -131,8 +149,36 @@ fn webpki(
         roots.add(cert).map_err(|e| tls_error(target, format!("{}: {e}", roots_file.display())))?;
     }
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(revocation_lists(target)?)
         .build()
         .map_err(|e| tls_error(target, e))
+}
+
+/// The revocation lists of `sslcrl` and of every file in `sslcrldir` (missing: none).
+fn revocation_lists(target: &ConnTarget) -> Result<Vec<CertificateRevocationListDer<'static>>, PgError> {
+    let mut files: Vec<std::path::PathBuf> = target.sslcrl.iter().filter(|p| p.is_file()).cloned().collect();
+    if let Some(dir) = &target.sslcrldir {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.path().is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    let mut crls = Vec::new();
+    for file in files {
+        for crl in rustls_pemfile::crls(&mut BufReader::new(open(target, &file)?)) {
+            crls.push(crl.map_err(|e| tls_error(target, format!("{}: {e}", file.display())))?);
+        }
+    }
+    Ok(crls)
+}
+
+/// The `tls-server-end-point` channel binding data of an established TLS connection: the
+/// server certificate hashed with its signature's hash (SHA-256 for MD5 and SHA-1), or
+/// `None` when that hash is not one of SHA-256/384/512 (as libpq, which then cannot bind).
+pub(super) fn server_end_point(stream: &tokio_rustls::client::TlsStream<TcpStream>) -> Option<Vec<u8>> {
+    let cert = stream.get_ref().1.peer_certificates()?.first()?;
+    super::endpoint::hash(cert.as_ref())
 }
 
 /// `verify-ca`: the chain must lead to a trusted root; the name is not checked.
