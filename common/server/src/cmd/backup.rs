@@ -77,6 +77,10 @@ pub fn run(ctx: &Context, req: &BackupRequest, out: &mut Output) -> Result<(), C
             continue;
         }
         ctx.server(name)?;
+        if !crate::cmd::check::backup_precheck(ctx, name, out)? {
+            errors = true;
+            continue;
+        }
         let mut cmd = backup_command(req, out.is_json());
         let status = cmd
             .arg(name)
