@@ -128,6 +128,40 @@ fn cron_retention_failed_backup_and_failed_check_log_as_barman() -> Result<()> {
     Ok(())
 }
 
+/// `backup --check-timeout 2` against a server that accepts connections and never answers:
+/// the pre-backup checks give up after 2 s (not the server's `check_timeout` of 30 s), a
+/// failed `check timeout` is logged and the backup is refused. (Real Barman 3.20.1 is not
+/// compared here: without `connect_timeout` its psycopg2 connection waits forever.)
+#[test]
+fn backup_check_timeout_bounds_the_pre_backup_checks() -> Result<()> {
+    let scratch = Scratch::new("logging timeout")?;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    let home = scratch.mkdir_owned("hang", "barman")?;
+    let conf = format!(
+        "[barman]\nbarman_home = {}\nbarman_user = barman\nlog_file = @LOG@\nlog_level = INFO\n\n\
+         [hang]\nconninfo = host=127.0.0.1 port={port} user=postgres dbname=postgres\n\
+         streaming_conninfo = host=127.0.0.1 port={port} user=postgres\nbackup_method = postgres\narchiver = on\n",
+        home.display()
+    );
+    let setup = Setup::new(&scratch, "hang", &conf)?;
+    let start = std::time::Instant::now();
+    let code = setup.run(&cargo_bin("barman")?, &["backup", "--check-timeout", "2", "hang"])?;
+    let took = start.elapsed();
+    let log = setup.lines(&[])?;
+    eprintln!("backup --check-timeout 2: exit {code:?} after {took:?}\n{}", log.join("\n"));
+    ensure!(code == Some(1), "exit {code:?}");
+    ensure!(took < Duration::from_secs(15), "the checks took {took:?}");
+    for line in [
+        "barman.server ERROR: Check 'check timeout' failed for server 'hang'",
+        "barman.server ERROR: Impossible to start the backup. Check the log for more details, or run 'barman check hang'",
+    ] {
+        ensure!(log.iter().any(|l| l == line), "log lacks {line:?}");
+    }
+    drop(silent);
+    Ok(())
+}
+
 /// Prints both logs of one event side by side (the test's evidence).
 fn report(event: &str, real: &[String], ours: &[String]) {
     eprintln!("=== {event}\n--- Barman 3.20.1\n{}\n--- ours\n{}", real.join("\n"), ours.join("\n"));

@@ -251,7 +251,7 @@ _barman() {
             return 0
             ;;
         barman__subcmd__backup)
-            opts="-w -j -c -q -d -f -h --name --wait --wait-timeout --immediate-checkpoint --no-immediate-checkpoint --reuse-backup --retry-times --retry-sleep --no-retry --jobs --bwlimit --incremental --jobs-start-batch-period --jobs-start-batch-size --keepalive-interval --manifest --no-manifest --check-timeout --cloud-staging-directory --cloud-staging-max-size --config --quiet --debug --format --log-level --colour --color --help"
+            opts="-w -j -c -q -d -f -h --name --wait --wait-timeout --immediate-checkpoint --no-immediate-checkpoint --reuse-backup --retry-times --retry-sleep --no-retry --jobs --bwlimit --check-timeout --incremental --jobs-start-batch-period --jobs-start-batch-size --keepalive-interval --manifest --no-manifest --cloud-staging-directory --cloud-staging-max-size --config --quiet --debug --format --log-level --colour --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,6 +289,10 @@ _barman() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --check-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --incremental)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -302,10 +306,6 @@ _barman() {
                     return 0
                     ;;
                 --keepalive-interval)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --check-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -185,9 +185,14 @@ fn log_failures(name: &str, checks: &[Check], ignore: &[&str]) -> bool {
 /// backup with Barman's `Impossible to start the backup` error (false). As Barman's
 /// `check_archive`, an empty WAL archive of a reachable server gets a `switch-wal
 /// --archive` (within a third of `check_timeout`) before it counts as failed.
-pub fn backup_precheck(ctx: &Context, name: &str, out: &mut Output) -> Result<bool, CmdError> {
+pub fn backup_precheck(
+    ctx: &Context,
+    name: &str,
+    check_timeout: Option<u64>,
+    out: &mut Output,
+) -> Result<bool, CmdError> {
     let Some(cfg) = ctx.config().server(name) else { return Ok(true) };
-    let timeout = timeout_for(cfg, None);
+    let timeout = timeout_for(cfg, check_timeout);
     let mut checks = server_checks(cfg, timeout)?;
     let failed = |checks: &[Check], what: &str| checks.iter().any(|c| c.name == what && !c.ok);
     let reachable = checks.iter().any(|c| c.name == "PostgreSQL" && c.ok);
