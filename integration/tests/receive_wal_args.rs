@@ -72,3 +72,46 @@ fn arguments_are_accepted_and_refused_as_pg_receivewal_18_does() -> Result<()> {
     ensure!(t == o, "no -D: {t:?} / {o:?}");
     Ok(())
 }
+
+/// A slot that does not exist: both stop with the same error line.
+#[test]
+fn a_missing_slot_is_reported_as_pg_receivewal_18_does() -> Result<()> {
+    skip_unless!(PgVersion::V18.require());
+    let scratch = barman_integration::Scratch::new("receive-wal missing slot")?;
+    let pg = barman_integration::PgCluster::start(
+        &scratch,
+        barman_integration::PgOptions::default().version(PgVersion::V18),
+    )?;
+    let theirs = PgVersion::V18.client_bin().join("pg_receivewal");
+    let ours = cargo_bin("barman-receive-wal")?;
+    let mut lines = Vec::new();
+    for (program, name) in [(&theirs, "pg_receivewal"), (&ours, "barman-receive-wal")] {
+        let dir = tempfile::tempdir()?;
+        let socket = pg.socket_dir().display().to_string();
+        let port = pg.port().to_string();
+        let args = [
+            "-D",
+            dir.path().to_str().expect("utf-8"),
+            "-h",
+            &socket,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-n",
+            "-S",
+            "nosuch",
+        ];
+        let mut cmd = Command::new(program);
+        barman_integration::cmd::as_user(&mut cmd, &barman_integration::OsUser::lookup("postgres")?);
+        cmd.args(args);
+        let out = execute(&mut cmd, None, Duration::from_secs(30))?;
+        let err = out.stderr_str().replace(&program.display().to_string(), name);
+        let first = err.lines().find(|l| l.contains("error")).unwrap_or_default().replacen(&format!("{name}: "), "", 1);
+        lines.push((out.code(), first));
+    }
+    eprintln!("missing slot:\n  pg_receivewal: {:?}\n  ours:          {:?}", lines[0], lines[1]);
+    ensure!(lines[0].1 == lines[1].1, "messages differ: {lines:?}");
+    ensure!(lines[0].0 == Some(1) && lines[1].0 == Some(1), "exit codes: {lines:?}");
+    Ok(())
+}
