@@ -92,6 +92,12 @@ impl Output {
     pub fn info(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
         self.log(crate::log::Level::Info, &msg);
+        self.info_unlogged(msg);
+    }
+
+    /// An info line that is not logged (Barman's `output.info(..., log=False)`).
+    pub fn info_unlogged(&mut self, msg: impl Into<String>) {
+        let msg = msg.into();
         if self.json {
             self.push("_INFO", msg);
         } else if !self.quiet {
