@@ -66,3 +66,59 @@ pub fn pages() -> Result<Vec<Page>> {
         page(barman_ssh_gate::cli::command(), EXIT_STATUS_GATE)?,
     ])
 }
+
+/// The files generated beside the man pages: `barman.5` from the configuration option table,
+/// and `barman`'s bash and zsh completion (clap_complete) under `completions/`.
+pub fn extras() -> Result<Vec<Page>> {
+    let mut files = vec![Page { file: "barman.5".into(), text: config_page() }];
+    for (shell, file) in
+        [(clap_complete::Shell::Bash, "completions/barman.bash"), (clap_complete::Shell::Zsh, "completions/_barman")]
+    {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut barman::cli::command(), "barman", &mut buf);
+        files.push(Page { file: file.into(), text: String::from_utf8(buf)? });
+    }
+    Ok(files)
+}
+
+/// roff-escapes a value (backslashes and leading dots).
+fn roff(text: &str) -> String {
+    text.replace('\\', "\\e").replace('-', "\\-")
+}
+
+fn config_page() -> String {
+    let mut text = String::from(
+        ".TH barman 5 \"\" \"barman-rs\" \"File Formats\"\n.SH NAME\nbarman.conf \\- configuration of barman (barman-rs, Barman 3.20.1 compatible)\n\
+         .SH SYNOPSIS\n\\fB/etc/barman.conf\\fR, \\fB~/.barman.conf\\fR, \\fB/etc/barman/barman.conf\\fR (the first found, or \\fB\\-c\\fR FILE), \
+         then \\fIconfiguration_files_directory\\fR/*.conf\n\
+         .SH DESCRIPTION\nAn INI file read as Barman 3.20.1 reads it: a \\fB[barman]\\fR section of global settings, one section per \
+         server, and model sections (\\fBmodel = true\\fR). A server option set in \\fB[barman]\\fR applies to every server that does \
+         not set it, when the option is marked \\fIinherited\\fR below. Options whose machinery is not implemented yet are refused \
+         by \\fBbarman check\\fR (FAILED) and by the commands that would need them, never ignored.\n",
+    );
+    let options = barman_common::config::documented_options();
+    for (title, global) in [("GLOBAL OPTIONS", true), ("SERVER OPTIONS", false)] {
+        text.push_str(&format!(".SH \"{title}\"\n"));
+        for o in options.iter().filter(|o| o.global_only == global) {
+            text.push_str(&format!(".TP\n\\fB{}\\fR = \\fI{}\\fR\n", roff(o.name), roff(o.value)));
+            let mut notes = Vec::new();
+            if let Some(d) = o.default {
+                notes.push(if d.is_empty() { "Default: empty.".to_owned() } else { format!("Default: {}.", roff(d)) });
+            }
+            if global {
+                notes.push("In \\fB[barman]\\fR only.".to_owned());
+            } else if o.inherited {
+                notes.push("Inherited from \\fB[barman]\\fR.".to_owned());
+            } else {
+                notes.push("Per server only.".to_owned());
+            }
+            if o.model {
+                notes.push("A model may set it.".to_owned());
+            }
+            text.push_str(&notes.join(" "));
+            text.push('\n');
+        }
+    }
+    text.push_str(".SH \"SEE ALSO\"\n\\fBbarman\\fR(1), \\fBbarman\\-backup\\fR(1), \\fBbarman\\-relay\\fR(1)\n");
+    text
+}

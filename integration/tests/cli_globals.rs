@@ -19,7 +19,7 @@ fn setup(scratch: &Scratch) -> Result<std::path::PathBuf> {
     fs::write(
         &config,
         format!(
-            "[barman]\nbarman_home = {dir}/home\nlog_file = {dir}/barman.log\nlog_level = INFO\n\n\
+            "[barman]\nbarman_home = {dir}/home\nbarman_user = root\nlog_file = {dir}/barman.log\nlog_level = INFO\n\n\
              [pg]\nconninfo = host=/nonexistent dbname=postgres\nbackup_method = postgres\n\
              streaming_conninfo = host=/nonexistent\narchiver = on\n"
         ),

@@ -65,6 +65,8 @@ pub fn command() -> Command {
         )
         .disable_help_flag(true)
         .disable_version_flag(true)
+        // getopt_long takes an option twice (the last value wins): so does pg_receivewal.
+        .args_override_self(true)
         .arg(Arg::new("help").short('?').long("help").action(ArgAction::Help).help("show this help, then exit"))
         .arg(
             Arg::new("version")
@@ -126,9 +128,7 @@ fn connection_args() -> [Arg; 9] {
             .short('W')
             .conflicts_with("no-password")
             .help("force password prompt (should happen automatically)"),
-        flag("create-slot")
-            .conflicts_with("drop-slot")
-            .help("create a new replication slot (for the slot's name see --slot)"),
+        flag("create-slot").help("create a new replication slot (for the slot's name see --slot)"),
         flag("drop-slot").help("drop the replication slot (for the slot's name see --slot)"),
         flag("identify")
             .hide(true)
@@ -150,11 +150,19 @@ pub fn options(m: &ArgMatches) -> Result<Options, String> {
     };
     let directory = m.get_one::<PathBuf>("directory").cloned();
     let slot = m.get_one::<String>("slot").cloned();
+    // pg_receivewal's checks, in its order and words.
+    if m.get_flag("create-slot") && m.get_flag("drop-slot") {
+        return Err("cannot use --create-slot together with --drop-slot".into());
+    }
+    if slot.is_none() && matches!(action, Action::CreateSlot { .. } | Action::DropSlot) {
+        let option = if action == Action::DropSlot { "--drop-slot" } else { "--create-slot" };
+        return Err(format!("{option} needs a slot to be specified using --slot"));
+    }
+    if m.get_flag("synchronous") && m.get_flag("no-sync") {
+        return Err("cannot use --synchronous together with --no-sync".into());
+    }
     if action == Action::Stream && directory.is_none() {
         return Err("no target directory specified".into());
-    }
-    if matches!(action, Action::CreateSlot { .. } | Action::DropSlot) && slot.is_none() {
-        return Err("--create-slot and --drop-slot need a slot to be specified using --slot".into());
     }
     let compression = parse_compression(m.get_one::<String>("compress").map(String::as_str))?;
     let interval = m.get_one::<u32>("status-interval").copied().unwrap_or(10);
@@ -205,33 +213,61 @@ fn prompt_password() -> std::io::Result<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// `-Z` as PostgreSQL 15's pg_receivewal reads it: `none`, `gzip`, `lz4`, each with an
-/// optional `:LEVEL` or `:level=LEVEL`; a bare integer is a gzip level (0 = none).
+/// `-Z` as PostgreSQL 18's pg_receivewal reads it (`parse_compress_specification` and
+/// `validate_compress_specification`, with their messages): `none`, `gzip`, `lz4`, each
+/// with an optional `:LEVEL` or `:level=LEVEL`; a bare integer is a gzip level (0 = none).
 pub fn parse_compression(value: Option<&str>) -> Result<WalCompression, String> {
+    const INVALID: &str = "invalid compression specification";
     let Some(value) = value else { return Ok(WalCompression::None) };
+    let gzip_range = || {
+        format!("{INVALID}: compression algorithm \"gzip\" expects a compression level between 1 and 9 (default at -1)")
+    };
     if let Ok(level) = value.parse::<i64>() {
         return match level {
             0 => Ok(WalCompression::None),
             1..=9 => Ok(WalCompression::Gzip(level as u32)),
-            _ => Err(format!("compression level {level} of method gzip is out of range (1-9)")),
+            _ => Err(gzip_range()),
         };
     }
     let (method, detail) = value.split_once(':').map_or((value, None), |(m, d)| (m, Some(d)));
-    let level = match detail.map(|d| d.strip_prefix("level=").unwrap_or(d)) {
-        None | Some("") => None,
-        Some(l) => Some(l.parse::<i64>().map_err(|_| format!("invalid compression specification: \"{value}\""))?),
-    };
+    if !matches!(method, "none" | "gzip" | "lz4" | "zstd") {
+        return Err(format!("unrecognized compression algorithm: \"{method}\""));
+    }
+    let level = compression_level(method, detail).map_err(|e| format!("{INVALID}: {e}"))?;
     match method {
         "none" if level.is_none_or(|l| l == 0) => Ok(WalCompression::None),
+        "none" => Err(format!("{INVALID}: compression algorithm \"none\" does not accept a compression level")),
         "gzip" => match level {
             None => Ok(WalCompression::Gzip(6)),
             Some(l @ 1..=9) => Ok(WalCompression::Gzip(l as u32)),
-            Some(l) => Err(format!("compression level {l} of method gzip is out of range (1-9)")),
+            Some(_) => Err(gzip_range()),
         },
         // lz4_flex has one (fast) level; a requested level is accepted like pg_receivewal's.
         "lz4" if level.is_none_or(|l| (0..=12).contains(&l)) => Ok(WalCompression::Lz4),
-        "zstd" => Err("compression method zstd is not supported by pg_receivewal".into()),
-        _ => Err(format!("invalid compression specification: \"{value}\"")),
+        "lz4" => Err(format!(
+            "{INVALID}: compression algorithm \"lz4\" expects a compression level between 1 and 12 (default at 0)"
+        )),
+        _ => Err("compression with ZSTD is not yet supported".into()),
+    }
+}
+
+/// The level in a `-Z` detail: `N` or `level=N`; other keywords as PostgreSQL refuses them.
+fn compression_level(method: &str, detail: Option<&str>) -> Result<Option<i64>, String> {
+    let Some(detail) = detail.filter(|d| !d.is_empty()) else { return Ok(None) };
+    if let Ok(level) = detail.parse::<i64>() {
+        return Ok(Some(level));
+    }
+    let (keyword, value) = detail.split_once('=').map_or((detail, None), |(k, v)| (k, Some(v)));
+    match keyword {
+        "level" => value
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(Some)
+            .ok_or_else(|| "value for compression option \"level\" must be an integer".to_owned()),
+        "workers" | "long" => Err(format!(
+            "compression algorithm \"{method}\" does not accept {}",
+            if keyword == "workers" { "a worker count" } else { "long-distance mode" }
+        )),
+        _ => Err(format!("unrecognized compression option: \"{keyword}\"")),
     }
 }
 

@@ -384,6 +384,9 @@ pub struct Backup {
     /// maximum transfer rate in kilobytes per second (0 = unlimited)
     #[arg(long, value_name = "BWLIMIT")]
     pub bwlimit: Option<u64>,
+    /// maximum execution time, in seconds, of the checks run before the backup (default: the server's check_timeout)
+    #[arg(long)]
+    pub check_timeout: Option<u64>,
     /// Options refused until their issue wires them.
     #[command(flatten)]
     pub refused: BackupRefused,

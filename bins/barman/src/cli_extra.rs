@@ -233,9 +233,6 @@ pub struct BackupRefused {
     /// refused until issue 18 (autogenerate_manifest of rsync backups)
     #[arg(long)]
     pub no_manifest: bool,
-    /// refused until issue 17 wires check_timeout into the backup's pre-checks
-    #[arg(long)]
-    pub check_timeout: Option<u32>,
     /// refused until issue 22: cloud staging directory
     #[arg(long)]
     pub cloud_staging_directory: Option<String>,
@@ -335,7 +332,6 @@ impl BackupRefused {
             (self.keepalive_interval.is_some(), "--keepalive-interval", RSYNC),
             (self.manifest, "--manifest", RSYNC),
             (self.no_manifest, "--no-manifest", RSYNC),
-            (self.check_timeout.is_some(), "--check-timeout", "backup pre-checks, issue 17"),
             (self.cloud_staging_directory.is_some(), "--cloud-staging-directory", "object stores, issue 22"),
             (self.cloud_staging_max_size.is_some(), "--cloud-staging-max-size", "object stores, issue 22"),
         ])

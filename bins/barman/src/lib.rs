@@ -67,6 +67,7 @@ fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> 
                 retry_sleep: a.retry_sleep,
                 jobs: a.jobs,
                 bwlimit: a.bwlimit,
+                check_timeout: a.check_timeout,
             };
             cmd::backup::run(ctx, &req, out)
         }

@@ -23,6 +23,7 @@ impl Context {
     pub fn load(explicit: Option<&str>, out: &mut Output) -> Result<Context, CmdError> {
         let loaded = config::load_default(explicit.map(Path::new), &LoadOptions::default())
             .map_err(|e| CmdError::Error(e.to_string()))?;
+        crate::privileges::drop_to(&loaded.config.global().barman_user)?;
         crate::log::init(loaded.config.global().log_file.clone());
         if !crate::log::set_level(&loaded.config.global().log_level) {
             let level = &loaded.config.global().log_level;

@@ -25,6 +25,7 @@ pub mod gate;
 pub mod hooks;
 pub mod log;
 pub mod output;
+pub mod privileges;
 pub mod progress;
 pub mod relay;
 pub mod rsync;

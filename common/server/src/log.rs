@@ -36,18 +36,54 @@ pub fn init(log_file: Option<PathBuf>) {
     let _ = LOG_FILE.set(log_file);
 }
 
-fn write(level: &str, module: &str, msg: &str) {
-    let number = match level {
-        "DEBUG" => 10,
-        "INFO" => 20,
-        "WARNING" => 30,
-        _ => 40,
-    };
-    if number < LEVEL.load(Ordering::Relaxed) {
+/// A message's level, as Python's logging names and numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `DEBUG` (10).
+    Debug,
+    /// `INFO` (20).
+    Info,
+    /// `WARNING` (30).
+    Warning,
+    /// `ERROR` (40).
+    Error,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+
+    fn number(self) -> u8 {
+        match self {
+            Level::Debug => 10,
+            Level::Info => 20,
+            Level::Warning => 30,
+            Level::Error => 40,
+        }
+    }
+}
+
+/// Appends one line for a message a command also printed (Barman logs every printed message
+/// under its caller's module). Only to a `log_file`: without one, the message is already
+/// on the terminal and is not repeated there.
+pub fn write(level: Level, module: &str, msg: &str) {
+    if has_file() {
+        append(level, module, msg);
+    }
+}
+
+fn append(level: Level, module: &str, msg: &str) {
+    if level.number() < LEVEL.load(Ordering::Relaxed) {
         return;
     }
     let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f");
-    let line = format!("{now} [{}] barman.{module} {level}: {msg}\n", std::process::id());
+    let line = format!("{now} [{}] barman.{module} {}: {msg}\n", std::process::id(), level.name());
     match LOG_FILE.get().and_then(Option::as_ref) {
         Some(path) => {
             if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
@@ -66,20 +102,20 @@ pub fn has_file() -> bool {
 
 /// A DEBUG line (written only when the level is DEBUG).
 pub fn debug(module: &str, msg: &str) {
-    write("DEBUG", module, msg);
+    append(Level::Debug, module, msg);
 }
 
 /// An INFO line.
 pub fn info(module: &str, msg: &str) {
-    write("INFO", module, msg);
+    append(Level::Info, module, msg);
 }
 
 /// A WARNING line.
 pub fn warning(module: &str, msg: &str) {
-    write("WARNING", module, msg);
+    append(Level::Warning, module, msg);
 }
 
 /// An ERROR line.
 pub fn error(module: &str, msg: &str) {
-    write("ERROR", module, msg);
+    append(Level::Error, module, msg);
 }

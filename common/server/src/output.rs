@@ -15,6 +15,7 @@ pub struct Output {
     colors: bool,
     messages: Map<String, Value>,
     result: Map<String, Value>,
+    logger: Option<&'static str>,
 }
 
 impl Output {
@@ -26,6 +27,24 @@ impl Output {
     /// `-d`: also print debug messages (`DEBUG:` on stderr, `_DEBUG` in JSON), as Barman.
     pub fn set_debug(&mut self, debug: bool) {
         self.debug = debug;
+    }
+
+    /// The logger (`barman.<module>`) the messages also go to, as Barman logs each printed
+    /// message under its caller's module; returns the previous one (default `cli`).
+    pub fn set_logger(&mut self, module: &'static str) -> &'static str {
+        self.logger.replace(module).unwrap_or("cli")
+    }
+
+    /// Runs `f` with the messages logged under `barman.<module>`, then restores the logger.
+    pub fn logged_as<T>(&mut self, module: &'static str, f: impl FnOnce(&mut Output) -> T) -> T {
+        let previous = self.set_logger(module);
+        let result = f(self);
+        self.set_logger(previous);
+        result
+    }
+
+    fn log(&self, level: crate::log::Level, msg: &str) {
+        crate::log::write(level, self.logger.unwrap_or("cli"), msg);
     }
 
     /// `--color`: ANSI colours on `WARNING`/`ERROR`/`EXCEPTION` lines and check results.
@@ -45,10 +64,11 @@ impl Output {
 
     /// A debug message, shown only with `-d`.
     pub fn debug(&mut self, msg: impl Into<String>) {
+        let msg = msg.into();
+        self.log(crate::log::Level::Debug, &msg);
         if !self.debug {
             return;
         }
-        let msg = msg.into();
         if self.json {
             self.push("_DEBUG", msg);
         } else {
@@ -71,6 +91,13 @@ impl Output {
     /// An info line (stdout).
     pub fn info(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
+        self.log(crate::log::Level::Info, &msg);
+        self.info_unlogged(msg);
+    }
+
+    /// An info line that is not logged (Barman's `output.info(..., log=False)`).
+    pub fn info_unlogged(&mut self, msg: impl Into<String>) {
+        let msg = msg.into();
         if self.json {
             self.push("_INFO", msg);
         } else if !self.quiet {
@@ -89,6 +116,7 @@ impl Output {
     /// A `WARNING:` line (stderr).
     pub fn warning(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
+        self.log(crate::log::Level::Warning, &msg);
         if self.json {
             self.push("_WARNING", msg);
         } else {
@@ -99,6 +127,7 @@ impl Output {
     /// An `ERROR:` line (stderr).
     pub fn error(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
+        self.log(crate::log::Level::Error, &msg);
         if self.json {
             self.push("_ERROR", msg);
         } else {
@@ -109,6 +138,7 @@ impl Output {
     /// An `EXCEPTION:` (stderr), followed by Barman's pointer to the log.
     pub fn exception(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
+        self.log(crate::log::Level::Error, &msg);
         if self.json {
             self.push("_EXCEPTION", msg);
         } else {

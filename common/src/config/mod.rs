@@ -54,7 +54,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, InvalidValue, Origin};
 pub use global::{GlobalConfig, DEFAULT_LOG_FORMAT};
-pub use options::OptionValue;
+pub use options::{documented_options, OptionDoc, OptionValue};
 pub use parse::{parse_boolean, parse_python_int, parse_si_suffix, parse_time_interval};
 pub use resolve::ValueSource;
 pub use retention::{RetentionPolicy, RetentionPolicyParseError, WindowUnit};

@@ -224,6 +224,50 @@ const ACCEPTED_PREFIXES: &[&str] = &[
     "cloud_",
 ];
 
+/// One option as the configuration manual (`barman.5`) documents it.
+#[derive(Debug, Clone)]
+pub struct OptionDoc {
+    /// The key.
+    pub name: &'static str,
+    /// The placeholder for its value (`on|off`, `N`, `INTERVAL`, `SIZE`, `VALUE`).
+    pub value: &'static str,
+    /// The default (`%(...)s` templates as written), if any.
+    pub default: Option<&'static str>,
+    /// `[barman]` only (`barman_home`, `log_file`, ...).
+    pub global_only: bool,
+    /// A server inherits it from `[barman]` when its section does not set it.
+    pub inherited: bool,
+    /// A model section may set it.
+    pub model: bool,
+}
+
+/// Every option of the table, the `[barman]`-only keys first, in table order.
+pub fn documented_options() -> Vec<OptionDoc> {
+    let global = GLOBAL_ONLY_KEYS.iter().map(|name| OptionDoc {
+        name,
+        value: "VALUE",
+        default: None,
+        global_only: true,
+        inherited: false,
+        model: false,
+    });
+    let server = SERVER_OPTIONS.iter().map(|s| OptionDoc {
+        name: s.name,
+        value: match s.kind {
+            Kind::Bool => "on|off",
+            Kind::Int => "N",
+            Kind::Interval => "INTERVAL",
+            Kind::SiSize => "SIZE",
+            _ => "VALUE",
+        },
+        default: s.default,
+        global_only: false,
+        inherited: s.inherit,
+        model: s.model,
+    });
+    global.chain(server).collect()
+}
+
 /// The table entry for `name`.
 pub(crate) fn spec(name: &str) -> Option<&'static OptionSpec> {
     SERVER_OPTIONS.iter().find(|s| s.name == name)

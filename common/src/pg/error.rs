@@ -124,6 +124,21 @@ pub enum PgError {
 }
 
 impl PgError {
+    /// The first line libpq (hence psycopg2, hence Barman's log) gives for this error: a
+    /// refused or failed connection reads `connection to server at "HOST", port N failed:
+    /// REASON` (`on socket "PATH" failed` for a Unix socket); others read as `Display`.
+    pub fn libpq_text(&self) -> String {
+        let PgError::Connect { target, source } = self else { return self.to_string() };
+        let reason = source.to_string();
+        let reason = reason.split(" (os error").next().unwrap_or_default();
+        match target.rsplit_once(':') {
+            Some((host, port)) if !target.starts_with('/') => {
+                format!("connection to server at \"{host}\", port {port} failed: {reason}")
+            }
+            _ => format!("connection to server on socket \"{target}\" failed: {reason}"),
+        }
+    }
+
     /// The server error, if this is one.
     pub fn server(&self) -> Option<&ServerError> {
         match self {

@@ -32,6 +32,11 @@ impl Job<'_> {
 
     /// Records the failure of the current phase (status FAILED) and turns it into the error.
     pub(super) fn fail(&mut self, message: &str) -> ToolError {
+        crate::log::write(
+            crate::log::Level::Error,
+            "backup",
+            &format!("Backup failed {}.\nDETAILS: {}", self.phase, message.trim()),
+        );
         let first = message.lines().next().unwrap_or_default().trim();
         let error = format!("failure {} ({first})", self.phase);
         self.info.status = BackupStatus::Failed;

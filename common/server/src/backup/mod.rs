@@ -52,6 +52,7 @@ use summary::{human_duration, human_size, report};
 /// Runs the tool: one backup of `opts.server`.
 pub fn run(opts: &Options) -> Result<(), ToolError> {
     let mut out = Output::new(opts.json, opts.quiet);
+    out.set_logger("backup");
     let result = run_with(opts, &mut out);
     if let Err(e) = &result {
         if out.is_json() {

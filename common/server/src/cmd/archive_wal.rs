@@ -104,9 +104,11 @@ fn queued(dir: &Path, streaming: bool) -> io::Result<Vec<PathBuf>> {
 
 fn archive_queue(server: &Server, dir: &Path, streaming: bool, batch: usize) -> Result<Vec<String>, CmdError> {
     let mut files = queued(dir, streaming)?;
+    let total = files.len();
     if batch > 0 {
         files.truncate(batch);
     }
+    log_batch(server, streaming, total, files.len());
     let mut lines = Vec::new();
     if files.is_empty() {
         return Ok(lines);
@@ -125,6 +127,19 @@ fn archive_queue(server: &Server, dir: &Path, streaming: bool, batch: usize) -> 
         }
     }
     Ok(lines)
+}
+
+/// The line Barman's archivers log for each batch (`WalArchiver.archive`).
+fn log_batch(server: &Server, streaming: bool, total: usize, run: usize) {
+    let (label, name) = (if streaming { "streaming" } else { "file archival" }, &server.name);
+    let msg = if total == 0 {
+        format!("No xlog segments found from {label} for {name}.")
+    } else if total > run {
+        format!("Found {total} xlog segments from {label} for {name}. Archive a batch of {run} segments in this run.")
+    } else {
+        format!("Found {total} xlog segments from {label} for {name}. Archive all segments in one run.")
+    };
+    crate::log::write(crate::log::Level::Info, "wal_archiver", &msg);
 }
 
 /// Archives one file; see the module doc for the order of operations.

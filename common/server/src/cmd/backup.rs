@@ -36,6 +36,8 @@ pub struct BackupRequest {
     pub jobs: Option<u32>,
     /// `--bwlimit`.
     pub bwlimit: Option<u64>,
+    /// `--check-timeout`: the limit of the pre-backup checks (else `check_timeout`).
+    pub check_timeout: Option<u64>,
 }
 
 /// Runs `barman-backup` for each named server (`all` = every server), in order; fails
@@ -77,6 +79,10 @@ pub fn run(ctx: &Context, req: &BackupRequest, out: &mut Output) -> Result<(), C
             continue;
         }
         ctx.server(name)?;
+        if !crate::cmd::check::backup_precheck(ctx, name, req.check_timeout, out)? {
+            errors = true;
+            continue;
+        }
         let mut cmd = backup_command(req, out.is_json());
         let status = cmd
             .arg(name)

@@ -31,7 +31,6 @@ pub fn run(ctx: &Context, name: &str, timeline: Option<TimelineId>, out: &mut Ou
     let timelines: Vec<TimelineId> = entries.iter().map(|(_, e)| e.name.timeline()).collect();
     if let Some(reason) = unusable(&names, &timelines, timeline) {
         let msg = format!("WAL archive check failed for server {name}: {reason}");
-        crate::log::error("cli", &msg);
         return Err(CmdError::Error(msg));
     }
     let passed = format!("WAL archive check for server {name} passed");

@@ -35,7 +35,8 @@ pub fn run(ctx: &Context, keep_descriptors: bool, out: &mut Output) -> Result<()
         // As Barman: only the "already running" line when another archiver holds the lock.
         match crate::cmd::archive_wal::try_lock(&server) {
             Ok(Some(lock)) => {
-                out.info(format!("Starting WAL archiving for server {name}"));
+                // Printed, not logged, as Barman's.
+                out.info_unlogged(format!("Starting WAL archiving for server {name}"));
                 let lines = crate::cmd::archive_wal::run(&server)?;
                 drop(lock);
                 for l in lines {

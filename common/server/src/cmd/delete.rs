@@ -36,7 +36,12 @@ use crate::server::Server;
 use crate::CmdError;
 
 /// `delete SERVER BACKUP_ID`: refused for kept backups and below minimum redundancy.
+/// Its messages are logged under `barman.backup`, as Barman's backup manager's.
 pub fn run(ctx: &Context, server_name: &str, backup: &str, out: &mut Output) -> Result<(), CmdError> {
+    out.logged_as("backup", |out| delete_one(ctx, server_name, backup, out))
+}
+
+fn delete_one(ctx: &Context, server_name: &str, backup: &str, out: &mut Output) -> Result<(), CmdError> {
     let server = ctx.server(server_name)?;
     let cfg = ctx.config().server(server_name).expect("server() checked it exists");
     let catalogue = Catalogue::load(&server.layout)?;
@@ -70,8 +75,13 @@ pub fn run(ctx: &Context, server_name: &str, backup: &str, out: &mut Output) -> 
 }
 
 /// Cron's retention pass: every OBSOLETE backup (and any backup left with a delete
-/// annotation by an interrupted delete), oldest first, each under its own lock.
+/// annotation by an interrupted delete), oldest first, each under its own lock; logged
+/// under `barman.backup`, as Barman's backup manager's.
 pub fn enforce_retention(ctx: &Context, server: &Server, out: &mut Output) -> Result<(), CmdError> {
+    out.logged_as("backup", |out| enforce(ctx, server, out))
+}
+
+fn enforce(ctx: &Context, server: &Server, out: &mut Output) -> Result<(), CmdError> {
     let cfg = ctx.config().server(&server.name).expect("a configured server");
     let catalogue = Catalogue::load(&server.layout)?;
     let Some(mut report) = retention_report(cfg, &catalogue, &server.layout)? else { return Ok(()) };

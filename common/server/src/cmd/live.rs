@@ -210,7 +210,10 @@ async fn archiver_stats(conn: &mut ReplicationConnection) -> Option<ArchiverStat
 /// `remote` as far as it gets before the caller's timeout.
 async fn postgres_status(cfg: &ServerConfig, remote: &mut Remote) {
     let Some(info) = cfg.conninfo.as_deref().and_then(|c| ConnInfo::parse(c).ok()) else { return };
-    let Ok(mut conn) = ReplicationConnection::connect_database(&info).await else { return };
+    let mut conn = match ReplicationConnection::connect_database(&info).await {
+        Ok(conn) => conn,
+        Err(e) => return status_error(&e),
+    };
     let Some(version) = value(&mut conn, "SELECT version()").await else { return };
     remote.server_txt_version = version.split_whitespace().nth(1).map(str::to_owned);
     remote.server_version = conn.server_version_num().unwrap_or(0);
@@ -258,9 +261,18 @@ async fn streaming_status(cfg: &ServerConfig) -> StreamingStatus {
             st.streaming = true;
             st.systemid = Some(id.system_id.to_string());
         }
-        Err(e) => st.connection_error = Some(e.to_string()),
+        Err(e) => {
+            status_error(&e);
+            st.connection_error = Some(e.to_string());
+        }
     }
     st
+}
+
+/// Barman's log line when PostgreSQL cannot be asked for its status.
+fn status_error(e: &barman_common::pg::PgError) {
+    let msg = format!("Error retrieving PostgreSQL status: {}", e.libpq_text());
+    crate::log::write(crate::log::Level::Warning, "postgres", &msg);
 }
 
 /// Whether physical slot `slot_name` exists, asked over `conninfo` as Barman does

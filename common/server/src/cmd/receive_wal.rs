@@ -364,8 +364,7 @@ fn receive(
         return reset_status(streaming, &status, size, out);
     }
     if let Some(msg) = truncate_partial(streaming, size)? {
-        crate::log::info("wal_archiver", &msg);
-        out.info(msg);
+        out.logged_as("wal_archiver", |out| out.info(msg));
     }
 
     crate::log::info("wal_archiver", "Activating WAL archiving through streaming protocol");

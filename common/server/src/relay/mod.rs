@@ -40,15 +40,14 @@ use crate::rsync::Rsync;
 
 /// Runs the tool.
 pub fn run(opts: &Options) -> Result<(), RelayError> {
-    let out = Output::new(false, opts.quiet);
+    let mut out = Output::new(false, opts.quiet);
+    out.set_logger(LOG_MODULE);
     let mut boot = Output::new(false, opts.quiet);
+    boot.set_logger(LOG_MODULE);
     let result = Context::load(opts.config.as_deref(), &mut boot)
         .map_err(|e| RelayError::Usage(e.to_string()))
         .and_then(|ctx| run_with(&ctx, opts, out));
     if let Err(e) = &result {
-        if crate::log::has_file() {
-            crate::log::error(LOG_MODULE, &format!("server {}: {e}", opts.server));
-        }
         boot.error(e.to_string());
     }
     boot.close();

@@ -36,19 +36,11 @@ impl Relay<'_> {
     /// An informational line (also in Barman's log file, where `barman cron`'s detached
     /// relays leave their trace).
     pub fn say(&self, msg: impl Into<String>) {
-        let msg = msg.into();
-        if crate::log::has_file() {
-            crate::log::info(LOG_MODULE, &msg);
-        }
         self.out.borrow_mut().info(msg);
     }
 
     /// A `WARNING:` line (also logged).
     pub fn warn(&self, msg: impl Into<String>) {
-        let msg = msg.into();
-        if crate::log::has_file() {
-            crate::log::warning(LOG_MODULE, &msg);
-        }
         self.out.borrow_mut().warning(msg);
     }
 

@@ -40,6 +40,7 @@ pub fn check_archive(s: &Subject<'_>, c: &mut Checks) {
     // inactive servers have none), so only a live server's queues count.
     let queued = s.live && queue_len(&layout.incoming) + queue_len(&layout.streaming) > 0;
     if !xlogdb_has_data && !waiting && !queued {
+        log_empty_queues(s);
         c.fail("WAL archive", "please make sure WAL shipping is setup");
     }
     for (dir, enabled, archiver, label) in [
@@ -47,6 +48,19 @@ pub fn check_archive(s: &Subject<'_>, c: &mut Checks) {
         (&layout.streaming, cfg.streaming_archiver, "streaming_archiver", "streaming"),
     ] {
         check_queue(dir, enabled, archiver, label, cfg.max_incoming_wals_queue, c);
+    }
+}
+
+/// The lines Barman's archivers log when its `check_archive` finds nothing to archive.
+fn log_empty_queues(s: &Subject<'_>) {
+    if !s.live {
+        return;
+    }
+    for (enabled, label) in [(s.cfg.archiver, "file archival"), (s.cfg.streaming_archiver, "streaming")] {
+        if enabled {
+            let msg = format!("No xlog segments found from {label} for {}.", s.layout.name);
+            crate::log::write(crate::log::Level::Info, "wal_archiver", &msg);
+        }
     }
 }
 

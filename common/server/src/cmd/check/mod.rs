@@ -121,6 +121,7 @@ pub fn run(
             continue;
         };
         let checks = server_checks(cfg, timeout_for(cfg, check_timeout))?;
+        log_failures(name, &checks, &[]);
         if cfg.active && checks.iter().any(|c| !c.ok) {
             failed_active = true;
         }
@@ -141,4 +142,77 @@ pub fn run(
         return Err(CmdError::Silent(1));
     }
     Ok(())
+}
+
+/// The checks Barman's `CheckStrategy` does not hold against a backup (`NON_CRITICAL_CHECKS`).
+const NON_CRITICAL: &[&str] = &[
+    "minimum redundancy requirements",
+    "backup maximum age",
+    "backup minimum size",
+    "failed backups",
+    "archiver errors",
+    "empty incoming directory",
+    "empty streaming directory",
+    "incoming WALs directory",
+    "streaming WALs directory",
+    "wal maximum age",
+    "PostgreSQL server is standby",
+];
+
+/// Logs the failed checks as Barman's check strategies do (`barman.server ERROR: Check 'X'
+/// failed for server 'S'`, an INFO `Ignoring failed check` for those in `ignore`); true when
+/// a failure is not ignored.
+fn log_failures(name: &str, checks: &[Check], ignore: &[&str]) -> bool {
+    let mut blocking = false;
+    for c in checks.iter().filter(|c| !c.ok) {
+        if ignore.contains(&c.name.as_str()) {
+            let msg = format!("Ignoring failed check '{}' for server '{name}'", c.name);
+            crate::log::write(crate::log::Level::Info, "server", &msg);
+        } else {
+            blocking = true;
+            crate::log::write(
+                crate::log::Level::Error,
+                "server",
+                &format!("Check '{}' failed for server '{name}'", c.name),
+            );
+        }
+    }
+    blocking
+}
+
+/// `barman backup`'s pre-flight, Barman's silent `CheckStrategy` in `Server.backup`: every
+/// check runs, failures are logged, and any failure outside [`NON_CRITICAL`] refuses the
+/// backup with Barman's `Impossible to start the backup` error (false). As Barman's
+/// `check_archive`, an empty WAL archive of a reachable server gets a `switch-wal
+/// --archive` (within a third of `check_timeout`) before it counts as failed.
+pub fn backup_precheck(
+    ctx: &Context,
+    name: &str,
+    check_timeout: Option<u64>,
+    out: &mut Output,
+) -> Result<bool, CmdError> {
+    let Some(cfg) = ctx.config().server(name) else { return Ok(true) };
+    let timeout = timeout_for(cfg, check_timeout);
+    let mut checks = server_checks(cfg, timeout)?;
+    let failed = |checks: &[Check], what: &str| checks.iter().any(|c| c.name == what && !c.ok);
+    let reachable = checks.iter().any(|c| c.name == "PostgreSQL" && c.ok);
+    if failed(&checks, "WAL archive") && reachable {
+        let mut muted = Output::new(true, true);
+        let opts = crate::cmd::switch_wal::Options {
+            force: false,
+            archive: true,
+            archive_timeout: (timeout.as_secs() / 3).max(1),
+        };
+        let _ = crate::cmd::switch_wal::run(ctx, &[name.to_owned()], &opts, &mut muted);
+        checks = server_checks(cfg, timeout)?;
+    }
+    if log_failures(name, &checks, NON_CRITICAL) {
+        out.logged_as("server", |out| {
+            out.error(format!(
+                "Impossible to start the backup. Check the log for more details, or run 'barman check {name}'"
+            ));
+        });
+        return Ok(false);
+    }
+    Ok(true)
 }

@@ -74,11 +74,13 @@ pub fn check_replication_slot(s: &Subject<'_>, remote: &Remote, c: &mut Checks) 
 pub fn check_backup_executor(remote: &Remote, c: &mut Checks) {
     let found = sibling_installed("barman-backup");
     c.add("pg_basebackup", found, None);
-    if found {
+    // As Barman: compatibility cannot be known without the server's version.
+    if found && remote.server_txt_version.is_some() {
         c.ok("pg_basebackup compatible");
     } else {
-        let pg = remote.server_txt_version.as_deref().unwrap_or("Unknown");
-        c.fail("pg_basebackup compatible", format!("PostgreSQL version: {pg}, pg_basebackup version: Unknown"));
+        let pg = remote.server_txt_version.as_deref().unwrap_or(if found { "None" } else { "Unknown" });
+        let client = if found { pg_basebackup_version() } else { "Unknown".to_owned() };
+        c.fail("pg_basebackup compatible", format!("PostgreSQL version: {pg}, pg_basebackup version: {client}"));
     }
     if remote.server_txt_version.is_none() {
         return;
@@ -131,4 +133,15 @@ pub fn check_identity(s: &Subject<'_>, remote: &Remote, c: &mut Checks) {
             format!("the system Id of the connected PostgreSQL server changed, stored in \"{}\"", path.display()),
         );
     }
+}
+
+/// The version `pg_basebackup --version` on `PATH` reports (what Barman prints beside the
+/// server's), `None` when there is none.
+fn pg_basebackup_version() -> String {
+    std::process::Command::new("pg_basebackup")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().last().map(str::to_owned))
+        .unwrap_or_else(|| "None".to_owned())
 }

@@ -16,9 +16,11 @@
 //! destination checks; the `plan::Plan` every phase reads), `copy` (base backup and
 //! tablespaces), `wal` (required WAL, `restore_command`), `settings` (recovery
 //! settings, signal file, safety pass), `remote` (ssh checks, staging, rsync) and
-//! `report` (console lines). This module only runs them in order.
+//! `report` (console lines), `hooks` (the recovery hook scripts). This module only runs
+//! them in order.
 
 mod copy;
+mod hooks;
 mod options;
 mod plan;
 mod remote;
@@ -61,6 +63,8 @@ pub fn run(
         None => plan.destinations().try_for_each(|(dir, t)| plan::ensure_empty(dir, t))?,
     }
 
+    let hook_env = hooks::env(&plan, destination)?;
+    hooks::pre(&plan, &hook_env)?;
     let start = Local::now();
     report::starting(&plan, out);
     // Where files are written: the destination itself, or a local staging copy of it.
@@ -83,6 +87,7 @@ pub fn run(
         (Some(ssh), Some(staging)) => remote::ship(ssh, &plan, &to, staging)?,
         _ => copy::make_durable(&plan, &to.root)?,
     }
+    hooks::post(&plan, &hook_env);
     report::finished(&plan, &findings, start, out);
     Ok(())
 }
