@@ -229,6 +229,8 @@ fn plan(job: &Job<'_>, rs: &RsyncSettings, facts: &ServerFacts) -> (Controller, 
         link: rs.reuse == ReuseBackup::Link,
         safe_horizon: previous.and_then(|(_, i)| i.begin_time).map(|t| t.with_timezone(&chrono::Local).naive_local()),
         retry: rs.retry,
+        push: false,
+        compare_dst: false,
     };
     (controller, dirs, files)
 }
