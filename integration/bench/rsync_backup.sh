@@ -111,7 +111,8 @@ max_wal_size = 4GB
 archive_mode = on
 archive_command = 'cp %p $S/ours/home/pg/incoming/%f && cp %p $S/real/home/pg/incoming/%f'
 EOF
-as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$S/pg.log" -w start >/dev/null || die "pg start: $(tail "$S/pg.log")"
+mkdir -p "$S/pglog"; chown postgres: "$S/pglog"
+as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$S/pglog/pg.log" -w start >/dev/null || die "pg start: $(tail "$S/pglog/pg.log")"
 psql_() { as_pg "$PG_BIN/psql" -X -At -q -h "$S/sock" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
 log "loading ten tables of $((SCALE * 10000)) rows"
 for i in $(seq 0 9); do
@@ -143,6 +144,7 @@ barman_() { # who args...
     as_barman PATH="$path" "$bin" -c "$S/$who/barman.conf" "$@"
 }
 ROWS=()
+FAILURES=0
 timed() { # label who args...: wall seconds and peak RSS (MiB) of one barman command
     local label=$1 who=$2; shift 2
     local t0 t1
@@ -150,12 +152,14 @@ timed() { # label who args...: wall seconds and peak RSS (MiB) of one barman com
     /usr/bin/time -v -o "$S/time.$label" runuser -u barman -- env -i HOME=/var/lib/barman \
         PATH="$([ "$who" = real ] && echo "$VENV/bin" || echo "$S/ours-bin"):$SYS_PATH" \
         "$([ "$who" = real ] && echo "$VENV/bin/barman" || echo "$S/ours-bin/barman")" -c "$S/$who/barman.conf" "$@" \
-        >"$S/out.$label" 2>&1 || log "FAILED: $label ($(tail -3 "$S/out.$label"))"
+        >"$S/out.$label" 2>&1
+    local rc=$?
     t1=$(now)
     WALL=$(secs "$t0" "$t1")
+    if [ "$rc" != 0 ]; then log "FAILED: $label ($(tail -3 "$S/out.$label"))"; WALL=FAILED; FAILURES=1; fi
     RSS=$(awk -F': ' '/Maximum resident/ {printf "%.0f", $2/1024}' "$S/time.$label")
 }
-mbps() { awk -v b="$DB_BYTES" -v s="$1" 'BEGIN{printf "%.1f", b/1e6/s}'; }
+mbps() { [ "$1" = FAILED ] && { echo FAILED; return; }; awk -v b="$DB_BYTES" -v s="$1" 'BEGIN{printf "%.1f", b/1e6/s}'; }
 drop_backups() { # who
     for id in $(barman_ "$1" -f json list-backups pg 2>/dev/null | python3 -c 'import json,sys;[print(b["backup_id"]) for b in json.load(sys.stdin)["pg"]]'); do
         barman_ "$1" delete pg "$id" >/dev/null 2>&1
@@ -212,3 +216,4 @@ for jobs in 1 4; do
 done
 awk -v a="$FIRST_LINK" -v b="$SECOND" 'BEGIN{printf "second backup %.2fx faster than the first (target >= 3)\n", a/b}'
 awk -v o="$REC_ours" -v r="$REC_real" 'BEGIN{printf "recovery: ours %.2fx faster than Barman (target >= 1.5)\n", r/o}'
+[ "$FAILURES" = 0 ] || { log "some runs FAILED: the ratios above are not meaningful"; exit 1; }
