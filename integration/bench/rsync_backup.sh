@@ -100,7 +100,7 @@ as_barman $SSH true || die "ssh as postgres does not work: $(cat "$S/ssh/sshd.lo
 PGPORT=$(free_port)
 mkdir -p "$PGDATA" "$S/sock"; chown postgres: "$PGDATA" "$S/sock"
 as_pg "$PG_BIN/initdb" -D "$PGDATA" -A trust -U postgres --no-sync >"$S/initdb.log" 2>&1 || die "initdb failed"
-for who in ours real; do mkdir -p "$S/$who/home/pg/incoming"; chown -R barman: "$S/$who"; chmod 1777 "$S/$who/home/pg/incoming"; done
+for who in ours real; do mkdir -p "$S/$who/home/pg/incoming"; chown -R barman: "$S/$who"; chmod 0777 "$S/$who/home/pg/incoming"; done
 cat >>"$PGDATA/postgresql.conf" <<EOF
 port = $PGPORT
 listen_addresses = ''
@@ -109,7 +109,7 @@ fsync = off
 wal_level = replica
 max_wal_size = 4GB
 archive_mode = on
-archive_command = 'cp %p $S/ours/home/pg/incoming/%f && cp %p $S/real/home/pg/incoming/%f'
+archive_command = 'install -m 0644 %p $S/ours/home/pg/incoming/%f && install -m 0644 %p $S/real/home/pg/incoming/%f'
 EOF
 mkdir -p "$S/pglog"; chown postgres: "$S/pglog"
 as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$S/pglog/pg.log" -w start >/dev/null || die "pg start: $(tail "$S/pglog/pg.log")"
