@@ -32,6 +32,11 @@ struct Sites {
 }
 
 fn sites(name: &str, b_extra: &[&str]) -> Result<Sites> {
+    sites_with(name, &[], b_extra)
+}
+
+/// [`sites`] with extra lines for A's server section too.
+fn sites_with(name: &str, a_extra: &[&str], b_extra: &[&str]) -> Result<Sites> {
     let scratch = Scratch::new(name)?;
     let (nsa, nsb) = (NetNs::create("ra")?, NetNs::create("rb")?);
     let mut root_a = Link::connect(None, &nsa)?;
@@ -51,6 +56,7 @@ fn sites(name: &str, b_extra: &[&str]) -> Result<Sites> {
             compression: Some("gzip".into()),
             streaming_archiver: true,
             slot_name: Some("barman".into()),
+            extra: a_extra.iter().map(ToString::to_string).collect(),
             ..BarmanServerOptions::default()
         },
     )?;
@@ -327,5 +333,57 @@ fn cut_link_mid_backup_resumes_without_resending() -> Result<()> {
     );
     let c_wals = c.home.home().join("pg/wals");
     ensure!(!c_wals.exists() || wal_files(&c_wals, "")?.is_empty(), "WAL copied despite the compression mismatch");
+    Ok(())
+}
+
+/// Issue 18: with `reuse_backup = link` and `parallel_jobs = 2` on the passive, B pulls each
+/// backup with the backup's copy controller: the second copy's unchanged files are hard
+/// links into B's first copy, and both still pass the `backup_manifest` check.
+#[test]
+fn passive_reuses_its_previous_copy_with_links_and_workers() -> Result<()> {
+    skip_unless!(NetNs::require());
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    // A links its own unchanged files too, so the same file has the same time in both of
+    // A's backups (BASE_BACKUP writes files with the time they were received).
+    let s = sites_with("relay reuse", &["reuse_backup = link"], &["reuse_backup = link", "parallel_jobs = 2"])?;
+    s.pg.psql("create table t(id int primary key, v text)")?;
+    s.pg.pgbench_init(1)?;
+    insert_rows(&s.pg, 1, 100)?;
+    s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
+    // B copies the first backup before the second exists: it is the reference.
+    let first = s.a.home.run(&["list-backups", "pg"])?;
+    s.b.home.run(&["cron"])?;
+    wait_until(Duration::from_mins(1), "B's first copy", || Ok(s.b.home.run(&["list-backups", "pg"])? == first))
+        .with_context(|| s.b.home.log())?;
+    insert_rows(&s.pg, 101, 200)?;
+    s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
+    archive_now(&s.pg, &s.a, "pg")?;
+    let a_list = s.a.home.run(&["list-backups", "pg"])?;
+    s.b.home.run(&["cron"])?;
+    wait_until(Duration::from_mins(1), "B's second copy", || Ok(s.b.home.run(&["list-backups", "pg"])? == a_list))
+        .with_context(|| s.b.home.log())?;
+    let mut ids = s.b.home.done_backups("pg")?;
+    ids.sort();
+    ensure!(ids.len() == 2, "B's DONE backups: {ids:?}");
+    let data = s.b.home.home().join("pg/base").join(&ids[1]).join("data");
+    let (mut files, mut linked) = (0_u64, 0_u64);
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir)? {
+            let path = e?.path();
+            let md = fs::symlink_metadata(&path)?;
+            if md.is_dir() {
+                stack.push(path);
+            } else if md.is_file() {
+                files += 1;
+                linked += u64::from(std::os::unix::fs::MetadataExt::nlink(&md) > 1);
+            }
+        }
+    }
+    ensure!(linked * 10 >= files * 7, "only {linked} of {files} files of B's second copy are hard links");
+    let log = s.b.home.log();
+    ensure!(log.contains("(2 workers)") && log.contains("files match backup_manifest"), "B's log:\n{log}");
+    eprintln!("relay reuse: {linked}/{files} files of the second copy linked");
     Ok(())
 }

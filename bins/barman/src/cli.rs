@@ -489,6 +489,9 @@ pub struct Recover {
     /// do not archive the incoming WAL files first
     #[arg(long)]
     pub skip_archive_wal: bool,
+    /// The rsync copy of a remote recovery.
+    #[command(flatten)]
+    pub copy: RecoverCopy,
     /// the server name
     #[arg(value_name = "SERVER_NAME")]
     pub server: String,

@@ -241,44 +241,54 @@ pub struct BackupRefused {
     pub cloud_staging_max_size: Option<String>,
 }
 
-/// `recover` options parsed and refused until their issue wires them. The negative flags
-/// (`--no-network-compression`, `--no-delta-restore`, `--no-retry`) ask for what recovery
-/// already does, so they are accepted.
+/// `recover`'s options for the rsync copy of a remote recovery (Barman overrides the
+/// server's settings with them).
+#[derive(Debug, Args)]
+pub struct RecoverCopy {
+    /// maximum transfer rate of the remote copy in kilobytes per second (0 = unlimited)
+    #[arg(long, value_name = "BWLIMIT")]
+    pub bwlimit: Option<u64>,
+    /// number of retries after an error while copying
+    #[arg(long, conflicts_with = "no_retry")]
+    pub retry_times: Option<u32>,
+    /// wait time in seconds between two retries
+    #[arg(long)]
+    pub retry_sleep: Option<u64>,
+    /// disable retries on copy failures
+    #[arg(long)]
+    pub no_retry: bool,
+    /// seconds between two batches of started copy workers
+    #[arg(long)]
+    pub jobs_start_batch_period: Option<u32>,
+    /// copy workers started per batch
+    #[arg(long)]
+    pub jobs_start_batch_size: Option<u32>,
+    /// compress the data of the remote copy (rsync -z)
+    #[arg(long, overrides_with = "no_network_compression")]
+    pub network_compression: bool,
+    /// do not compress the data of the remote copy
+    #[arg(long, overrides_with = "network_compression")]
+    pub no_network_compression: bool,
+    /// staging directory of a compressed backup on this host (absolute)
+    #[arg(long)]
+    pub recovery_staging_path: Option<String>,
+    /// copy over a destination that holds a previous recovery, sending only what differs
+    #[arg(long, overrides_with = "no_delta_restore")]
+    pub delta_restore: bool,
+    /// no delta restore: the destinations must be empty
+    #[arg(long, overrides_with = "delta_restore")]
+    pub no_delta_restore: bool,
+}
+
+/// `recover` options parsed and refused until their issue wires them.
 #[derive(Debug, Args)]
 pub struct RecoverRefused {
     /// refused until issue 17: staging directory for WAL files on the target
     #[arg(long)]
     pub staging_wal_directory: Option<String>,
-    /// refused until issue 18: bandwidth limit in kB/s
-    #[arg(long, value_name = "KBPS")]
-    pub bwlimit: Option<u32>,
-    /// refused until issue 18: retries after a failed copy
-    #[arg(long)]
-    pub retry_times: Option<u32>,
-    /// refused until issue 18: seconds between retries
-    #[arg(long)]
-    pub retry_sleep: Option<u32>,
-    /// no retry of a failed copy (recovery never retries today)
-    #[arg(long)]
-    pub no_retry: bool,
-    /// refused until issue 18
-    #[arg(long)]
-    pub jobs_start_batch_period: Option<u32>,
-    /// refused until issue 18
-    #[arg(long)]
-    pub jobs_start_batch_size: Option<u32>,
     /// refused until issue 17: copy .partial WAL files with --no-get-wal
     #[arg(long)]
     pub partial_wal: bool,
-    /// refused until issue 18: network compression
-    #[arg(long)]
-    pub network_compression: bool,
-    /// no network compression (the default)
-    #[arg(long)]
-    pub no_network_compression: bool,
-    /// refused until issue 18: staging of compressed backups on the recovery host
-    #[arg(long)]
-    pub recovery_staging_path: Option<String>,
     /// refused until issue 19: where incremental backups are combined
     #[arg(long)]
     pub local_staging_path: Option<String>,
@@ -294,12 +304,6 @@ pub struct RecoverRefused {
     /// refused until issue 17: file receiving the recovery settings
     #[arg(long)]
     pub recovery_conf_filename: Option<String>,
-    /// refused until issue 18: rsync delta restore
-    #[arg(long)]
-    pub delta_restore: bool,
-    /// no delta restore (the default)
-    #[arg(long)]
-    pub no_delta_restore: bool,
     /// refused until issue 22: snapshot recovery
     #[arg(long)]
     pub snapshot_recovery_instance: Option<String>,
@@ -341,24 +345,15 @@ impl BackupRefused {
 impl RecoverRefused {
     /// The first option given, with the issue that wires it.
     pub fn refused(&self) -> Option<(&'static str, &'static str)> {
-        const RSYNC: &str = "rsync copy machinery, issue 18";
         const CLOUD: &str = "snapshot recovery, issue 22";
         first(&[
             (self.staging_wal_directory.is_some(), "--staging-wal-directory", "issue 17"),
-            (self.bwlimit.is_some(), "--bwlimit", RSYNC),
-            (self.retry_times.is_some(), "--retry-times", RSYNC),
-            (self.retry_sleep.is_some(), "--retry-sleep", RSYNC),
-            (self.jobs_start_batch_period.is_some(), "--jobs-start-batch-period", RSYNC),
-            (self.jobs_start_batch_size.is_some(), "--jobs-start-batch-size", RSYNC),
             (self.partial_wal, "--partial-wal", "issue 17"),
-            (self.network_compression, "--network-compression", RSYNC),
-            (self.recovery_staging_path.is_some(), "--recovery-staging-path", RSYNC),
             (self.local_staging_path.is_some(), "--local-staging-path", "incremental backups, issue 19"),
             (self.staging_path.is_some(), "--staging-path", "issues 18 and 19"),
             (self.staging_location.is_some(), "--staging-location", "issues 18 and 19"),
             (self.combine_mode.is_some(), "--combine-mode", "incremental backups, issue 19"),
             (self.recovery_conf_filename.is_some(), "--recovery-conf-filename", "issue 17"),
-            (self.delta_restore, "--delta-restore", RSYNC),
             (self.snapshot_recovery_instance.is_some(), "--snapshot-recovery-instance", CLOUD),
             (self.snapshot_recovery_zone.is_some(), "--snapshot-recovery-zone", CLOUD),
             (self.gcp_zone.is_some(), "--gcp-zone", CLOUD),

@@ -221,7 +221,32 @@ fn recover_options(a: &cli::Recover) -> recover::Options {
         restore_command: a.restore_command.clone(),
         jobs: a.jobs,
         recovery_option_port: a.recovery_option_port.clone(),
+        copy: copy_overrides(&a.copy),
         ..target_options(&a.target)
+    }
+}
+
+fn copy_overrides(c: &cli::RecoverCopy) -> recover::CopyOverrides {
+    recover::CopyOverrides {
+        bwlimit: c.bwlimit,
+        retry_times: if c.no_retry { Some(0) } else { c.retry_times },
+        retry_sleep: c.retry_sleep,
+        start_batch_size: c.jobs_start_batch_size,
+        start_batch_period: c.jobs_start_batch_period,
+        network_compression: flag(c.network_compression, c.no_network_compression),
+        delta_restore: flag(c.delta_restore, c.no_delta_restore),
+        recovery_staging_path: c.recovery_staging_path.clone(),
+    }
+}
+
+/// A `--x` / `--no-x` pair: `None` when neither is given.
+fn flag(yes: bool, no: bool) -> Option<bool> {
+    if yes {
+        Some(true)
+    } else if no {
+        Some(false)
+    } else {
+        None
     }
 }
 

@@ -25,6 +25,7 @@ mod orphans;
 pub mod rsync_copy;
 pub mod rsync_method;
 mod settings;
+mod standby;
 pub mod storage;
 mod summary;
 
@@ -225,16 +226,19 @@ async fn take(
         return Err(job.fail(&e.to_string()));
     }
 
+    let primary = standby_primary(&mut sql, settings, out).await;
     let mut sql = match (&settings.method, repl) {
         (Method::Rsync(rs), _) => {
-            let taken = rsync_method::take(job, &mut sql, rs, settings.fast_checkpoint, &facts, out).await;
+            let taken = rsync_method::take(job, &mut sql, rs, settings.fast_checkpoint, &facts, primary, out).await;
             if let Err(e) = taken {
                 sql.close().await;
                 return Err(e);
             }
             sql
         }
-        (Method::Postgres, Some(repl)) => copy_with_retries(job, sql, repl, settings, &facts, opts, out).await?,
+        (Method::Postgres, Some(repl)) => {
+            copy_with_retries(job, sql, repl, settings, (&facts, primary), opts, out).await?
+        }
         (Method::Postgres, None) => return Err(job.fail("no replication session")),
     };
     create_restore_point(&mut sql, &job.id).await;
@@ -252,6 +256,23 @@ async fn take(
     remove_wal_before_first(job, server, settings, out)
 }
 
+/// `primary_conninfo` with `primary_checkpoint_timeout` when the server backed up is a
+/// standby; Barman's warning when it is set for a primary.
+async fn standby_primary<'s>(
+    sql: &mut ReplicationConnection,
+    settings: &'s Settings,
+    out: &mut Output,
+) -> Option<&'s (barman_common::pg::ConnInfo, Duration)> {
+    let primary = settings.primary.as_ref()?;
+    if standby::in_recovery(sql).await {
+        return Some(primary);
+    }
+    out.warning(
+        "'primary_conninfo' is set but 'conninfo' does not point to a standby server. Ignoring 'primary_conninfo'.",
+    );
+    None
+}
+
 /// The copy, retried `basebackup_retry_times` times from scratch on a new replication
 /// connection; both connections are closed when it finally fails, the SQL one is handed
 /// back when it succeeds.
@@ -260,13 +281,18 @@ async fn copy_with_retries(
     sql: ReplicationConnection,
     mut repl: ReplicationConnection,
     settings: &Settings,
-    facts: &metadata::ServerFacts,
+    (facts, primary): (&metadata::ServerFacts, Option<&(barman_common::pg::ConnInfo, Duration)>),
     opts: &Options,
     out: &mut Output,
 ) -> Result<ReplicationConnection, ToolError> {
     let mut attempt = 0;
     loop {
-        match copy_phase(job, &mut repl, settings, facts, opts, out).await {
+        let switcher = primary.and_then(|(p, t)| standby::WalSwitcher::start(Some(p), *t));
+        let copied = copy_phase(job, &mut repl, settings, facts, opts, out).await;
+        if let Some(s) = switcher {
+            s.finish().await;
+        }
+        match copied {
             Ok(()) => break,
             Err(message) if attempt < settings.retry_times => {
                 attempt += 1;

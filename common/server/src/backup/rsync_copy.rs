@@ -7,6 +7,12 @@
 //! `--link-dest` (or `--copy-dest`) against the previous backup for `reuse_backup`; a failed
 //! bucket is retried `basebackup_retry_times` times. `global/pg_control` goes last, then the
 //! configuration files kept outside PGDATA.
+//!
+//! The same controller pushes a backup to a remote recovery destination ([`Controller::push`]:
+//! the source is local, the destination is on the `ssh` host), as Barman's recovery does with
+//! its copy controller: with delta restore ([`Controller::compare_dst`]) the destination's
+//! own files are the reference (same size and time: checked with `--checksum` unless older
+//! than the safe horizon) and files the backup does not hold are purged from it.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
@@ -87,6 +93,11 @@ pub struct Controller {
     pub safe_horizon: Option<NaiveDateTime>,
     /// `basebackup_retry_times` and `_sleep`, per bucket.
     pub retry: (u32, Duration),
+    /// The sources are local and the destinations on the rsync's ssh host (recovery).
+    pub push: bool,
+    /// The destination may hold files (delta restore): they are the reference, and the ones
+    /// the source lacks are deleted.
+    pub compare_dst: bool,
 }
 
 /// What the copy did.
@@ -138,7 +149,7 @@ impl Controller {
             let t0 = Instant::now();
             let (dirs_list, safe, check) = self.analyse(item)?;
             listed += (safe.len() + check.len()) as u64;
-            self.make_dirs(item, &dirs_list)?;
+            self.make_dirs(item, &dirs_list, &safe.iter().chain(&check).collect::<Vec<_>>())?;
             jobs.extend(buckets(safe, self.workers).into_iter().map(|files| Job { item: i, files, checksum: false }));
             jobs.extend(buckets(check, self.workers).into_iter().map(|files| Job { item: i, files, checksum: true }));
             timing.analysis.push((item.label.clone(), t0.elapsed().as_secs_f64()));
@@ -158,9 +169,15 @@ impl Controller {
     fn analyse(&self, item: &DirItem) -> Result<Analysis, String> {
         let listing = self
             .rsync
-            .list_tree(&self.rsync.source(&format!("{}/", item.src.trim_end_matches('/'))), &item.filters)
+            .list_tree(&self.src_arg(item), &item.filters)
             .map_err(|f| format!("listing {}: {f}", item.src))?;
-        let reference = item.reuse.as_deref().map(local_listing).unwrap_or_default();
+        // None: the destination could not be listed, so whatever is not older than the safe
+        // horizon is checked with checksums (as Barman does).
+        let reference = match (&item.reuse, self.compare_dst) {
+            (Some(reuse), _) => Some(local_listing(reuse)),
+            (None, true) => self.dst_listing(item),
+            (None, false) => Some(HashMap::new()),
+        };
         let (mut dirs, mut safe, mut check) = (Vec::new(), Vec::new(), Vec::new());
         for entry in listing {
             if entry.is_dir {
@@ -168,8 +185,9 @@ impl Controller {
                 continue;
             }
             let older = self.safe_horizon.is_some_and(|h| entry.mtime < h);
-            let same =
-                reference.get(&entry.path).is_some_and(|&(size, mtime)| size == entry.size && mtime == entry.mtime);
+            let same = reference.as_ref().is_none_or(|r| {
+                r.get(&entry.path).is_some_and(|&(size, mtime)| size == entry.size && mtime == entry.mtime)
+            });
             if older || !same {
                 safe.push(entry);
             } else {
@@ -179,18 +197,68 @@ impl Controller {
         Ok((dirs, safe, check))
     }
 
-    /// Creates the directory tree (modes and times) before any file.
-    fn make_dirs(&self, item: &DirItem, dirs: &[String]) -> Result<(), String> {
-        std::fs::create_dir_all(&item.dst).map_err(|e| format!("{}: {e}", item.dst.display()))?;
-        // Not ".": with --files-from (which implies --dirs) it would bring the top level's
-        // files too, exclusions and all.
-        let list = lines(dirs);
+    /// The source directory as rsync's argument (with a trailing `/`).
+    fn src_arg(&self, item: &DirItem) -> String {
+        let dir = format!("{}/", item.src.trim_end_matches('/'));
+        if self.push {
+            dir
+        } else {
+            self.rsync.source(&dir)
+        }
+    }
+
+    /// The destination directory as rsync's argument (with a trailing `/`).
+    fn dst_arg(&self, item: &DirItem) -> String {
+        if self.push {
+            self.rsync.source(&local_dir(&item.dst))
+        } else {
+            local_dir(&item.dst)
+        }
+    }
+
+    /// The destination's regular files (delta restore), `None` when it cannot be listed.
+    fn dst_listing(&self, item: &DirItem) -> Option<HashMap<String, (u64, NaiveDateTime)>> {
+        match self.rsync.list_tree(&self.dst_arg(item), &item.filters) {
+            Ok(list) => Some(list.into_iter().filter(|e| !e.is_dir).map(|e| (e.path, (e.size, e.mtime))).collect()),
+            Err(f) => {
+                tracing::error!("Unable to retrieve reference directory file list: {f}");
+                None
+            }
+        }
+    }
+
+    /// Creates the directory tree (modes and times) before any file; with delta restore,
+    /// also deletes from the destination what the source does not hold (Barman's
+    /// `_create_dir_and_purge`: every source file protected, the rest of each listed
+    /// directory deleted, the item's exclusions kept).
+    fn make_dirs(&self, item: &DirItem, dirs: &[String], files: &[&Entry]) -> Result<(), String> {
+        if !self.push {
+            std::fs::create_dir_all(&item.dst).map_err(|e| format!("{}: {e}", item.dst.display()))?;
+        }
+        let mut filter = None;
+        let mut list = lines(dirs);
+        if self.compare_dst {
+            let mut rules = String::new();
+            for f in files {
+                rules.push_str(&format!("P /{0}\n- /{0}\n", f.path));
+            }
+            let file = tempfile::NamedTempFile::new().map_err(|e| format!("purge filter: {e}"))?;
+            std::fs::write(file.path(), rules).map_err(|e| format!("purge filter: {e}"))?;
+            filter = Some(file);
+            list.insert_str(0, ".\n");
+        }
+        // Not "." otherwise: with --files-from (which implies --dirs) it would bring the top
+        // level's files too, exclusions and all.
         if list.is_empty() {
             return Ok(());
         }
         let mut cmd = self.base(item.bwlimit);
-        cmd.arg("--files-from=-").arg(self.rsync.source(&format!("{}/", item.src.trim_end_matches('/'))));
-        cmd.arg(local_dir(&item.dst));
+        cmd.arg("--files-from=-");
+        if let Some(f) = &filter {
+            cmd.args(["--recursive", "--delete", "--filter"]).arg(format!("merge {}", f.path().display()));
+            cmd.args(&item.filters);
+        }
+        cmd.arg(self.src_arg(item)).arg(self.dst_arg(item));
         self.rsync
             .run_worker(cmd, Some(&list))
             .map(drop)
@@ -258,7 +326,7 @@ impl Controller {
                 let how = if self.link { "link" } else { "copy" };
                 cmd.arg(format!("--{how}-dest={}", reuse.display()));
             }
-            cmd.arg(self.rsync.source(&format!("{}/", item.src.trim_end_matches('/')))).arg(local_dir(&item.dst));
+            cmd.arg(self.src_arg(item)).arg(self.dst_arg(item));
             match self.rsync.run_worker(cmd, Some(&list)) {
                 Ok(stats) => return Ok(stats),
                 Err(f) if attempt < self.retry.0 => {

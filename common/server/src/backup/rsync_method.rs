@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use barman_common::catalogue::{BackupInfo, BackupStatus, Catalogue};
 use barman_common::config::{ReuseBackup, ServerConfig};
-use barman_common::pg::ReplicationConnection;
+use barman_common::pg::{ConnInfo, ReplicationConnection};
 use barman_common::wal::{WalFileName, WalSegSize};
 
 use super::copy;
@@ -20,6 +20,7 @@ use super::job::{absolute, now, Job};
 use super::lowlevel::{BackupApi, Started, Stopped};
 use super::metadata::ServerFacts;
 use super::rsync_copy::{Controller, DirItem, FileItem, Outcome, EXCLUDE_LIST, PGDATA_EXCLUDE_LIST};
+use super::standby::WalSwitcher;
 use super::summary::human_duration;
 use crate::output::Output;
 use crate::rsync::{local_dir, Rsync};
@@ -87,6 +88,7 @@ pub(super) async fn take(
     rs: &RsyncSettings,
     fast: bool,
     facts: &ServerFacts,
+    primary: Option<&(ConnInfo, Duration)>,
     out: &mut Output,
 ) -> Result<(), ToolError> {
     let api = BackupApi::for_version(facts.version);
@@ -112,7 +114,12 @@ pub(super) async fn take(
 
     job.phase = "issuing stop backup command (native concurrent)";
     out.info("Asking PostgreSQL server to finalize the backup.");
-    let stopped = api.stop(sql, facts.version).await.map_err(|e| job.fail(&e.to_string()))?;
+    let switcher = primary.and_then(|(p, t)| WalSwitcher::start(Some(p), *t));
+    let stopped = api.stop(sql, facts.version).await;
+    if let Some(s) = switcher {
+        s.finish().await;
+    }
+    let stopped = stopped.map_err(|e| job.fail(&e.to_string()))?;
     job.phase = "writing backup label";
     write_label(&copy::data_dir(&job.dir), &stopped).map_err(|e| job.fail(&e))?;
     record_stop(&mut job.info, &stopped, facts.segment_size);
@@ -229,6 +236,8 @@ fn plan(job: &Job<'_>, rs: &RsyncSettings, facts: &ServerFacts) -> (Controller, 
         link: rs.reuse == ReuseBackup::Link,
         safe_horizon: previous.and_then(|(_, i)| i.begin_time).map(|t| t.with_timezone(&chrono::Local).naive_local()),
         retry: rs.retry,
+        push: false,
+        compare_dst: false,
     };
     (controller, dirs, files)
 }

@@ -68,6 +68,9 @@ pub(super) struct Settings {
     pub(super) wal_window: Option<chrono::TimeDelta>,
     /// `encryption = gpg`: the recipient the tar archives are encrypted to.
     pub(super) encrypt_to: Option<KeyId>,
+    /// `primary_conninfo` (a backup from a standby switches WAL there) and
+    /// `primary_checkpoint_timeout`.
+    pub(super) primary: Option<(ConnInfo, Duration)>,
 }
 
 impl Settings {
@@ -101,6 +104,12 @@ impl Settings {
             return Err(ToolError::Usage(format!("server {name}: {issue}")));
         }
         let encrypt_to = cfg.encryption.and(cfg.encryption_key_id.clone());
+        let primary = cfg
+            .primary_conninfo
+            .as_ref()
+            .map(|_| parse("primary_conninfo", cfg.primary_conninfo.as_ref()))
+            .transpose()?;
+        let checkpoint_timeout = Duration::from_secs(u64::try_from(cfg.primary_checkpoint_timeout).unwrap_or(0));
         Ok(Settings {
             method,
             conninfo,
@@ -116,6 +125,7 @@ impl Settings {
             worm_mode: cfg.worm_mode,
             wal_window: cfg.wal_retention_window,
             encrypt_to,
+            primary: primary.map(|p| (p, checkpoint_timeout)),
         })
     }
 }

@@ -7,6 +7,10 @@
 //! pass that must find nothing to send, then fsynced. Only then does the backup leave
 //! `SYNCING`: `WAITING_FOR_WALS` until the WAL from its begin_wal to its end_wal is on the
 //! passive too, then `DONE` — a passive never shows DONE a backup it cannot restore.
+//!
+//! With `reuse_backup = copy|link` or `parallel_jobs` above 1 the copy is Barman's
+//! `sync_backup` one instead: the backup's rsync copy controller, `parallel_jobs` workers,
+//! `--link-dest`/`--copy-dest` against this node's previous available copy.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -15,6 +19,7 @@ use std::time::Instant;
 use crate::cmd::check_backup::{self, WalVerdict};
 use barman_common::catalogue::sync::PrimaryInfo;
 use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, Catalogue, LockKind, ServerLock, Tablespace};
+use barman_common::config::{ReuseBackup, ServerConfig};
 use barman_common::durable;
 use barman_common::manifest::Manifest;
 use barman_common::wal::WalSegSize;
@@ -22,6 +27,8 @@ use barman_common::wal::WalSegSize;
 use super::error::RelayError;
 use super::session::Relay;
 use super::wals;
+use crate::backup::rsync_copy::{Controller, DirItem, FileItem};
+use crate::backup::rsync_method::RsyncSettings;
 use crate::rsync::{local_dir, Rsync, Stats};
 
 /// Where rsync keeps the part of a file an interrupted run received.
@@ -171,9 +178,12 @@ fn copy_and_verify(
         cmd.arg(local_dir(&dest));
         cmd
     };
-    let stats = relay
-        .rsync
-        .run(transfer(false), None)
+    let stats = if reusing(relay.cfg) {
+        parallel_copy(relay, id, &source, &tablespaces, keep_source.as_deref())
+    } else {
+        relay.rsync.run(transfer(false), None).map_err(|f| f.to_string())
+    };
+    let stats = stats
         .map_err(|f| RelayError::Sync(format!("failure syncing server {} backup {id}: {f}", relay.server.name)))?;
     let tar_format = record.compression.is_some();
     if !tar_format {
@@ -193,6 +203,71 @@ fn copy_and_verify(
     move_keep(relay, id, &dest)?;
     durable::sync_filesystem_of(&dest)?;
     Ok(stats)
+}
+
+/// Whether the copy goes through the copy controller: `reuse_backup = copy|link` or
+/// `parallel_jobs` above 1 (else one rsync with `--partial-dir`, which resumes a broken file).
+fn reusing(cfg: &ServerConfig) -> bool {
+    cfg.reuse_backup.is_some_and(|r| r != ReuseBackup::Off) || cfg.parallel_jobs > 1
+}
+
+/// Barman's `sync_backup` copy: the backup's directory pulled by the backup's copy
+/// controller in `parallel_jobs` workers, with `--link-dest` (or `--copy-dest`) against this
+/// node's previous available copy (files older than its start trusted on size and time), the
+/// primary's metadata and tablespace links left out; the keep annotation after it.
+fn parallel_copy(
+    relay: &Relay<'_>,
+    id: &BackupId,
+    source: &str,
+    tablespaces: &[Tablespace],
+    keep_source: Option<&str>,
+) -> Result<Stats, String> {
+    let layout = &relay.server.layout;
+    let rs = RsyncSettings::from_config(relay.cfg, false);
+    let previous = Catalogue::load(layout)
+        .ok()
+        .and_then(|c| c.available().rev().find(|(p, _)| p < id).map(|(p, i)| (layout.backup_dir(p), i.begin_time)));
+    let previous = previous.filter(|_| rs.reuse != ReuseBackup::Off);
+    let mut filters = vec!["--exclude=/backup.info".to_owned(), "--exclude=/.backup.lock".into()];
+    filters.extend(tablespaces.iter().map(|t| format!("--exclude=/data/pg_tblspc/{}", t.oid)));
+    let dest = absolute(layout.backup_dir(id));
+    let controller = Controller {
+        rsync: relay.rsync.clone(),
+        workers: rs.workers,
+        start_batch: rs.start_batch,
+        link: rs.reuse == ReuseBackup::Link,
+        safe_horizon: previous.as_ref().and_then(|p| p.1).map(|t| t.with_timezone(&chrono::Local).naive_local()),
+        retry: rs.retry,
+        push: false,
+        compare_dst: false,
+    };
+    let dir = DirItem {
+        label: "basebackup".into(),
+        src: source.trim_start_matches(" :").trim_end_matches('/').to_owned(),
+        dst: dest.clone(),
+        filters,
+        reuse: previous.map(|p| absolute(p.0)),
+        bwlimit: relay.rsync.bwlimit,
+    };
+    let keep: Vec<FileItem> = keep_source
+        .map(|k| FileItem {
+            label: "keep".into(),
+            src: k.trim_start_matches(" :").to_owned(),
+            dst: local_dir(&dest),
+            optional: true,
+        })
+        .into_iter()
+        .collect();
+    let outcome = controller.copy(&[dir], &keep)?;
+    relay.say(format!(
+        "Backup {id}: {} files listed, {} transferred ({} workers)",
+        outcome.files, outcome.stats.files_transferred, rs.workers
+    ));
+    Ok(outcome.stats)
+}
+
+fn absolute(p: std::path::PathBuf) -> std::path::PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
 }
 
 /// Tablespace links, as barman-backup and Barman lay them out: data/pg_tblspc/<oid> -> the

@@ -2,7 +2,8 @@
 //! with Barman's excludes, a tar-format one extracted ([`super::tar`]: the tablespaces
 //! first, then the base archive) — each tablespace copied and linked from `pg_tblspc`,
 //! backup.info kept as `.barman-recover.info` and `backup_manifest` renamed. Also the final
-//! fsync of a local result.
+//! fsync of a local result. A plain backup recovered on a remote host is pushed there by
+//! [`push`] instead, and only its configuration files are staged.
 
 use std::fs::{self, File};
 use std::io;
@@ -13,6 +14,7 @@ use barman_common::catalogue::BackupInfo;
 use barman_common::durable;
 
 use super::plan::{Plan, WriteTo};
+use super::push;
 use super::tar::{Source, TarFormat};
 use crate::output::Output;
 use crate::progress::Progress;
@@ -28,13 +30,19 @@ const EXCLUDED_FILES: [&str; 3] = ["postmaster.pid", "recovery.conf", "tablespac
 pub fn base_backup(plan: &Plan<'_>, to: &WriteTo, out: &mut Output) -> Result<(), CmdError> {
     out.info("Copying the base backup.");
     let mut progress = Progress::new("base backup", plan.info.size.unwrap_or(0));
-    match plan.tar {
-        Some(fmt) => extract(fmt, plan, to, &mut progress)?,
-        None => copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(|e| copy_failure(&e))?,
+    match (plan.tar, &plan.remote) {
+        (Some(fmt), _) => extract(fmt, plan, to, &mut progress)?,
+        (None, Some(ssh)) => {
+            push::base_backup(plan, ssh, out)?;
+            push::stage_config(plan, &to.root)?;
+        }
+        (None, None) => {
+            copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(|e| copy_failure(&e))?;
+        }
     }
     for (t, location) in &plan.tablespaces {
         let oid = t.oid.to_string();
-        if plan.tar.is_none() {
+        if !plan.pushed() && plan.tar.is_none() {
             copy_tree(&plan.backup_dir().join(&oid), &to.tablespace(t, location), &mut progress)
                 .map_err(|e| copy_failure(&e))?;
         }

@@ -6,15 +6,17 @@
 //! ([`tar`]). A local result is fsynced before success is reported.
 //!
 //! With `--remote-ssh-command` the destination is on another host: after Barman's checks
-//! over that command (`<ssh> true`, the destination and tablespace directories empty), the
-//! whole result is built in a local staging directory (under `recovery_staging_path`, else
-//! inside `barman_home`) exactly as a local recovery would build it, but with every path
-//! written into it (tablespace links, `restore_command`, `recovery_end_command`) naming the
-//! remote locations; it is then shipped with `rsync -a --delete -e '<ssh>'` and removed.
+//! over that command (`<ssh> true`, the destination and tablespace directories empty unless
+//! delta restore is asked), a plain backup is copied straight into the destination by the
+//! backup's rsync copy controller in `parallel_jobs` workers ([`push`]), and what a recovery
+//! writes besides (configuration rewritten, WAL, signal file, tablespace links) is built in a
+//! local staging directory (under `recovery_staging_path`, else inside `barman_home`) with
+//! every path naming the remote locations, then shipped on top. A tar-format backup is
+//! extracted into the staging directory whole and shipped with `rsync -a --delete`.
 //!
 //! The phases live in their own modules: `plan` (validations, backup, targets,
 //! destination checks; the `plan::Plan` every phase reads), `copy` (base backup and
-//! tablespaces), `wal` (required WAL, `restore_command`), `settings` (recovery
+//! tablespaces; `push` for a remote destination), `wal` (required WAL, `restore_command`), `settings` (recovery
 //! settings, signal file, safety pass), `remote` (ssh checks, staging, rsync) and
 //! `report` (console lines), `hooks` (the recovery hook scripts). This module only runs
 //! them in order.
@@ -23,13 +25,14 @@ mod copy;
 mod hooks;
 mod options;
 mod plan;
+mod push;
 mod remote;
 mod report;
 mod settings;
 pub mod tar;
 mod wal;
 
-pub use options::{Options, TargetTli};
+pub use options::{CopyOverrides, Options, TargetTli};
 
 use chrono::Local;
 
@@ -58,7 +61,9 @@ pub fn run(
     }
     wal::check_backup_wals(&plan)?;
     wal::check_passphrase(&plan, &entries)?;
+    // Delta restore copies over what the destinations hold.
     match &plan.remote {
+        _ if plan.delta => {}
         Some(ssh) => plan.destinations().try_for_each(|(dir, t)| remote::ensure_empty(ssh, dir, t))?,
         None => plan.destinations().try_for_each(|(dir, t)| plan::ensure_empty(dir, t))?,
     }
@@ -68,7 +73,7 @@ pub fn run(
     let start = Local::now();
     report::starting(&plan, out);
     // Where files are written: the destination itself, or a local staging copy of it.
-    let staging = plan.remote.as_ref().map(|_| remote::Staging::create(ctx, server_name)).transpose()?;
+    let staging = plan.remote.as_ref().map(|_| remote::Staging::create(ctx, &plan)).transpose()?;
     let to = WriteTo::new(&plan, staging.as_ref().map(|s| s.path.as_path()));
     report::pitr(&plan, out);
 
@@ -84,6 +89,10 @@ pub fn run(
     // A local result is made durable before it is reported ready; a staged one is shipped
     // by rsync and removed.
     match (&plan.remote, &staging) {
+        (Some(ssh), Some(staging)) if plan.pushed() => {
+            push::overlay(&plan, ssh, &to.root)?;
+            staging.remove();
+        }
         (Some(ssh), Some(staging)) => remote::ship(ssh, &plan, &to, staging)?,
         _ => copy::make_durable(&plan, &to.root)?,
     }

@@ -1,6 +1,7 @@
 //! What the user asked of one `barman recover`: the [`Options`] the command line fills in
 //! (targets, tablespace relocations, WAL handling, remote destination) and the
-//! `--target-tli` value ([`TargetTli`]).
+//! `--target-tli` value ([`TargetTli`]), and the copy settings it overrides
+//! ([`CopyOverrides`]).
 
 use barman_common::wal::{Lsn, TimelineId};
 
@@ -39,6 +40,30 @@ pub struct Options {
     pub jobs: Option<i64>,
     /// `--recovery-option-port`: `--port` of a remote `barman-wal-restore`.
     pub recovery_option_port: Option<String>,
+    /// The copy's overrides of the server's settings.
+    pub copy: CopyOverrides,
+}
+
+/// What the command line overrides of the settings the rsync copy of a remote recovery
+/// uses, as Barman's `recover` sets them on the server's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOverrides {
+    /// `--bwlimit` (KiB/s, 0: none): `bandwidth_limit`.
+    pub bwlimit: Option<u64>,
+    /// `--retry-times` (`--no-retry`: 0): `basebackup_retry_times`.
+    pub retry_times: Option<u32>,
+    /// `--retry-sleep`: `basebackup_retry_sleep`.
+    pub retry_sleep: Option<u64>,
+    /// `--jobs-start-batch-size`: `parallel_jobs_start_batch_size`.
+    pub start_batch_size: Option<u32>,
+    /// `--jobs-start-batch-period`: `parallel_jobs_start_batch_period`.
+    pub start_batch_period: Option<u32>,
+    /// `--network-compression` / `--no-network-compression`.
+    pub network_compression: Option<bool>,
+    /// `--delta-restore` / `--no-delta-restore`: `recovery_options` gains or loses it.
+    pub delta_restore: Option<bool>,
+    /// `--recovery-staging-path`: `recovery_staging_path`.
+    pub recovery_staging_path: Option<String>,
 }
 
 impl Options {

@@ -10,15 +10,17 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use barman_common::catalogue::{format_py_datetime, BackupId, BackupInfo, Catalogue, Tablespace};
-use barman_common::config::RecoveryOption;
+use barman_common::config::{OptionValue, RecoveryOption, ServerConfig};
 use barman_common::remote::RemoteShell;
 use barman_common::wal::{TimelineId, WalFileName, WalSegSize};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone};
 
 use super::options::{Options, TargetTli};
 use super::tar::TarFormat;
+use crate::backup::rsync_method::RsyncSettings;
 use crate::context::Context;
 use crate::output::Output;
 use crate::server::Server;
@@ -54,6 +56,13 @@ pub struct Plan<'a> {
     pub targets: Targets,
     /// The backup's WAL segment size.
     pub seg_size: WalSegSize,
+    /// The rsync copy's settings (`parallel_jobs`, limits, retries...) with the command
+    /// line's overrides.
+    pub rsync: RsyncSettings,
+    /// Delta restore (`recovery_options`, `--delta-restore`): the destinations may hold files.
+    pub delta: bool,
+    /// `recovery_staging_path` (`--recovery-staging-path`).
+    pub staging_path: Option<PathBuf>,
 }
 
 /// The recovery targets, as Barman's `_set_pitr_targets` settles them.
@@ -94,6 +103,13 @@ impl<'a> Plan<'a> {
         }
         let relocations = tablespace_rules(&opts.tablespaces, info)?;
         check_destination_name(destination)?;
+        if opts.copy.network_compression == Some(true) && opts.remote_ssh_command.is_none() {
+            return Err(CmdError::Error(
+                "Network compression can only be used with remote recovery.\n\
+                 HINT: If you want to do a remote recovery you have to use the --remote-ssh-command option"
+                    .into(),
+            ));
+        }
         let remote = opts.remote_ssh_command.as_deref().filter(|c| !c.trim().is_empty()).map(RemoteShell::new);
         let dest = if remote.is_some() { PathBuf::from(destination) } else { absolute(Path::new(destination))? };
         let get_wal = opts.get_wal.unwrap_or_else(|| cfg.recovery_options.contains(&RecoveryOption::GetWal));
@@ -101,6 +117,8 @@ impl<'a> Plan<'a> {
         let tablespaces = place_tablespaces(info, &relocations, remote.is_some())?;
         let tar = check_tar_archives(&server, id, info, &tablespaces)?;
         let targets = Targets::settle(&server, opts, info, out)?;
+        let delta = check_delta(opts, cfg, info, remote.is_some())?;
+        let staging_path = staging_path(opts, cfg)?;
         Ok(Plan {
             opts,
             server_name,
@@ -116,7 +134,16 @@ impl<'a> Plan<'a> {
             targets,
             seg_size: info.xlog_segment_size.unwrap_or(WalSegSize::DEFAULT),
             server,
+            rsync: rsync_settings(opts, cfg),
+            delta,
+            staging_path,
         })
+    }
+
+    /// Whether the base backup is copied straight into a remote destination (a plain
+    /// backup; a tar-format one is extracted into the staging directory and shipped).
+    pub fn pushed(&self) -> bool {
+        self.remote.is_some() && self.tar.is_none()
     }
 
     /// The backup's directory in the catalogue.
@@ -197,6 +224,61 @@ fn target_time(text: &str, info: &BackupInfo, out: &mut Output) -> Result<DateTi
         }
     }
     Ok(dt)
+}
+
+/// The copy settings: the server's, with `--jobs`, `--bwlimit`, `--retry-*`,
+/// `--jobs-start-batch-*` and `--[no-]network-compression` over them.
+fn rsync_settings(opts: &Options, cfg: &ServerConfig) -> RsyncSettings {
+    let mut rs = RsyncSettings::from_config(cfg, false);
+    let c = &opts.copy;
+    if let Some(jobs) = opts.jobs.and_then(|j| usize::try_from(j).ok()) {
+        rs.workers = jobs.max(1);
+    }
+    if let Some(kbps) = c.bwlimit {
+        rs.bwlimit = (kbps > 0).then_some(kbps);
+    }
+    if let Some(times) = c.retry_times {
+        rs.retry.0 = times;
+    }
+    if let Some(secs) = c.retry_sleep {
+        rs.retry.1 = Duration::from_secs(secs);
+    }
+    if let Some(size) = c.start_batch_size {
+        rs.start_batch.0 = size as usize;
+    }
+    if let Some(secs) = c.start_batch_period.filter(|&s| s > 0) {
+        rs.start_batch.1 = Duration::from_secs(u64::from(secs));
+    }
+    if let Some(z) = c.network_compression {
+        rs.compress = z;
+    }
+    rs
+}
+
+/// Delta restore as `recovery_options` and `--[no-]delta-restore` ask; refused, as Barman
+/// does, for a local recovery of a backup that is not plain.
+fn check_delta(opts: &Options, cfg: &ServerConfig, info: &BackupInfo, remote: bool) -> Result<bool, CmdError> {
+    let delta = opts.copy.delta_restore.unwrap_or_else(|| cfg.recovery_options.contains(&RecoveryOption::DeltaRestore));
+    if delta && !remote && (info.compression.is_some() || info.encryption.is_some()) {
+        return Err(CmdError::Error(
+            "Cannot restore a backup locally with delta mode when the backup is not plain.".into(),
+        ));
+    }
+    Ok(delta)
+}
+
+/// `--recovery-staging-path` (absolute, as Barman's `parse_staging_path` wants), else
+/// `recovery_staging_path`.
+fn staging_path(opts: &Options, cfg: &ServerConfig) -> Result<Option<PathBuf>, CmdError> {
+    if let Some(p) = &opts.copy.recovery_staging_path {
+        if !Path::new(p).is_absolute() {
+            return Err(CmdError::Error(format!(
+                "Cannot parse recovery staging path: Invalid value : '{p}' (must be an absolute path)"
+            )));
+        }
+        return Ok(Some(PathBuf::from(p)));
+    }
+    Ok(cfg.value("recovery_staging_path").and_then(OptionValue::as_str).map(PathBuf::from))
 }
 
 /// A destination with `:` looks like Barman's old `host:path` form: refused with a hint.

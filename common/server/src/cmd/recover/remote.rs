@@ -10,7 +10,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use barman_common::config::OptionValue;
 use barman_common::remote::{run_captured, shell_quote, Captured, RemoteShell};
 
 use super::plan::{not_empty, Plan, WriteTo};
@@ -113,14 +112,9 @@ pub struct Staging {
 
 impl Staging {
     /// `<recovery_staging_path or barman_home>/.barman-recover-<server>-<pid>`.
-    pub fn create(ctx: &Context, server: &str) -> Result<Self, CmdError> {
-        let base = ctx
-            .config()
-            .server(server)
-            .and_then(|c| c.value("recovery_staging_path"))
-            .and_then(OptionValue::as_str)
-            .map_or_else(|| ctx.config().global().barman_home.clone(), PathBuf::from);
-        let path = base.join(format!(".barman-recover-{server}-{}", std::process::id()));
+    pub fn create(ctx: &Context, plan: &Plan<'_>) -> Result<Self, CmdError> {
+        let base = plan.staging_path.clone().unwrap_or_else(|| ctx.config().global().barman_home.clone());
+        let path = base.join(format!(".barman-recover-{}-{}", plan.server_name, std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path)
             .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o700)))
