@@ -302,8 +302,12 @@ async fn disqualified(
     if attrs == SessionAttrs::Any {
         return Ok(None);
     }
-    let reported = |name: &str| conn.parameter(name).map(|v| v == "on");
-    let (standby, default_ro) = (reported("in_hot_standby"), reported("default_transaction_read_only"));
+    // Read before any await: a borrow of the connection held across one makes the future
+    // non-Send (the transport is not Sync).
+    let (standby, default_ro) = {
+        let reported = |name: &str| conn.parameter(name).map(|v| v == "on");
+        (reported("in_hot_standby"), reported("default_transaction_read_only"))
+    };
     let in_hot_standby = match standby {
         Some(s) => s,
         None if attrs.asks_read_only() => false,
