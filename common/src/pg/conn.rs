@@ -233,12 +233,17 @@ impl ReplicationConnection {
         self.flush().await
     }
 
+    /// The output buffer, for messages queued by the sibling modules before a [`Self::flush`].
+    pub(super) fn wbuf(&mut self) -> &mut BytesMut {
+        &mut self.wbuf
+    }
+
     /// The walsender's process id.
     pub fn backend_pid(&self) -> i32 {
         self.backend_pid
     }
 
-    async fn flush(&mut self) -> Result<(), PgError> {
+    pub(super) async fn flush(&mut self) -> Result<(), PgError> {
         self.io.write_all(&self.wbuf).await?;
         self.wbuf.clear();
         self.io.flush().await?;

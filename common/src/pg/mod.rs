@@ -14,6 +14,7 @@ mod conn;
 mod conninfo;
 mod error;
 mod tls;
+mod upload_manifest;
 
 pub use basebackup::{
     quote_literal, BaseBackupEvent, BaseBackupOptions, BaseBackupStart, BaseBackupStream, TablespaceHeader,
