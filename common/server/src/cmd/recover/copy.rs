@@ -28,13 +28,14 @@ const EXCLUDED_FILES: [&str; 3] = ["postmaster.pid", "recovery.conf", "tablespac
 pub fn base_backup(plan: &Plan<'_>, to: &WriteTo, out: &mut Output) -> Result<(), CmdError> {
     out.info("Copying the base backup.");
     let mut progress = Progress::new("base backup", plan.info.size.unwrap_or(0));
-    match plan.tar {
-        Some(fmt) => extract(fmt, plan, to, &mut progress)?,
-        None => copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(|e| copy_failure(&e))?,
+    match (plan.tar, &plan.chain) {
+        (_, Some(chain)) => chain.combine(&plan.tablespaces, to, out)?,
+        (Some(fmt), None) => extract(fmt, plan, to, &mut progress)?,
+        (None, None) => copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(|e| copy_failure(&e))?,
     }
     for (t, location) in &plan.tablespaces {
         let oid = t.oid.to_string();
-        if plan.tar.is_none() {
+        if plan.tar.is_none() && plan.chain.is_none() {
             copy_tree(&plan.backup_dir().join(&oid), &to.tablespace(t, location), &mut progress)
                 .map_err(|e| copy_failure(&e))?;
         }

@@ -18,6 +18,7 @@
 //! settings, signal file, safety pass), `remote` (ssh checks, staging, rsync) and
 //! `report` (console lines). This module only runs them in order.
 
+mod combine;
 mod copy;
 mod options;
 mod plan;
@@ -27,6 +28,7 @@ mod settings;
 pub mod tar;
 mod wal;
 
+pub use combine::Staging;
 pub use options::{Options, TargetTli};
 
 use chrono::Local;
@@ -64,7 +66,11 @@ pub fn run(
     let start = Local::now();
     report::starting(&plan, out);
     // Where files are written: the destination itself, or a local staging copy of it.
-    let staging = plan.remote.as_ref().map(|_| remote::Staging::create(ctx, server_name)).transpose()?;
+    let staging = match (&plan.remote, &plan.chain) {
+        (Some(_), Some(chain)) => Some(remote::Staging::create_in(&chain.staging_base, server_name)?),
+        (Some(_), None) => Some(remote::Staging::create(ctx, server_name)?),
+        (None, _) => None,
+    };
     let to = WriteTo::new(&plan, staging.as_ref().map(|s| s.path.as_path()));
     report::pitr(&plan, out);
 

@@ -39,6 +39,8 @@ pub struct Options {
     pub jobs: Option<i64>,
     /// `--recovery-option-port`: `--port` of a remote `barman-wal-restore`.
     pub recovery_option_port: Option<String>,
+    /// `--staging-path`, `--staging-location`, `--local-staging-path`, `--combine-mode`.
+    pub staging: super::combine::Staging,
 }
 
 impl Options {

@@ -54,6 +54,8 @@ pub struct Plan<'a> {
     pub targets: Targets,
     /// The backup's WAL segment size.
     pub seg_size: WalSegSize,
+    /// The incremental chain to combine (`None`: not an incremental backup).
+    pub chain: Option<super::combine::Chain>,
 }
 
 /// The recovery targets, as Barman's `_set_pitr_targets` settles them.
@@ -101,6 +103,8 @@ impl<'a> Plan<'a> {
         let tablespaces = place_tablespaces(info, &relocations, remote.is_some())?;
         let tar = check_tar_archives(&server, id, info, &tablespaces)?;
         let targets = Targets::settle(&server, opts, info, out)?;
+        let chain =
+            super::combine::Chain::prepare(cfg, (&catalogue, &server.layout), (id, info), opts, remote.is_some(), out)?;
         Ok(Plan {
             opts,
             server_name,
@@ -115,6 +119,7 @@ impl<'a> Plan<'a> {
             tar,
             targets,
             seg_size: info.xlog_segment_size.unwrap_or(WalSegSize::DEFAULT),
+            chain,
             server,
         })
     }

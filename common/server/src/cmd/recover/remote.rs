@@ -120,6 +120,11 @@ impl Staging {
             .and_then(|c| c.value("recovery_staging_path"))
             .and_then(OptionValue::as_str)
             .map_or_else(|| ctx.config().global().barman_home.clone(), PathBuf::from);
+        Self::create_in(&base, server)
+    }
+
+    /// `<base>/.barman-recover-<server>-<pid>` (an incremental chain is combined there).
+    pub fn create_in(base: &Path, server: &str) -> Result<Self, CmdError> {
         let path = base.join(format!(".barman-recover-{server}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path)
