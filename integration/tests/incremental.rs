@@ -14,6 +14,7 @@ use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{BackupInfo, BackupStatus, ServerLayout};
 use barman_integration::cmd::{as_user, execute};
 use barman_integration::fixtures::{backup_ids, backup_info};
+use barman_integration::hosts::BackupHost;
 use barman_integration::pg::SYSTEM_PATH;
 use barman_integration::pgversion::PgVersion;
 use barman_integration::{
@@ -72,6 +73,7 @@ impl Chain {
         let t0 = Instant::now();
         self.barman.run(&args)?;
         let took = t0.elapsed();
+        eprintln!("barman {args:?}: {took:?}");
         let id = backup_ids(&self.layout()).into_iter().find(|i| !before.contains(i)).context("no new backup")?;
         ensure!(self.info(&id)?.status == BackupStatus::Done, "{id} not DONE");
         Ok((id, took))
@@ -97,12 +99,18 @@ impl Chain {
         args.extend_from_slice(extra);
         args.extend(["pg", id, dest_s]);
         match real {
-            None => self.barman.run(&args).map(drop)?,
+            None => {
+                let t0 = Instant::now();
+                self.barman.run(&args)?;
+                eprintln!("barman {args:?}: {:?}", t0.elapsed());
+            }
             Some(real) => real_barman(real, self, &args).map(drop)?,
         }
         ensure!(dest.join("global/pg_control").is_file(), "nothing recovered in {dest_s}");
         let restored = PgCluster::start_existing(&self.scratch, &dest, PgOptions::default().version(self.version))?;
+        let t0 = Instant::now();
         restored.wait_for_recovery_end(Duration::from_mins(2))?;
+        eprintln!("recovery end after {:?}", t0.elapsed());
         Ok(restored)
     }
 }
@@ -113,7 +121,9 @@ fn real_barman(real: &RealBarman, c: &Chain, args: &[&str]) -> Result<String> {
     as_user(&mut cmd, c.barman.user());
     let path = format!("{}:{}:{SYSTEM_PATH}", real.bin_dir().display(), c.version.client_bin().display());
     cmd.env("PATH", path).arg("-c").arg(c.barman.config_path()).args(args);
+    let t0 = Instant::now();
     let outcome = execute(&mut cmd, None, Duration::from_mins(3))?;
+    eprintln!("real barman {args:?}: {:?}", t0.elapsed());
     outcome.success().with_context(|| format!("real barman {args:?}; log:\n{}", c.barman.log()))?;
     Ok(outcome.stdout_str())
 }
@@ -233,7 +243,7 @@ fn real_barman_and_ours_recover_each_others_chains() -> Result<()> {
     // Barman's incremental on top of our full backup, then ours on top of Barman's.
     c.work(201, 300)?;
     std::thread::sleep(Duration::from_millis(1100));
-    real_barman(&real, &c, &["backup", "pg", "--wait", "--incremental", &full])?;
+    real_barman(&real, &c, &["backup", "pg", "--wait", "--immediate-checkpoint", "--incremental", &full])?;
     let theirs = backup_ids(&c.layout()).pop().context("barman's backup")?;
     ensure!(c.info(&theirs)?.parent_backup_id.map(|p| p.to_string()) == Some(full.clone()), "Barman's parent");
     let at_theirs = Chain::state(&c.pg)?;
@@ -264,5 +274,69 @@ fn incremental_refused_before_postgres_17() -> Result<()> {
     let want = "failed to start backup: Postgres version 17 or greater is required for incremental backups";
     ensure!(out.code() == Some(1) && out.stderr_str().contains(want), "{out:?}");
     ensure!(backup_ids(&c.layout()) == [full], "a refused incremental left a backup");
+    Ok(())
+}
+
+/// Must-show 3 (relay): a chain taken on our primary A is relayed to our passive B (parents
+/// first, chain fields kept, the parent's children refreshed when a later incremental
+/// arrives) and recovered on B alone.
+#[test]
+fn chain_relayed_to_a_passive_node_recovers_there() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    skip_unless!(PgVersion::V18.require());
+    let scratch = Scratch::new("incremental relay")?;
+    let ours = cargo_bin("barman")?;
+    let mut a = BackupHost::start(&scratch, "a", &ours, None)?;
+    let mut b = BackupHost::start(&scratch, "b", &ours, None)?;
+    b.trust(&a)?;
+    let archive_command = format!(
+        "{client} --port {port} {addr} pg %p",
+        client = cargo_bin("barman-wal-archive")?.display(),
+        port = a.sshd.port(),
+        addr = a.sshd.host(),
+    );
+    let opts = PgOptions::default()
+        .version(PgVersion::V18)
+        .archive_command(archive_command)
+        .path_prefix(a.sshd.ssh_wrapper_dir_for("postgres")?)
+        .conf("summarize_wal = on");
+    let pg = PgCluster::start(&scratch, opts)?;
+    let gzip = BarmanServerOptions { compression: Some("gzip".into()), ..BarmanServerOptions::default() };
+    a.home.add_server("pg", &pg, &gzip)?;
+    let prefix = format!("path_prefix = {}", PgVersion::V18.client_bin().display());
+    b.add_passive("pg", &a, "gzip", &[&prefix])?;
+    let (la, lb) = (ServerLayout::default_for(&a.home.home(), "pg"), ServerLayout::default_for(&b.home.home(), "pg"));
+    let backup = |parent: Option<&str>| -> Result<String> {
+        let mut args = vec!["backup", "pg", "--wait", "--immediate-checkpoint"];
+        args.extend(parent.map(|p| ["--incremental", p]).iter().flatten());
+        a.home.run(&args)?;
+        backup_ids(&la).pop().context("no backup on A")
+    };
+    pg.pgbench_init(2)?;
+    pg.psql("create table t (id int primary key)")?;
+    pg.psql("insert into t select generate_series(1, 100)")?;
+    let full = backup(None)?;
+    pg.pgbench(&["-n", "-t", "300", "-c", "2"])?;
+    pg.psql("insert into t select generate_series(101, 200)")?;
+    let inc1 = backup(Some("latest"))?;
+    b.relay(&["pg"])?.success().with_context(|| format!("B's log:\n{}", b.home.log()))?;
+    ensure!(backup_ids(&lb) == [full.clone(), inc1.clone()], "B holds {:?}", backup_ids(&lb));
+    pg.pgbench(&["-n", "-t", "300", "-c", "2"])?;
+    pg.psql("insert into t select generate_series(201, 300)")?;
+    let inc2 = backup(Some("latest"))?;
+    let want = Chain::state(&pg)?;
+    b.relay(&["pg"])?.success().with_context(|| format!("B's log:\n{}", b.home.log()))?;
+    for id in [&full, &inc1, &inc2] {
+        let (on_a, on_b) = (backup_info(&la, id)?, backup_info(&lb, id)?);
+        ensure!(on_b.status == BackupStatus::Done, "{id} on B: {:?}", on_b.status);
+        ensure!(on_a.parent_backup_id == on_b.parent_backup_id, "{id}: parent differs");
+        ensure!(on_a.children_backup_ids == on_b.children_backup_ids, "{id}: children differ on B");
+    }
+    let dest = scratch.mkdir_owned_mode("recovered-on-b", "barman", 0o700)?;
+    b.home.run(&["recover", "pg", &inc2, dest.to_str().context("utf8")?])?;
+    let restored = PgCluster::start_existing(&scratch, &dest, PgOptions::default().version(PgVersion::V18))?;
+    restored.wait_for_recovery_end(Duration::from_mins(2))?;
+    ensure!(Chain::state(&restored)? == want, "recovered on B: {:?} want {want:?}", Chain::state(&restored)?);
     Ok(())
 }
