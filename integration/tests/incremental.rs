@@ -88,7 +88,10 @@ impl Chain {
 
     /// What the recovered cluster must hold: the rows of `t` and the pgbench balances.
     fn state(pg: &PgCluster) -> Result<(String, String)> {
-        Ok((pg.psql("select count(*) || ':' || max(id) from t")?, pg.psql("select sum(abalance) from pgbench_accounts")?))
+        Ok((
+            pg.psql("select count(*) || ':' || max(id) from t")?,
+            pg.psql("select sum(abalance) from pgbench_accounts")?,
+        ))
     }
 
     /// `barman recover` (ours, or `real`'s) of `id` into a fresh directory, started.
@@ -162,9 +165,14 @@ fn chain_of_two_incrementals(version: PgVersion) -> Result<()> {
 
     // The chain as Barman 3.20.1 writes it.
     let (f, i1, i2) = (c.info(&full)?, c.info(&inc1)?, c.info(&inc2)?);
-    ensure!(f.parent_backup_id.is_none() && i1.parent_backup_id.as_ref().map(|p| p.as_str()) == Some(&full));
-    ensure!(i2.parent_backup_id.as_ref().map(|p| p.as_str()) == Some(inc1.as_str()));
-    let kids = |i: &BackupInfo| i.children_backup_ids.clone().unwrap_or_default().iter().map(|b| b.to_string()).collect::<Vec<_>>();
+    ensure!(
+        f.parent_backup_id.is_none()
+            && i1.parent_backup_id.as_ref().map(barman_common::catalogue::BackupId::as_str) == Some(&full)
+    );
+    ensure!(i2.parent_backup_id.as_ref().map(barman_common::catalogue::BackupId::as_str) == Some(inc1.as_str()));
+    let kids = |i: &BackupInfo| {
+        i.children_backup_ids.clone().unwrap_or_default().iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
     ensure!(kids(&f) == [inc1.clone()] && kids(&i1) == [inc2.clone()] && kids(&i2).is_empty(), "children");
     for i in [&f, &i1, &i2] {
         ensure!(i.summarize_wal.as_deref() == Some("on") && i.data_checksums.as_deref() == Some("on"));

@@ -64,7 +64,7 @@ pub struct TimelineHistory {
 pub struct ReplicationConnection {
     io: Box<dyn Transport>,
     rbuf: BytesMut,
-    wbuf: BytesMut,
+    pub(super) wbuf: BytesMut,
     params: HashMap<String, String>,
     backend_pid: i32,
 }
@@ -231,11 +231,6 @@ impl ReplicationConnection {
         tracing::debug!(query = sql, "replication command");
         frontend::query(sql, &mut self.wbuf)?;
         self.flush().await
-    }
-
-    /// The output buffer, for messages queued by the sibling modules before a [`Self::flush`].
-    pub(super) fn wbuf(&mut self) -> &mut BytesMut {
-        &mut self.wbuf
     }
 
     /// The walsender's process id.

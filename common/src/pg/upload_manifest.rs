@@ -36,10 +36,10 @@ impl ReplicationConnection {
             }
         }
         for chunk in manifest.chunks(CHUNK) {
-            encode_copy_data(chunk, self.wbuf());
+            encode_copy_data(chunk, &mut self.wbuf);
             self.flush().await?;
         }
-        frontend::copy_done(self.wbuf());
+        frontend::copy_done(&mut self.wbuf);
         self.flush().await?;
         self.collect_result(Vec::new()).await.map(|_| ())
     }

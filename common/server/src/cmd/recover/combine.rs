@@ -22,23 +22,9 @@ use barman_common::catalogue::{BackupId, BackupInfo, Catalogue, ServerLayout};
 use barman_common::config::{OptionValue, ServerConfig};
 use barman_common::remote::run_captured;
 
-use super::options::Options;
-use super::plan::WriteTo;
+use super::options::{Options, Staging};
 use crate::output::Output;
 use crate::CmdError;
-
-/// The staging options of one recover call (command line; the configuration fills the rest).
-#[derive(Debug, Clone, Default)]
-pub struct Staging {
-    /// `--local-staging-path` (deprecated by Barman for `--staging-path`).
-    pub local_staging_path: Option<String>,
-    /// `--staging-path`.
-    pub staging_path: Option<String>,
-    /// `--staging-location` (`local` or `remote`).
-    pub staging_location: Option<String>,
-    /// `--combine-mode`.
-    pub combine_mode: Option<String>,
-}
 
 /// One link of a chain: the backup and its data directory in the catalogue.
 #[derive(Debug, Clone)]
@@ -117,7 +103,8 @@ fn staging_base(
     server: &str,
     out: &mut Output,
 ) -> Result<PathBuf, CmdError> {
-    if let Some(path) = staging.staging_path.clone().or_else(|| cfg.staging_path.as_ref().map(|p| p.display().to_string()))
+    if let Some(path) =
+        staging.staging_path.clone().or_else(|| cfg.staging_path.as_ref().map(|p| p.display().to_string()))
     {
         return Ok(PathBuf::from(path));
     }
@@ -153,7 +140,12 @@ fn walk_to_root(
     let mut links = Vec::new();
     let mut current = Some((id.clone(), info.clone()));
     while let Some((id, info)) = current.take() {
-        let broken = |why: String| CmdError::Error(format!("Cannot combine the incremental chain of backup {}: link {id} {why}", links.first().map_or(&id, |l: &Link| &l.id)));
+        let broken = |why: String| {
+            CmdError::Error(format!(
+                "Cannot combine the incremental chain of backup {}: link {id} {why}",
+                links.first().map_or(&id, |l: &Link| &l.id)
+            ))
+        };
         if !info.status.is_available() {
             return Err(broken(format!("is {}, not DONE", info.status.as_str())));
         }
@@ -162,7 +154,10 @@ fn walk_to_root(
         }
         let data = layout.backup_dir(&id).join("data");
         if !data.join("backup_manifest").is_file() || !data.join("global").join("pg_control").is_file() {
-            return Err(broken(format!("has no usable data directory ({} with backup_manifest and global/pg_control)", data.display())));
+            return Err(broken(format!(
+                "has no usable data directory ({} with backup_manifest and global/pg_control)",
+                data.display()
+            )));
         }
         current = match &info.parent_backup_id {
             Some(parent) => match catalogue.get(parent.as_str()) {
@@ -191,12 +186,10 @@ fn find_tool(path_prefix: Option<&str>) -> Result<(PathBuf, u32), CmdError> {
     let version = Command::new(&tool).arg("--version").stdin(Stdio::null()).output()?;
     // "pg_combinebackup (PostgreSQL) 18.6"
     let text = String::from_utf8_lossy(&version.stdout);
-    let major = text
-        .split_whitespace()
-        .last()
-        .and_then(|v| v.split('.').next())
-        .and_then(|m| m.parse().ok())
-        .ok_or_else(|| CmdError::Error(format!("cannot read the version of {}: {}", tool.display(), text.trim())))?;
+    let major =
+        text.split_whitespace().last().and_then(|v| v.split('.').next()).and_then(|m| m.parse().ok()).ok_or_else(
+            || CmdError::Error(format!("cannot read the version of {}: {}", tool.display(), text.trim())),
+        )?;
     Ok((tool, major))
 }
 
@@ -229,33 +222,24 @@ const CLEANED_CONTENT: [&str; 4] = ["pg_log", "log", "pg_xlog", "pg_wal"];
 const CLEANED_FILES: [&str; 3] = ["postmaster.pid", "recovery.conf", "tablespace_map"];
 
 impl Chain {
-    /// Combines the chain into `to` (tablespaces where `to` places them), cleans the result
-    /// as Barman does and verifies it against the manifest `pg_combinebackup` wrote.
-    pub fn combine(
-        &self,
-        tablespaces: &[(barman_common::catalogue::Tablespace, PathBuf)],
-        to: &WriteTo,
-        out: &mut Output,
-    ) -> Result<(), CmdError> {
+    /// Combines the chain into `root` (each tablespace, by oid, into the directory given),
+    /// cleans the result as Barman does and verifies it against the manifest
+    /// `pg_combinebackup` wrote.
+    pub fn combine(&self, root: &Path, tablespaces: &[(u32, PathBuf)], out: &mut Output) -> Result<(), CmdError> {
         let leaf = self.links.last().expect("a chain has its leaf");
-        out.info(format!(
-            "Start combining backup via pg_combinebackup for backup {} on {}",
-            leaf.id,
-            to.root.display()
-        ));
+        out.info(format!("Start combining backup via pg_combinebackup for backup {} on {}", leaf.id, root.display()));
         let mut cmd = Command::new(&self.tool);
         let mut output = OsString::from("--output=");
-        output.push(&to.root);
+        output.push(root);
         cmd.arg(output);
-        for (t, location) in tablespaces {
-            let source = leaf.data.parent().expect("base/<id>/data").join(t.oid.to_string());
-            let dest = to.tablespace(t, location);
-            fs::create_dir_all(&dest)?;
+        for (oid, dest) in tablespaces {
+            let source = leaf.data.parent().expect("base/<id>/data").join(oid.to_string());
+            fs::create_dir_all(dest)?;
             cmd.arg(format!("--tablespace-mapping={}={}", source.display(), dest.display()));
         }
         cmd.arg(format!("--{}", self.mode));
         cmd.args(self.links.iter().map(|l| &l.data)).stdin(Stdio::null());
-        run(&mut cmd, "pg_combinebackup", &to.root)?;
+        run(&mut cmd, "pg_combinebackup", root)?;
         out.info(format!("End combining backup via pg_combinebackup for backup {}", leaf.id));
         let off = |l: &Link| l.info.data_checksums.as_deref() == Some("off");
         if leaf.info.data_checksums.as_deref() == Some("on") && self.links.iter().any(off) {
@@ -265,8 +249,8 @@ impl Chain {
                  the destination directory to avoid failures.",
             );
         }
-        self.verify(&to.root)?;
-        cleanup(&to.root)?;
+        self.verify(root)?;
+        cleanup(root)?;
         Ok(())
     }
 

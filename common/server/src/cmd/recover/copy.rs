@@ -29,9 +29,15 @@ pub fn base_backup(plan: &Plan<'_>, to: &WriteTo, out: &mut Output) -> Result<()
     out.info("Copying the base backup.");
     let mut progress = Progress::new("base backup", plan.info.size.unwrap_or(0));
     match (plan.tar, &plan.chain) {
-        (_, Some(chain)) => chain.combine(&plan.tablespaces, to, out)?,
+        (_, Some(chain)) => {
+            let tablespaces: Vec<(u32, PathBuf)> =
+                plan.tablespaces.iter().map(|(t, location)| (t.oid, to.tablespace(t, location))).collect();
+            chain.combine(&to.root, &tablespaces, out)?;
+        }
         (Some(fmt), None) => extract(fmt, plan, to, &mut progress)?,
-        (None, None) => copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(|e| copy_failure(&e))?,
+        (None, None) => {
+            copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(|e| copy_failure(&e))?;
+        }
     }
     for (t, location) in &plan.tablespaces {
         let oid = t.oid.to_string();

@@ -28,8 +28,7 @@ mod settings;
 pub mod tar;
 mod wal;
 
-pub use combine::Staging;
-pub use options::{Options, TargetTli};
+pub use options::{Options, Staging, TargetTli};
 
 use chrono::Local;
 

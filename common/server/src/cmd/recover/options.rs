@@ -40,7 +40,7 @@ pub struct Options {
     /// `--recovery-option-port`: `--port` of a remote `barman-wal-restore`.
     pub recovery_option_port: Option<String>,
     /// `--staging-path`, `--staging-location`, `--local-staging-path`, `--combine-mode`.
-    pub staging: super::combine::Staging,
+    pub staging: Staging,
 }
 
 impl Options {
@@ -54,6 +54,19 @@ impl Options {
             self.target_immediate,
         ]
     }
+}
+
+/// The staging options of one recover call (command line; the configuration fills the rest).
+#[derive(Debug, Clone, Default)]
+pub struct Staging {
+    /// `--local-staging-path` (deprecated by Barman for `--staging-path`).
+    pub local_staging_path: Option<String>,
+    /// `--staging-path`.
+    pub staging_path: Option<String>,
+    /// `--staging-location` (`local` or `remote`).
+    pub staging_location: Option<String>,
+    /// `--combine-mode`.
+    pub combine_mode: Option<String>,
 }
 
 /// `--target-tli`: a timeline number, `current` (the backup's) or `latest` (the newest
