@@ -81,7 +81,7 @@ impl Chain {
 
     /// Rows added to `t` (ids `from..=to`) and a pgbench run before them.
     fn work(&self, from: u32, to: u32) -> Result<()> {
-        self.pg.pgbench(&["-n", "-t", "300", "-c", "2"])?;
+        self.pg.pgbench(&["-n", "-t", "200", "-c", "2"])?;
         self.pg.psql(&format!("insert into t select g from generate_series({from},{to}) g"))?;
         Ok(())
     }
@@ -146,7 +146,7 @@ fn chain_of_two_incrementals_recovers_and_deletes_as_barman() -> Result<()> {
 
 fn chain_of_two_incrementals(version: PgVersion) -> Result<()> {
     let c = Chain::start(&format!("incremental {}", version.major()), version)?;
-    c.pg.pgbench_init(5)?;
+    c.pg.pgbench_init(3)?;
     c.pg.psql("create table t (id int primary key)")?;
     c.work(1, 100)?;
     let (full, full_time) = c.backup(None)?;
