@@ -16,7 +16,7 @@
 # Targets (issue 19): incremental <= 10 % of the full's time; chain recovery <= 1.2 x the
 # equivalent full's recovery and faster than Barman's.
 #
-# Run as root. Knobs: SCALE (default 100; QUICK=1: 5), PCT (default 1), ROUNDS (default 2),
+# Run as root. Knobs: ORDER (default "ours real"), SCALE (default 100; QUICK=1: 5), PCT (default 1), ROUNDS (default 2),
 # OUR_BIN (default <repo>/target/release, built first unless NO_BUILD=1; target/debug works
 # for a smoke run), BARMAN_VENV (default /opt/barman-venv), KEEP=1 keeps the scratch dir.
 # Progress goes to stderr, the table to stdout.
@@ -30,6 +30,9 @@ SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 if [ "${QUICK:-0}" = 1 ]; then SCALE=${SCALE:-5}; else SCALE=${SCALE:-100}; fi
 PCT=${PCT:-1}
 ROUNDS=${ROUNDS:-2}
+# Who goes first: the first contender's updates move tuples into pages the second's then
+# reuse, so run both orders before comparing sizes.
+ORDER=${ORDER:-ours real}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
@@ -154,7 +157,7 @@ recover() { # HOME ID: wall seconds
 
 declare -A FULL INC EQ
 printf '%-6s %-10s %-18s %9s %14s %9s %9s\n' tool step backup_id wall_s bytes t/full b/full
-for h in ours real; do
+for h in $ORDER; do
     read -r fid fwall fbytes < <(backup "$h")
     printf '%-6s %-10s %-18s %9s %14s %9s %9s\n' "$h" full "$fid" "$fwall" "$fbytes" 1 1
     parent=$fid
@@ -173,7 +176,7 @@ for h in ours real; do
 done
 echo
 printf '%-6s %-28s %9s\n' tool recovery wall_s
-for h in ours real; do
+for h in $ORDER; do
     c=$(recover "$h" "${INC[$h]}"); e=$(recover "$h" "${EQ[$h]}")
     printf '%-6s %-28s %9s\n' "$h" "chain of $((ROUNDS + 1)) (${INC[$h]})" "$c" "$h" "equivalent full (${EQ[$h]})" "$e"
     eval "CHAIN_$h=$c EQREC_$h=$e"
