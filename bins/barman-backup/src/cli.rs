@@ -58,6 +58,12 @@ pub fn command() -> Command {
                 .value_parser(clap::value_parser!(u64))
                 .help("seconds between two attempts (overrides basebackup_retry_sleep)"),
         )
+        .arg(
+            Arg::new("incremental")
+                .long("incremental")
+                .value_name("BACKUP_ID")
+                .help("block-level incremental backup (PG 17+, backup_method = postgres) on top of BACKUP_ID, latest or latest-full"),
+        )
         .arg(flag("wait").short('w').help("wait until every WAL file the backup needs is archived (status DONE)"))
         .arg(
             Arg::new("wait-timeout")
@@ -91,6 +97,7 @@ pub fn options(m: &ArgMatches) -> Options {
         config: m.get_one::<String>("config").cloned(),
         server: m.get_one::<String>("SERVER_NAME").cloned().unwrap_or_default(),
         name: m.get_one::<String>("name").cloned(),
+        incremental: m.get_one::<String>("incremental").cloned(),
         immediate_checkpoint: immediate,
         wait: m.get_flag("wait"),
         reuse_backup: m.get_one::<String>("reuse-backup").and_then(|mode| mode.parse().ok()),
@@ -124,6 +131,7 @@ mod tests {
             Some(false)
         );
         assert!(command().try_get_matches_from(["b"]).is_err());
+        assert_eq!(parse(&["b", "--incremental", "latest-full", "pg"]).incremental.as_deref(), Some("latest-full"));
         let o = parse(&["b", "--jobs", "4", "--bwlimit", "100", "--no-retry", "--retry-sleep", "3", "pg"]);
         assert_eq!((o.jobs, o.bwlimit, o.retry_times, o.retry_sleep), (Some(4), Some(100), Some(0), Some(3)));
     }

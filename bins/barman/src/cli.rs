@@ -387,6 +387,10 @@ pub struct Backup {
     /// maximum execution time, in seconds, of the checks run before the backup (default: the server's check_timeout)
     #[arg(long)]
     pub check_timeout: Option<u64>,
+    /// performs an incremental backup on top of BACKUP_ID (or latest, latest-full): PG 17+,
+    /// backup_method = postgres, summarize_wal = on
+    #[arg(long, value_name = "BACKUP_ID")]
+    pub incremental: Option<String>,
     /// Options refused until their issue wires them.
     #[command(flatten)]
     pub refused: BackupRefused,
@@ -492,6 +496,19 @@ pub struct Recover {
     /// The rsync copy of a remote recovery.
     #[command(flatten)]
     pub copy: RecoverCopy,
+    /// where an incremental chain is combined before a remote copy (deprecated by Barman for
+    /// --staging-path)
+    #[arg(long)]
+    pub local_staging_path: Option<String>,
+    /// staging directory: where an incremental chain is combined before a remote copy
+    #[arg(long)]
+    pub staging_path: Option<String>,
+    /// where the staging directory is: local (remote is refused: combining on the target host)
+    #[arg(long, value_parser = ["local", "remote"])]
+    pub staging_location: Option<String>,
+    /// how pg_combinebackup writes the combined files: copy, link, clone or copy-file-range
+    #[arg(long, value_parser = ["copy", "link", "clone", "copy-file-range"])]
+    pub combine_mode: Option<String>,
     /// the server name
     #[arg(value_name = "SERVER_NAME")]
     pub server: String,

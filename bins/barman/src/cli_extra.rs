@@ -215,9 +215,6 @@ pub struct CloudWalRestore {
 /// `backup` options parsed and refused until their issue wires them.
 #[derive(Debug, Args)]
 pub struct BackupRefused {
-    /// refused until issue 19: block-level incremental backup on top of BACKUP_ID
-    #[arg(long, value_name = "BACKUP_ID")]
-    pub incremental: Option<String>,
     /// refused until issue 18
     #[arg(long)]
     pub jobs_start_batch_period: Option<u32>,
@@ -289,18 +286,6 @@ pub struct RecoverRefused {
     /// refused until issue 17: copy .partial WAL files with --no-get-wal
     #[arg(long)]
     pub partial_wal: bool,
-    /// refused until issue 19: where incremental backups are combined
-    #[arg(long)]
-    pub local_staging_path: Option<String>,
-    /// refused until issues 18/19
-    #[arg(long)]
-    pub staging_path: Option<String>,
-    /// refused until issues 18/19
-    #[arg(long, value_parser = ["local", "remote"])]
-    pub staging_location: Option<String>,
-    /// refused until issue 19: pg_combinebackup mode
-    #[arg(long, value_parser = ["copy", "link", "clone", "copy-file-range"])]
-    pub combine_mode: Option<String>,
     /// refused until issue 17: file receiving the recovery settings
     #[arg(long)]
     pub recovery_conf_filename: Option<String>,
@@ -330,7 +315,6 @@ impl BackupRefused {
     pub fn refused(&self) -> Option<(&'static str, &'static str)> {
         const RSYNC: &str = "rsync copy machinery, issue 18";
         first(&[
-            (self.incremental.is_some(), "--incremental", "incremental backups, issue 19"),
             (self.jobs_start_batch_period.is_some(), "--jobs-start-batch-period", RSYNC),
             (self.jobs_start_batch_size.is_some(), "--jobs-start-batch-size", RSYNC),
             (self.keepalive_interval.is_some(), "--keepalive-interval", RSYNC),
@@ -349,10 +333,6 @@ impl RecoverRefused {
         first(&[
             (self.staging_wal_directory.is_some(), "--staging-wal-directory", "issue 17"),
             (self.partial_wal, "--partial-wal", "issue 17"),
-            (self.local_staging_path.is_some(), "--local-staging-path", "incremental backups, issue 19"),
-            (self.staging_path.is_some(), "--staging-path", "issues 18 and 19"),
-            (self.staging_location.is_some(), "--staging-location", "issues 18 and 19"),
-            (self.combine_mode.is_some(), "--combine-mode", "incremental backups, issue 19"),
             (self.recovery_conf_filename.is_some(), "--recovery-conf-filename", "issue 17"),
             (self.snapshot_recovery_instance.is_some(), "--snapshot-recovery-instance", CLOUD),
             (self.snapshot_recovery_zone.is_some(), "--snapshot-recovery-zone", CLOUD),

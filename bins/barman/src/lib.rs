@@ -59,6 +59,7 @@ fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> 
                 config,
                 servers: a.servers.clone(),
                 name: a.name.clone(),
+                incremental: a.incremental.clone(),
                 wait: a.wait,
                 wait_timeout: a.wait_timeout,
                 immediate_checkpoint: checkpoint(a),
@@ -222,6 +223,12 @@ fn recover_options(a: &cli::Recover) -> recover::Options {
         jobs: a.jobs,
         recovery_option_port: a.recovery_option_port.clone(),
         copy: copy_overrides(&a.copy),
+        staging: recover::Staging {
+            local_staging_path: a.local_staging_path.clone(),
+            staging_path: a.staging_path.clone(),
+            staging_location: a.staging_location.clone(),
+            combine_mode: a.combine_mode.clone(),
+        },
         ..target_options(&a.target)
     }
 }

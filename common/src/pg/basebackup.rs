@@ -40,6 +40,9 @@ pub struct BaseBackupOptions {
     pub compression: Option<String>,
     /// `COMPRESSION_DETAIL`, e.g. `level=3,workers=2` (only with `compression`).
     pub compression_detail: Option<String>,
+    /// `INCREMENTAL` (PG 17+): a block-level incremental backup on top of the manifest sent
+    /// first on the same connection ([`ReplicationConnection::upload_manifest`]).
+    pub incremental: bool,
 }
 
 impl Default for BaseBackupOptions {
@@ -55,6 +58,7 @@ impl Default for BaseBackupOptions {
             max_rate_kbps: None,
             compression: None,
             compression_detail: None,
+            incremental: false,
         }
     }
 }
@@ -90,6 +94,9 @@ impl BaseBackupOptions {
                 parts.push(format!("COMPRESSION_DETAIL {}", quote_literal(detail)));
             }
         }
+        if self.incremental {
+            parts.push("INCREMENTAL".into());
+        }
         format!("BASE_BACKUP ( {} )", parts.join(", "))
     }
 }
@@ -99,7 +106,7 @@ impl BaseBackupOptions {
     /// TABLESPACE_MAP MANIFEST 'yes' ...` (spec `protocol.md` 5.1). `MANIFEST` needs PG13.
     /// Server-side compression does not exist there: `None` when it is asked for.
     pub fn legacy_command(&self) -> Option<String> {
-        if self.compression.is_some() {
+        if self.compression.is_some() || self.incremental {
             return None;
         }
         let mut parts = vec![format!("BASE_BACKUP LABEL {}", quote_literal(&self.label))];

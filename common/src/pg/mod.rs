@@ -18,6 +18,7 @@ mod endpoint;
 mod error;
 mod service;
 mod tls;
+mod upload_manifest;
 
 pub use basebackup::{
     quote_literal, BaseBackupEvent, BaseBackupOptions, BaseBackupStart, BaseBackupStream, TablespaceHeader,

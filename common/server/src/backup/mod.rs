@@ -17,6 +17,7 @@
 
 pub mod copy;
 mod error;
+mod incremental;
 mod job;
 pub mod lowlevel;
 pub mod metadata;
@@ -72,13 +73,14 @@ fn run_with(opts: &Options, out: &mut Output) -> Result<(), ToolError> {
         .server(&opts.server)
         .ok_or_else(|| ToolError::Usage(format!("Unknown server '{}'", opts.server)))?;
     let settings = Settings::new(cfg, opts)?;
+    let parent = opts.incremental.as_deref().map(|spec| incremental::resolve(&server.layout, spec)).transpose()?;
     let lock = server.try_lock(&LockKind::Backup, "backup").map_err(|e| ToolError::Failed(e.to_string()))?;
     orphans::fail_orphans(&server.layout);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ToolError::Internal(format!("tokio runtime: {e}")))?;
-    let result = runtime.block_on(backup(&server, &settings, opts, out));
+    let result = runtime.block_on(backup(&server, &settings, opts, parent, out));
     drop(lock);
     let (id, info) = result?;
     report(out, &id, &info);
@@ -158,10 +160,15 @@ async fn backup(
     server: &Server,
     settings: &Settings,
     opts: &Options,
+    parent: Option<(BackupId, BackupInfo)>,
     out: &mut Output,
 ) -> Result<(BackupId, BackupInfo), ToolError> {
     let layout = &server.layout;
-    let sessions = connect(layout, settings).await?;
+    let mut sessions = connect(layout, settings).await?;
+    let parent = match parent {
+        Some(p) => Some(incremental::validate(&mut sessions.sql, &settings.method, layout, p).await?),
+        None => None,
+    };
     layout.ensure_dirs().map_err(|e| ToolError::Failed(e.to_string()))?;
     let started = Instant::now();
     let id = new_backup_id(layout);
@@ -172,6 +179,7 @@ async fn backup(
         systemid: Some(sessions.system_id.to_string()),
         mode: Some(settings.method.mode().into()),
         compression: settings.storage.recorded_compression(),
+        parent_backup_id: parent.clone(),
         ..BackupInfo::default()
     };
     info.status = BackupStatus::Empty;
@@ -187,6 +195,15 @@ async fn backup(
     ));
 
     let result = take(&mut job, server, sessions, settings, opts, out, started).await;
+    if let Some(parent) = &parent {
+        // Whatever the outcome, as Barman: failed children are found through their parent.
+        if let Err(e) = incremental::link_child(layout, parent, &job.id) {
+            out.warning(format!("could not record {} as a child of {parent}: {e}", job.id));
+        }
+        if result.is_ok() && !incremental::checksum_consistent(layout, &job.info) {
+            out.warning(CHECKSUM_WARNING);
+        }
+    }
     // Barman runs the post-backup scripts whatever happened, with the final backup.info.
     if server.hooks.any(HookEvent::Backup) {
         let env = hook_env(&job);
@@ -194,6 +211,11 @@ async fn backup(
     }
     result.map(|()| (job.id, job.info))
 }
+
+/// Barman's warning after an incremental backup whose chain mixes checksum settings.
+const CHECKSUM_WARNING: &str = "This is an incremental backup taken with `data_checksums = on` whereas some previous \
+     backups in the chain were taken with `data_checksums = off`. This can lead to potential recovery issues. \
+     Consider taking a new full backup to avoid having inconsistent backup chains.";
 
 /// `BARMAN_*` variables of the backup hooks for the backup as it stands.
 fn hook_env(job: &Job<'_>) -> HookEnv {
@@ -405,8 +427,15 @@ async fn copy_phase(
         compression_detail: storage.server_detail.clone(),
         // Backup manifests exist from PostgreSQL 13 on.
         manifest: facts.version >= 130_000,
+        incremental: job.info.parent_backup_id.is_some(),
         ..BaseBackupOptions::default()
     };
+    if let Some(parent) = &job.info.parent_backup_id {
+        job.phase = "uploading the parent's backup manifest";
+        let manifest = incremental::read_manifest(job.layout, parent)?;
+        repl.upload_manifest(&manifest).await.map_err(|e| e.to_string())?;
+        job.phase = "issuing start backup command";
+    }
     job.info.begin_time = Some(now());
     let (start, mut stream) = repl.base_backup(&options).await.map_err(|e| e.to_string())?;
     record_start(&mut job.info, &start, segment_size);

@@ -9,6 +9,9 @@ pub struct Options {
     pub server: String,
     /// `--name`: a friendly name stored as `backup_name`.
     pub name: Option<String>,
+    /// `--incremental BACKUP_ID`: the parent (an id, a name or a shortcut such as `latest`,
+    /// `latest-full`) of a block-level incremental backup.
+    pub incremental: Option<String>,
     /// `--immediate-checkpoint` (true) / `--no-immediate-checkpoint` (false); the server's
     /// `immediate_checkpoint` setting when `None`.
     pub immediate_checkpoint: Option<bool>,

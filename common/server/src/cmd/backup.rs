@@ -20,6 +20,8 @@ pub struct BackupRequest {
     pub servers: Vec<String>,
     /// `--name`.
     pub name: Option<String>,
+    /// `--incremental BACKUP_ID`.
+    pub incremental: Option<String>,
     /// `--wait`.
     pub wait: bool,
     /// `--wait-timeout` seconds (0 or none: wait forever).
@@ -109,6 +111,9 @@ fn backup_command(req: &BackupRequest, json: bool) -> Command {
     }
     if let Some(backup_name) = &req.name {
         cmd.arg("--name").arg(backup_name);
+    }
+    if let Some(parent) = &req.incremental {
+        cmd.arg("--incremental").arg(parent);
     }
     if req.wait {
         cmd.arg("--wait");

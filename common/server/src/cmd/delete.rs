@@ -65,12 +65,59 @@ fn delete_one(ctx: &Context, server_name: &str, backup: &str, out: &mut Output) 
         ));
         return Err(refuse());
     }
+    if info.children_backup_ids.as_ref().is_some_and(|c| !c.is_empty()) {
+        out.warning(format!(
+            "Backup {id} has incremental backups which depend on it. Deleting all backups in the tree"
+        ));
+    }
     let _backup_lock = server.try_lock(&LockKind::Backup, "backup")?;
     let lock = server.try_lock(&LockKind::BackupId(id.clone()), "delete")?;
-    delete_backup(&server, &catalogue, id, true, cfg.wal_retention_window, out)?;
+    // Barman's `walk_backups_tree`: the descendants first (leaves up), the backup last.
+    for del in backups_tree(&catalogue, id) {
+        let fresh = Catalogue::load(&server.layout)?;
+        if fresh.get(del.as_str()).is_none() {
+            continue;
+        }
+        let deleted = delete_backup(&server, &fresh, &del, true, cfg.wal_retention_window, out);
+        if deleted.is_err() && del != *id {
+            out.error(
+                "Failed to delete one of its incremental backups. Make sure all its dependent backups are \
+                 deletable and try again.",
+            );
+        }
+        deleted?;
+    }
     let path = lock.path().to_owned();
     drop(lock);
     let _ = fs::remove_file(path);
+    Ok(())
+}
+
+/// `id` and its incremental descendants, leaves first (Barman's `walk_backups_tree`).
+fn backups_tree(catalogue: &Catalogue, id: &BackupId) -> Vec<BackupId> {
+    let mut order = Vec::new();
+    let children = catalogue.get(id.as_str()).and_then(|(_, i)| i.children_backup_ids.clone()).unwrap_or_default();
+    for child in &children {
+        if child != id {
+            order.extend(backups_tree(catalogue, child));
+        }
+    }
+    order.push(id.clone());
+    order
+}
+
+/// Removes `id` from its parent's `children_backup_ids` (`None` once empty), as Barman
+/// does after deleting an incremental backup; a parent already gone is left alone.
+fn unlink_from_parent(layout: &ServerLayout, info: &BackupInfo, id: &BackupId) -> Result<(), CmdError> {
+    let Some(parent_id) = &info.parent_backup_id else { return Ok(()) };
+    let Some(mut parent) = BackupInfo::load(layout, parent_id)? else { return Ok(()) };
+    if let Some(children) = &mut parent.children_backup_ids {
+        children.retain(|c| c != id);
+        if children.is_empty() {
+            parent.children_backup_ids = None;
+        }
+    }
+    parent.save(layout, parent_id)?;
     Ok(())
 }
 
@@ -175,6 +222,7 @@ pub fn delete_backup(
         start.0.format("%a %b %e %H:%M:%S %Y"),
         human_seconds(start.1.elapsed().as_secs_f64())
     ));
+    unlink_from_parent(layout, info, id)?;
     if server.hooks.any(HookEvent::Delete) {
         // Barman looks the neighbours up again once backup.info is gone: a backup that was
         // not WAITING_FOR_WALS/DONE is then unknown, and both ids are empty.

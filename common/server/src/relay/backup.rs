@@ -99,6 +99,15 @@ pub fn sync(relay: &Relay<'_>, info: &PrimaryInfo, id: &BackupId) -> Result<Outc
     if existing.as_ref().is_some_and(|b| b.status == BackupStatus::Done) {
         return Ok(Outcome::Skipped(format!("Backup {id} is already synced with {name} server")));
     }
+    if let Some(parent) = &remote.parent_backup_id {
+        // A child is never copied, let alone DONE, before its parent is DONE here.
+        if !local.get(parent.as_str()).is_some_and(|(_, b)| b.status == BackupStatus::Done) {
+            return Ok(Outcome::Skipped(format!(
+                "Parent backup {parent} of incremental backup {id} is not synced on {name} yet: skipping this \
+                 incremental for now"
+            )));
+        }
+    }
     if obsolete_here(relay, &local, id, remote) {
         return Ok(Outcome::Skipped(format!("Remote backup {name}/{id} is obsolete for local retention policies.")));
     }
@@ -121,6 +130,9 @@ pub fn sync(relay: &Relay<'_>, info: &PrimaryInfo, id: &BackupId) -> Result<Outc
     match copy_and_verify(relay, info, id, &record) {
         Ok(stats) => {
             let status = finish(relay, info, id, &mut record)?;
+            if let Some(parent) = &record.parent_backup_id {
+                refresh_children(relay, info, parent)?;
+            }
             relay.say(format!(
                 "Backup {id} of server {name} copied: {} files sent, {} bytes received in {:.1}s; status {}",
                 stats.files_transferred,
@@ -141,6 +153,21 @@ pub fn sync(relay: &Relay<'_>, info: &PrimaryInfo, id: &BackupId) -> Result<Outc
             Err(e)
         }
     }
+}
+
+/// The parent's `children_backup_ids` as the primary has them now (Barman's
+/// `sync_parent_backup_info`): only that field of the local backup.info changes.
+fn refresh_children(relay: &Relay<'_>, info: &PrimaryInfo, parent: &BackupId) -> Result<(), RelayError> {
+    let layout = &relay.server.layout;
+    let Some((_, remote)) = info.backups.iter().find(|(i, _)| i == parent) else { return Ok(()) };
+    let _lock = ServerLock::acquire(&layout.lock_directory, &relay.server.name, &LockKind::BackupId(parent.clone()))?;
+    if let Some(mut local) = BackupInfo::load(layout, parent)? {
+        if local.children_backup_ids != remote.children_backup_ids {
+            local.children_backup_ids.clone_from(&remote.children_backup_ids);
+            local.save(layout, parent)?;
+        }
+    }
+    Ok(())
 }
 
 fn copy_and_verify(

@@ -30,19 +30,24 @@ const EXCLUDED_FILES: [&str; 3] = ["postmaster.pid", "recovery.conf", "tablespac
 pub fn base_backup(plan: &Plan<'_>, to: &WriteTo, out: &mut Output) -> Result<(), CmdError> {
     out.info("Copying the base backup.");
     let mut progress = Progress::new("base backup", plan.info.size.unwrap_or(0));
-    match (plan.tar, &plan.remote) {
-        (Some(fmt), _) => extract(fmt, plan, to, &mut progress)?,
-        (None, Some(ssh)) => {
+    match (plan.tar, &plan.chain, &plan.remote) {
+        (_, Some(chain), _) => {
+            let tablespaces: Vec<(u32, PathBuf)> =
+                plan.tablespaces.iter().map(|(t, location)| (t.oid, to.tablespace(t, location))).collect();
+            chain.combine(&to.root, &tablespaces, out)?;
+        }
+        (Some(fmt), None, _) => extract(fmt, plan, to, &mut progress)?,
+        (None, None, Some(ssh)) => {
             push::base_backup(plan, ssh, out)?;
             push::stage_config(plan, &to.root)?;
         }
-        (None, None) => {
+        (None, None, None) => {
             copy_pgdata(&plan.backup_dir().join("data"), &to.root, &mut progress).map_err(|e| copy_failure(&e))?;
         }
     }
     for (t, location) in &plan.tablespaces {
         let oid = t.oid.to_string();
-        if !plan.pushed() && plan.tar.is_none() {
+        if !plan.pushed() && plan.tar.is_none() && plan.chain.is_none() {
             copy_tree(&plan.backup_dir().join(&oid), &to.tablespace(t, location), &mut progress)
                 .map_err(|e| copy_failure(&e))?;
         }

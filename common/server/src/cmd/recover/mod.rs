@@ -21,6 +21,7 @@
 //! `report` (console lines), `hooks` (the recovery hook scripts). This module only runs
 //! them in order.
 
+mod combine;
 mod copy;
 mod hooks;
 mod options;
@@ -32,7 +33,7 @@ mod settings;
 pub mod tar;
 mod wal;
 
-pub use options::{CopyOverrides, Options, TargetTli};
+pub use options::{CopyOverrides, Options, Staging, TargetTli};
 
 use chrono::Local;
 
@@ -73,7 +74,11 @@ pub fn run(
     let start = Local::now();
     report::starting(&plan, out);
     // Where files are written: the destination itself, or a local staging copy of it.
-    let staging = plan.remote.as_ref().map(|_| remote::Staging::create(ctx, &plan)).transpose()?;
+    let staging = match (&plan.remote, &plan.chain) {
+        (Some(_), Some(chain)) => Some(remote::Staging::create_in(&chain.staging_base, server_name)?),
+        (Some(_), None) => Some(remote::Staging::create(ctx, &plan)?),
+        (None, _) => None,
+    };
     let to = WriteTo::new(&plan, staging.as_ref().map(|s| s.path.as_path()));
     report::pitr(&plan, out);
 

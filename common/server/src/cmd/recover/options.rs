@@ -42,6 +42,8 @@ pub struct Options {
     pub recovery_option_port: Option<String>,
     /// The copy's overrides of the server's settings.
     pub copy: CopyOverrides,
+    /// `--staging-path`, `--staging-location`, `--local-staging-path`, `--combine-mode`.
+    pub staging: Staging,
 }
 
 /// What the command line overrides of the settings the rsync copy of a remote recovery
@@ -77,6 +79,19 @@ impl Options {
             self.target_immediate,
         ]
     }
+}
+
+/// The staging options of one recover call (command line; the configuration fills the rest).
+#[derive(Debug, Clone, Default)]
+pub struct Staging {
+    /// `--local-staging-path` (deprecated by Barman for `--staging-path`).
+    pub local_staging_path: Option<String>,
+    /// `--staging-path`.
+    pub staging_path: Option<String>,
+    /// `--staging-location` (`local` or `remote`).
+    pub staging_location: Option<String>,
+    /// `--combine-mode`.
+    pub combine_mode: Option<String>,
 }
 
 /// `--target-tli`: a timeline number, `current` (the backup's) or `latest` (the newest

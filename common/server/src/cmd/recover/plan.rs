@@ -63,6 +63,8 @@ pub struct Plan<'a> {
     pub delta: bool,
     /// `recovery_staging_path` (`--recovery-staging-path`).
     pub staging_path: Option<PathBuf>,
+    /// The incremental chain to combine (`None`: not an incremental backup).
+    pub chain: Option<super::combine::Chain>,
 }
 
 /// The recovery targets, as Barman's `_set_pitr_targets` settles them.
@@ -119,6 +121,8 @@ impl<'a> Plan<'a> {
         let targets = Targets::settle(&server, opts, info, out)?;
         let delta = check_delta(opts, cfg, info, remote.is_some())?;
         let staging_path = staging_path(opts, cfg)?;
+        let chain =
+            super::combine::Chain::prepare(cfg, (&catalogue, &server.layout), (id, info), opts, remote.is_some(), out)?;
         Ok(Plan {
             opts,
             server_name,
@@ -133,6 +137,7 @@ impl<'a> Plan<'a> {
             tar,
             targets,
             seg_size: info.xlog_segment_size.unwrap_or(WalSegSize::DEFAULT),
+            chain,
             server,
             rsync: rsync_settings(opts, cfg),
             delta,
@@ -143,7 +148,7 @@ impl<'a> Plan<'a> {
     /// Whether the base backup is copied straight into a remote destination (a plain
     /// backup; a tar-format one is extracted into the staging directory and shipped).
     pub fn pushed(&self) -> bool {
-        self.remote.is_some() && self.tar.is_none()
+        self.remote.is_some() && self.tar.is_none() && self.chain.is_none()
     }
 
     /// The backup's directory in the catalogue.

@@ -114,7 +114,12 @@ impl Staging {
     /// `<recovery_staging_path or barman_home>/.barman-recover-<server>-<pid>`.
     pub fn create(ctx: &Context, plan: &Plan<'_>) -> Result<Self, CmdError> {
         let base = plan.staging_path.clone().unwrap_or_else(|| ctx.config().global().barman_home.clone());
-        let path = base.join(format!(".barman-recover-{}-{}", plan.server_name, std::process::id()));
+        Self::create_in(&base, plan.server_name)
+    }
+
+    /// `<base>/.barman-recover-<server>-<pid>` (an incremental chain is combined there).
+    pub fn create_in(base: &Path, server: &str) -> Result<Self, CmdError> {
+        let path = base.join(format!(".barman-recover-{server}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path)
             .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o700)))
