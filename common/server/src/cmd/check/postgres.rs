@@ -22,10 +22,7 @@ pub fn check_postgres(remote: &Remote, c: &mut Checks) {
         if priv_ok {
             c.ok("superuser or standard user with backup privileges");
         } else {
-            c.fail(
-                "no access to backup functions",
-                "privileges for PostgreSQL backup functions are required (see documentation)",
-            );
+            c.fail("no access to backup functions", backup_privileges_hint(&remote.missing_backup_privileges));
         }
     }
     if let Some(st) = &remote.streaming {
@@ -37,6 +34,16 @@ pub fn check_postgres(remote: &Remote, c: &mut Checks) {
         } else {
             c.ok("wal_level");
         }
+    }
+}
+
+/// Barman's hint, followed by the grants found missing (Barman's check names none).
+fn backup_privileges_hint(missing: &[String]) -> String {
+    let hint = "privileges for PostgreSQL backup functions are required (see documentation)";
+    if missing.is_empty() {
+        hint.to_owned()
+    } else {
+        format!("{hint}: missing {}", missing.join(", "))
     }
 }
 
@@ -74,10 +81,10 @@ pub fn check_replication_slot(s: &Subject<'_>, remote: &Remote, c: &mut Checks) 
 pub fn check_backup_executor(remote: &Remote, c: &mut Checks) {
     let found = sibling_installed("barman-backup");
     c.add("pg_basebackup", found, None);
-    if found {
+    if found && remote.streaming_works() {
         c.ok("pg_basebackup compatible");
     } else {
-        let pg = remote.server_txt_version.as_deref().unwrap_or("Unknown");
+        let pg = remote.streaming_version_text();
         c.fail("pg_basebackup compatible", format!("PostgreSQL version: {pg}, pg_basebackup version: Unknown"));
     }
     if remote.server_txt_version.is_none() {
