@@ -12,6 +12,9 @@
 //! written into it (tablespace links, `restore_command`, `recovery_end_command`) naming the
 //! remote locations; it is then shipped with `rsync -a --delete -e '<ssh>'` and removed.
 //!
+//! A local destination carries a marker while it is written (`resume`): the same command
+//! run again after a kill empties it instead of refusing it.
+//!
 //! The phases live in their own modules: `plan` (validations, backup, targets,
 //! destination checks; the `plan::Plan` every phase reads), `copy` (base backup and
 //! tablespaces), `wal` (required WAL, `restore_command`), `settings` (recovery
@@ -23,6 +26,7 @@ mod options;
 mod plan;
 mod remote;
 mod report;
+mod resume;
 mod settings;
 pub mod tar;
 mod wal;
@@ -58,7 +62,10 @@ pub fn run(
     wal::check_passphrase(&plan, &entries)?;
     match &plan.remote {
         Some(ssh) => plan.destinations().try_for_each(|(dir, t)| remote::ensure_empty(ssh, dir, t))?,
-        None => plan.destinations().try_for_each(|(dir, t)| plan::ensure_empty(dir, t))?,
+        None => plan.destinations().try_for_each(|(dir, t)| resume::ensure_empty_or_unfinished(dir, t, out))?,
+    }
+    if plan.remote.is_none() {
+        plan.destinations().try_for_each(|(dir, _)| resume::mark(dir))?;
     }
 
     let start = Local::now();
@@ -79,9 +86,11 @@ pub fn run(
 
     // A local result is made durable before it is reported ready; a staged one is shipped
     // by rsync and removed.
-    match (&plan.remote, &staging) {
-        (Some(ssh), Some(staging)) => remote::ship(ssh, &plan, &to, staging)?,
-        _ => copy::make_durable(&plan, &to.root)?,
+    if let (Some(ssh), Some(staging)) = (&plan.remote, &staging) {
+        remote::ship(ssh, &plan, &to, staging)?;
+    } else {
+        copy::make_durable(&plan, &to.root)?;
+        plan.destinations().try_for_each(|(dir, _)| resume::unmark(dir))?;
     }
     report::finished(&plan, &findings, start, out);
     Ok(())
