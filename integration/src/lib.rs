@@ -37,6 +37,7 @@ pub mod netns;
 pub mod pg;
 pub mod pgversion;
 pub mod scratch;
+pub mod soak;
 pub mod sshd;
 
 use std::io::Write as _;
