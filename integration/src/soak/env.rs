@@ -15,6 +15,9 @@ use barman_common::catalogue::ServerLayout;
 use super::procs::{self, Tmpfs};
 use crate::{cargo_bin, wait_until, BarmanHome, PgCluster, PgOptions, Scratch, Sshd, SshdOptions};
 
+/// The whole scratch directory's tmpfs size (the catalogue's included).
+const SCRATCH_SIZE: &str = "4g";
+
 /// The catalogue's tmpfs size.
 const CATALOGUE_SIZE: &str = "1200m";
 
@@ -33,6 +36,9 @@ pub struct Env {
     pub refs: PathBuf,
     /// Rows in table `soak` before each backup started, by backup id (sampled restores).
     pub rows_before: BTreeMap<String, i64>,
+    /// A tmpfs over the whole scratch directory: the cluster's WAL (held by the slots while
+    /// faults last) never fills the machine's shared disk.
+    _root: Tmpfs,
     /// Where everything lives.
     pub scratch: Scratch,
 }
@@ -52,6 +58,7 @@ impl Env {
     /// Starts the world and waits until both slots stream.
     pub fn start(name: &str) -> Result<Env> {
         let scratch = Scratch::new(name)?;
+        let root = Tmpfs::mount_mode(scratch.path(), SCRATCH_SIZE, "root", 0o755)?;
         let sshd = Sshd::start(&scratch, SshdOptions::default())?;
         let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
         let tmpfs = Tmpfs::mount(&barman.home(), CATALOGUE_SIZE, "barman")?;
@@ -84,7 +91,7 @@ impl Env {
         ]);
         barman.add_raw_server("pgr", &lines.iter().map(String::as_str).collect::<Vec<_>>())?;
         pg.psql("create table soak(id bigserial primary key, pad text)")?;
-        let env = Env { pg, barman, sshd, tmpfs, refs, rows_before: BTreeMap::new(), scratch };
+        let env = Env { pg, barman, sshd, tmpfs, refs, rows_before: BTreeMap::new(), _root: root, scratch };
         wait_until(Duration::from_mins(2), "both slots streaming", || {
             env.barman.run(&["cron"])?;
             std::thread::sleep(Duration::from_millis(300));

@@ -66,8 +66,13 @@ pub struct Tmpfs {
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (`"1500m"`) on `dir`, owned by `owner`, mode 0700.
     pub fn mount(dir: &Path, size: &str, owner: &str) -> Result<Tmpfs> {
+        Self::mount_mode(dir, size, owner, 0o700)
+    }
+
+    /// [`Tmpfs::mount`] with the root directory's `mode`.
+    pub fn mount_mode(dir: &Path, size: &str, owner: &str, mode: u32) -> Result<Tmpfs> {
         fs::create_dir_all(dir)?;
-        let opts = format!("size={size},mode=0700");
+        let opts = format!("size={size},mode={mode:o}");
         cmd::run(Command::new("mount").args(["-t", "tmpfs", "-o", &opts, "tmpfs"]).arg(dir))
             .with_context(|| format!("mount tmpfs on {}", dir.display()))?;
         let user = cmd::OsUser::lookup(owner)?;
