@@ -38,6 +38,7 @@ pub mod objstore;
 pub mod pg;
 pub mod pgversion;
 pub mod scratch;
+pub mod soak;
 pub mod sshd;
 
 use std::io::Write as _;

@@ -55,6 +55,9 @@ pub struct Remote {
     pub server_version: u32,
     /// Superuser, or the grants Barman needs for backups.
     pub has_backup_privileges: Option<bool>,
+    /// Without them, the grants the user lacks (`EXECUTE on pg_switch_wal()`, `role
+    /// pg_read_all_stats (or pg_monitor)`), so `check` can name them.
+    pub missing_backup_privileges: Vec<String>,
     /// `wal_level`.
     pub wal_level: Option<String>,
     /// `pg_is_in_recovery()`.
@@ -80,6 +83,25 @@ pub struct Remote {
     pub streaming: Option<StreamingStatus>,
     /// Gathering the PostgreSQL status hit the check timeout.
     pub timed_out: bool,
+}
+
+impl Remote {
+    /// The streaming connection works, or none is opened. Barman learns the server version
+    /// its tools are compared with over that connection: without it they are not
+    /// "compatible".
+    pub fn streaming_works(&self) -> bool {
+        self.streaming.as_ref().is_none_or(|st| st.streaming)
+    }
+
+    /// The server version as Barman's compatibility hints print it: `None` when the
+    /// streaming connection failed, `Unknown` when PostgreSQL is unreachable.
+    pub fn streaming_version_text(&self) -> &str {
+        if self.streaming_works() {
+            self.server_txt_version.as_deref().unwrap_or("Unknown")
+        } else {
+            "None"
+        }
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` as Python's `ctime()`.
@@ -123,8 +145,9 @@ pub async fn segment_before(conn: &mut ReplicationConnection, name: String) -> S
     previous_segment(&name, seg).unwrap_or(name)
 }
 
-fn backup_privileges_query(version: u32) -> String {
-    let (start, stop) = if version < 150_000 {
+/// The backup start and stop functions' EXECUTE tests for `version`.
+fn start_stop_checks(version: u32) -> (&'static str, &'static str) {
+    if version < 150_000 {
         (
             "has_function_privilege(CURRENT_USER, 'pg_start_backup(text,bool,bool)', 'EXECUTE')",
             "has_function_privilege(CURRENT_USER, 'pg_stop_backup()', 'EXECUTE') OR \
@@ -135,7 +158,38 @@ fn backup_privileges_query(version: u32) -> String {
             "has_function_privilege(CURRENT_USER, 'pg_backup_start(text,bool)', 'EXECUTE')",
             "has_function_privilege(CURRENT_USER, 'pg_backup_stop(bool)', 'EXECUTE')",
         )
+    }
+}
+
+/// One row per grant of Barman's backup privileges query the current user lacks, named
+/// as the manual's `GRANT` lines name them (Barman's own check only says "see
+/// documentation").
+fn missing_privileges_query(version: u32) -> String {
+    let (start, stop) = start_stop_checks(version);
+    let (start_name, stop_name) = if version < 150_000 {
+        ("pg_start_backup(text,bool,bool)", "pg_stop_backup() or pg_stop_backup(bool,bool)")
+    } else {
+        ("pg_backup_start(text,bool)", "pg_backup_stop(bool)")
     };
+    let monitor = "pg_has_role(CURRENT_USER, 'pg_monitor', 'USAGE')";
+    format!(
+        "SELECT m FROM (VALUES \
+         (1, NOT ({monitor} OR pg_has_role(CURRENT_USER, 'pg_read_all_settings', 'USAGE')), \
+             'role pg_read_all_settings (or pg_monitor)'), \
+         (2, NOT ({monitor} OR pg_has_role(CURRENT_USER, 'pg_read_all_stats', 'USAGE')), \
+             'role pg_read_all_stats (or pg_monitor)'), \
+         (3, NOT ({start}), 'EXECUTE on {start_name}'), \
+         (4, NOT ({stop}), 'EXECUTE on {stop_name}'), \
+         (5, NOT has_function_privilege(CURRENT_USER, 'pg_switch_wal()', 'EXECUTE'), \
+             'EXECUTE on pg_switch_wal()'), \
+         (6, NOT has_function_privilege(CURRENT_USER, 'pg_create_restore_point(text)', 'EXECUTE'), \
+             'EXECUTE on pg_create_restore_point(text)')) AS g(n, missing, m) \
+         WHERE missing ORDER BY n"
+    )
+}
+
+fn backup_privileges_query(version: u32) -> String {
+    let (start, stop) = start_stop_checks(version);
     format!(
         "SELECT usesuper OR ((pg_has_role(CURRENT_USER, 'pg_monitor', 'USAGE') OR \
          (pg_has_role(CURRENT_USER, 'pg_read_all_settings', 'USAGE') AND \
@@ -162,6 +216,12 @@ async fn backup_privileges(conn: &mut ReplicationConnection, version: u32) -> Op
     } else {
         truthy(value(conn, &backup_privileges_query(version)).await.as_deref())
     }
+}
+
+/// The grants [`missing_privileges_query`] finds missing (empty when it cannot tell).
+async fn missing_privileges(conn: &mut ReplicationConnection, version: u32) -> Vec<String> {
+    let rows = conn.simple_query(&missing_privileges_query(version)).await.unwrap_or_default();
+    rows.into_iter().filter_map(|row| row.into_iter().next().flatten()).collect()
 }
 
 /// The WAL file being written (PostgreSQL 17+: the one just closed at a segment boundary,
@@ -219,6 +279,9 @@ async fn postgres_status(cfg: &ServerConfig, remote: &mut Remote) {
     remote.server_version = conn.server_version_num().unwrap_or(0);
     let v = remote.server_version;
     remote.has_backup_privileges = backup_privileges(&mut conn, v).await;
+    if remote.has_backup_privileges == Some(false) && v >= 100_000 {
+        remote.missing_backup_privileges = missing_privileges(&mut conn, v).await;
+    }
     if remote.has_backup_privileges == Some(true) {
         remote.data_directory = value(&mut conn, "SHOW \"data_directory\"").await;
     }

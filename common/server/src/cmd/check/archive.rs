@@ -97,10 +97,10 @@ pub fn check_archivers(s: &Subject<'_>, remote: &Remote, c: &mut Checks) {
 fn check_streaming_archiver(s: &Subject<'_>, remote: &Remote, c: &mut Checks) {
     let found = sibling_installed("barman-receive-wal");
     c.add("pg_receivexlog", found, None);
-    if found {
+    if found && remote.streaming_works() {
         c.ok("pg_receivexlog compatible");
     } else {
-        let pg = remote.server_txt_version.as_deref().unwrap_or("Unknown");
+        let pg = remote.streaming_version_text();
         c.fail("pg_receivexlog compatible", format!("PostgreSQL version: {pg}, pg_receivexlog version: None"));
     }
     let held = lock_owner(&s.layout.lock_path(&LockKind::ReceiveWal)).ok().flatten().is_some();

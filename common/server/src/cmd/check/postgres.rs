@@ -22,10 +22,7 @@ pub fn check_postgres(remote: &Remote, c: &mut Checks) {
         if priv_ok {
             c.ok("superuser or standard user with backup privileges");
         } else {
-            c.fail(
-                "no access to backup functions",
-                "privileges for PostgreSQL backup functions are required (see documentation)",
-            );
+            c.fail("no access to backup functions", backup_privileges_hint(&remote.missing_backup_privileges));
         }
     }
     if let Some(st) = &remote.streaming {
@@ -37,6 +34,16 @@ pub fn check_postgres(remote: &Remote, c: &mut Checks) {
         } else {
             c.ok("wal_level");
         }
+    }
+}
+
+/// Barman's hint, followed by the grants found missing (Barman's check names none).
+fn backup_privileges_hint(missing: &[String]) -> String {
+    let hint = "privileges for PostgreSQL backup functions are required (see documentation)";
+    if missing.is_empty() {
+        hint.to_owned()
+    } else {
+        format!("{hint}: missing {}", missing.join(", "))
     }
 }
 
@@ -74,11 +81,16 @@ pub fn check_replication_slot(s: &Subject<'_>, remote: &Remote, c: &mut Checks) 
 pub fn check_backup_executor(remote: &Remote, c: &mut Checks) {
     let found = sibling_installed("barman-backup");
     c.add("pg_basebackup", found, None);
-    // As Barman: compatibility cannot be known without the server's version.
-    if found && remote.server_txt_version.is_some() {
+    // As Barman: compatibility cannot be known without the server's version, nor when the
+    // streaming connection is refused.
+    if found && remote.server_txt_version.is_some() && remote.streaming_works() {
         c.ok("pg_basebackup compatible");
     } else {
-        let pg = remote.server_txt_version.as_deref().unwrap_or(if found { "None" } else { "Unknown" });
+        let pg = if remote.streaming_works() {
+            remote.server_txt_version.as_deref().unwrap_or(if found { "None" } else { "Unknown" })
+        } else {
+            "None"
+        };
         let client = if found { pg_basebackup_version() } else { "Unknown".to_owned() };
         c.fail("pg_basebackup compatible", format!("PostgreSQL version: {pg}, pg_basebackup version: {client}"));
     }

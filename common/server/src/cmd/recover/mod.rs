@@ -14,6 +14,9 @@
 //! every path naming the remote locations, then shipped on top. A tar-format backup is
 //! extracted into the staging directory whole and shipped with `rsync -a --delete`.
 //!
+//! A local destination carries a marker while it is written (`resume`): the same command
+//! run again after a kill empties it instead of refusing it.
+//!
 //! The phases live in their own modules: `plan` (validations, backup, targets,
 //! destination checks; the `plan::Plan` every phase reads), `copy` (base backup and
 //! tablespaces; `push` for a remote destination), `wal` (required WAL, `restore_command`), `settings` (recovery
@@ -29,6 +32,7 @@ mod plan;
 mod push;
 mod remote;
 mod report;
+mod resume;
 mod settings;
 pub mod tar;
 mod wal;
@@ -66,7 +70,10 @@ pub fn run(
     match &plan.remote {
         _ if plan.delta => {}
         Some(ssh) => plan.destinations().try_for_each(|(dir, t)| remote::ensure_empty(ssh, dir, t))?,
-        None => plan.destinations().try_for_each(|(dir, t)| plan::ensure_empty(dir, t))?,
+        None => plan.destinations().try_for_each(|(dir, t)| resume::ensure_empty_or_unfinished(dir, t, out))?,
+    }
+    if plan.remote.is_none() {
+        plan.destinations().try_for_each(|(dir, _)| resume::mark(dir))?;
     }
 
     let hook_env = hooks::env(&plan, destination)?;
@@ -99,7 +106,10 @@ pub fn run(
             staging.remove();
         }
         (Some(ssh), Some(staging)) => remote::ship(ssh, &plan, &to, staging)?,
-        _ => copy::make_durable(&plan, &to.root)?,
+        _ => {
+            copy::make_durable(&plan, &to.root)?;
+            plan.destinations().try_for_each(|(dir, _)| resume::unmark(dir))?;
+        }
     }
     hooks::post(&plan, &hook_env);
     report::finished(&plan, &findings, start, out);

@@ -1,0 +1,25 @@
+//! The CI subset of the fault-injection soak (`integration/soak.sh` runs the full one, 12
+//! paths): one fault on each of six paths (archive client, put-wal, receive-wal right after
+//! a switch, backup with the postgres method, recover, PostgreSQL crash), with the same code
+//! and the same invariants, and a sampled restore after the backup fault.
+
+use anyhow::{ensure, Result};
+use barman_integration::soak::{run, table, Env, Path, Plan};
+use barman_integration::{skip_unless, PgCluster, Sshd};
+
+#[test]
+fn one_fault_on_six_paths_loses_no_wal_and_needs_no_repair() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    let mut env = Env::start("soak ci")?;
+    let plan = Plan { per_path: 1, restore_every: 1, verbose: true };
+    let paths =
+        [Path::WalArchive, Path::PutWal, Path::ReceiveWalSwitch, Path::BackupPostgres, Path::Recover, Path::PgRestart];
+    let rows = run(&mut env, &plan, &paths)?;
+    let text = table(&rows);
+    eprint!("{text}");
+    let notes: Vec<&String> = rows.iter().flat_map(|r| &r.notes).collect();
+    ensure!(rows.iter().all(barman_integration::soak::Row::clean), "soak subset:\n{text}{notes:#?}");
+    ensure!(rows.iter().all(|r| r.faults >= 1), "a path injected no fault:\n{text}");
+    Ok(())
+}
