@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod copy;
+mod encrypt;
 mod error;
 mod incremental;
 mod job;
@@ -30,7 +31,7 @@ mod standby;
 pub mod storage;
 mod summary;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::cmd::check_backup::{self, WalVerdict};
@@ -40,7 +41,7 @@ use crate::output::Output;
 use crate::server::Server;
 use barman_common::catalogue::{BackupId, BackupInfo, BackupStatus, Identity, LockKind, PyValue, ServerLayout};
 use barman_common::config::HookEvent;
-use barman_common::gpg::{Encryption, KeyId};
+use barman_common::gpg::Encryption;
 use barman_common::pg::{BaseBackupOptions, BaseBackupStart, PgError, ReplicationConnection};
 use barman_common::wal::{Lsn, SegNo, TimelineId, WalFileName, WalSegSize};
 
@@ -508,7 +509,7 @@ fn finalise(job: &mut Job<'_>, settings: &Settings, started: Instant, out: &mut 
     if let Some(key) = &settings.encrypt_to {
         job.phase = "encrypting the backup";
         out.info("Encrypting backup using gpg encryption");
-        encrypt_archives(&copy::data_dir(&job.dir), key)?;
+        encrypt::encrypt_archives(&copy::data_dir(&job.dir), key)?;
         job.info.encryption = Some(Encryption::Gpg.name().to_owned());
     }
     if let Some(fs_sync) = &job.fs_sync {
@@ -525,33 +526,6 @@ fn finalise(job: &mut Job<'_>, settings: &Settings, started: Instant, out: &mut 
     }
     job.info.status = BackupStatus::WaitingForWals;
     job.save()
-}
-
-/// Barman's `_encrypt_tar_backup`: every `*.tar` and `*.tar.<ext>` of the data directory
-/// becomes `<name>.gpg` (`backup_manifest` stays in clear).
-fn encrypt_archives(data: &Path, key: &KeyId) -> Result<(), String> {
-    let entries = std::fs::read_dir(data).map_err(|e| format!("{}: {e}", data.display()))?;
-    let mut tars: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_tar_name))
-        .collect();
-    tars.sort();
-    for tar in tars {
-        barman_common::gpg::encrypt_file(key, &tar).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// `re.search(r"\.tar(\.[^.]+)?$", name)`.
-fn is_tar_name(name: &str) -> bool {
-    match name.rfind(".tar") {
-        Some(i) => {
-            let rest = &name[i + 4..];
-            rest.is_empty() || (rest.starts_with('.') && rest.len() > 1 && !rest[1..].contains('.'))
-        }
-        None => false,
-    }
 }
 
 /// One archiver pass and a check of the backup's WAL (as Barman's `backup` ends); with
