@@ -17,16 +17,16 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
-// pub mod backup;
-// pub mod catalog;
+pub mod backup;
+pub mod catalog;
 pub mod creds;
 // pub mod delete;
 pub mod error;
 pub mod layout;
 pub mod log;
-// pub mod restore;
+pub mod restore;
 pub mod store;
-// pub mod upload;
+pub mod upload;
 pub mod url;
 pub mod wal_archive;
 pub mod wal_restore;
