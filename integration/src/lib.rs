@@ -34,6 +34,7 @@ pub mod hosts;
 pub mod man;
 pub mod matrix;
 pub mod netns;
+pub mod objstore;
 pub mod pg;
 pub mod pgversion;
 pub mod scratch;
