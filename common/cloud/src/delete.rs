@@ -111,7 +111,11 @@ impl Deleter<'_, '_> {
     fn obsolete(&self, policy: Policy, minimum: u32) -> Result<Vec<String>, CloudError> {
         let mut ids = Vec::new();
         for (id, info) in &self.backups {
-            ids.push((BackupId::new(id).map_err(CloudError::general)?, info, keep_of(self.catalog.keep_target(id)?.as_deref())));
+            ids.push((
+                BackupId::new(id).map_err(CloudError::general)?,
+                info,
+                keep_of(self.catalog.keep_target(id)?.as_deref()),
+            ));
         }
         let candidates: Vec<Candidate<'_>> =
             ids.iter().map(|(id, info, keep)| Candidate { id, info, keep: *keep }).collect();
