@@ -49,6 +49,9 @@ struct Deleter<'c, 's> {
     catalog: &'c Catalog<'s>,
     backups: BTreeMap<String, BackupInfo>,
     dry_run: bool,
+    /// Barman's `_wal_paths` cache: listed once, entries dropped as they are deleted (or
+    /// would be, under `--dry-run`).
+    wals: Option<BTreeMap<String, String>>,
 }
 
 /// Barman's `DEFAULT_STATUS_FILTER` (`STATUS_COPY_DONE`).
@@ -70,7 +73,7 @@ pub fn run(opts: &Options) -> Result<(), CloudError> {
     }
     let catalog = Catalog::new(&store, &opts.server);
     let backups = catalog.backups()?;
-    let mut d = Deleter { catalog: &catalog, backups, dry_run: opts.dry_run };
+    let mut d = Deleter { catalog: &catalog, backups, dry_run: opts.dry_run, wals: None };
     if let Some(id) = &opts.backup_id {
         let id = catalog.resolve(&d.backups, id)?;
         if catalog.keep_target(&id)?.is_some() {
@@ -197,7 +200,7 @@ impl Deleter<'_, '_> {
     }
 
     /// `_remove_wals_for_backup`.
-    fn remove_wals(&self, id: &str, info: &BackupInfo, skip: bool) -> Result<(), CloudError> {
+    fn remove_wals(&mut self, id: &str, info: &BackupInfo, skip: bool) -> Result<(), CloudError> {
         let (remove, ranges) = self.should_remove_wals(id, info, skip)?;
         if !remove {
             return Ok(());
@@ -247,21 +250,31 @@ impl Deleter<'_, '_> {
             }
         }
         let mut doomed = Vec::new();
-        for (name, key) in self.catalog.wal_paths()? {
+        if self.wals.is_none() {
+            self.wals = Some(self.catalog.wal_paths()?);
+        }
+        let mut names = Vec::new();
+        for (name, key) in self.wals.iter().flatten() {
             let Ok(wal) = name.parse::<WalFileName>() else { continue };
             if prefixes.iter().any(|p| key.starts_with(p.as_str())) || wal.hash_dir().is_none() {
                 continue;
             }
-            if protect.contains(&wal.timeline().get()) || in_ranges(name.get(..24).unwrap_or(&name)) {
+            if protect.contains(&wal.timeline().get()) || in_ranges(name.get(..24).unwrap_or(name)) {
                 continue;
             }
             if name.as_str() < until_wal.as_str() {
-                doomed.push(key);
+                doomed.push(key.clone());
+                names.push(name.clone());
             }
         }
         doomed.sort();
         if !doomed.is_empty() {
             self.say_or_delete(&doomed)?;
+        }
+        if let Some(w) = self.wals.as_mut() {
+            for n in names {
+                w.remove(&n);
+            }
         }
         Ok(())
     }
