@@ -289,8 +289,14 @@ impl Extractor {
             self.ended = true;
             return Ok(());
         };
-        let rel = safe_relative(&header.name)?;
         let padding = (BLOCK - (header.size % BLOCK as u64) as usize) % BLOCK;
+        if header.kind == b'5' && Path::new(&header.name).components().all(|c| c == Component::CurDir) {
+            // The archive's root (`./`, as Python's tarfile writes it): the destination itself.
+            fs::set_permissions(&self.dest, fs::Permissions::from_mode(dir_mode(header.mode)))?;
+            self.state = if header.size == 0 { State::Header } else { State::Skip(header.size + padding as u64) };
+            return Ok(());
+        }
+        let rel = safe_relative(&header.name)?;
         if matches!(header.kind, b'0' | 0) && self.exclude.iter().any(|e| Path::new(e) == rel) {
             self.state = State::Skip(header.size + padding as u64);
             if matches!(self.state, State::Skip(0)) {

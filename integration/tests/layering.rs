@@ -54,11 +54,13 @@ fn no_binary_crate_depends_on_another() -> Result<()> {
         let deps = &crates[*name].1;
         let bad: Vec<&String> = deps.iter().filter(|d| bins.contains(d)).collect();
         ensure!(bad.is_empty(), "{name} depends on other bins crates: {bad:?}");
-        let allowed = ["barman-common", "barman-server"];
+        let allowed = ["barman-common", "barman-server", "barman-cloud"];
         ensure!(deps.iter().all(|d| allowed.contains(&d.as_str())), "{name} depends on {deps:?}");
     }
     ensure!(crates["barman-common"].1.is_empty(), "barman-common depends on {:?}", crates["barman-common"].1);
     ensure!(crates["barman-server"].1 == ["barman-common"], "barman-server depends on {:?}", crates["barman-server"].1);
+    let cloud = &crates["barman-cloud"].1;
+    ensure!(cloud.iter().all(|d| d == "barman-common" || d == "barman-server"), "barman-cloud depends on {cloud:?}");
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use crate::output::Output;
 use crate::CmdError;
 
 /// Why the archive is not usable (Barman's `WalArchiveContentError` texts).
-fn unusable(names: &[String], timelines: &[TimelineId], timeline: Option<TimelineId>) -> Option<String> {
+pub fn unusable(names: &[String], timelines: &[TimelineId], timeline: Option<TimelineId>) -> Option<String> {
     let Some(timeline) = timeline else {
         return (!names.is_empty()).then(|| "Expected empty archive".to_owned());
     };

@@ -1,0 +1,16 @@
+//! Entry point: parse, run, map the result to Barman's cloud exit codes.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cmd = barman_cloud_backup_list::cli::command();
+    let m = match barman_common::cli::parse_args(cmd, std::env::args_os(), barman_common::exit::ExitCode::BadInput) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    barman_cloud::error::finish(
+        barman_cloud_backup_list::cli::options(&m).and_then(|o| barman_cloud_backup_list::run(&o)),
+        "Barman cloud backup list",
+    )
+}
