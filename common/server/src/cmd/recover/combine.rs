@@ -217,6 +217,22 @@ fn combine_mode(requested: &str, remote: bool, major: u32, out: &mut Output) -> 
     "link".into()
 }
 
+/// Where pg_combinebackup writes inside each destination before the result is moved up.
+const COMBINE_DIR: &str = ".barman-combine";
+
+/// Moves every entry of `work` into `dir` (same filesystem: renames), then removes `work`.
+fn move_up(work: &Path, dir: &Path) -> Result<(), CmdError> {
+    if !work.is_dir() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(work)? {
+        let entry = entry?;
+        fs::rename(entry.path(), dir.join(entry.file_name()))?;
+    }
+    fs::remove_dir(work)?;
+    Ok(())
+}
+
 /// Top-level entries Barman's `_post_recovery_cleanup` empties or removes.
 const CLEANED_CONTENT: [&str; 4] = ["pg_log", "log", "pg_xlog", "pg_wal"];
 const CLEANED_FILES: [&str; 3] = ["postmaster.pid", "recovery.conf", "tablespace_map"];
@@ -228,18 +244,27 @@ impl Chain {
     pub fn combine(&self, root: &Path, tablespaces: &[(u32, PathBuf)], out: &mut Output) -> Result<(), CmdError> {
         let leaf = self.links.last().expect("a chain has its leaf");
         out.info(format!("Start combining backup via pg_combinebackup for backup {} on {}", leaf.id, root.display()));
+        // pg_combinebackup wants empty or missing output directories, and a local destination
+        // already holds the marker of an unfinished recovery (`resume`): combine into a
+        // subdirectory of each destination, verify, then move the result up. A kill in
+        // between leaves everything inside the marked destination, emptied by the next run.
+        let work = |dir: &Path| dir.join(COMBINE_DIR);
         let mut cmd = Command::new(&self.tool);
         let mut output = OsString::from("--output=");
-        output.push(root);
+        output.push(work(root));
         cmd.arg(output);
         for (oid, dest) in tablespaces {
             let source = leaf.data.parent().expect("base/<id>/data").join(oid.to_string());
             fs::create_dir_all(dest)?;
-            cmd.arg(format!("--tablespace-mapping={}={}", source.display(), dest.display()));
+            cmd.arg(format!("--tablespace-mapping={}={}", source.display(), work(dest).display()));
         }
         cmd.arg(format!("--{}", self.mode));
         cmd.args(self.links.iter().map(|l| &l.data)).stdin(Stdio::null());
         run(&mut cmd, "pg_combinebackup", root)?;
+        self.verify(&work(root))?;
+        for dir in std::iter::once(root).chain(tablespaces.iter().map(|(_, d)| d.as_path())) {
+            move_up(&work(dir), dir)?;
+        }
         out.info(format!("End combining backup via pg_combinebackup for backup {}", leaf.id));
         let off = |l: &Link| l.info.data_checksums.as_deref() == Some("off");
         if leaf.info.data_checksums.as_deref() == Some("on") && self.links.iter().any(off) {
@@ -249,7 +274,6 @@ impl Chain {
                  the destination directory to avoid failures.",
             );
         }
-        self.verify(root)?;
         cleanup(root)?;
         Ok(())
     }
