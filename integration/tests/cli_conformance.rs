@@ -31,9 +31,9 @@ fn every_barman_3_20_1_subcommand_and_option_is_accepted_with_the_same_arity() -
 
 /// Each line: arguments after `barman -c <missing file>`, then the word the message names.
 const REFUSED: &[(&[&str], &str)] = &[
-    (&["backup", "--check-timeout", "3", "pg"], "--check-timeout"),
+    (&["backup", "--keepalive-interval", "3", "pg"], "--keepalive-interval"),
     (&["backup", "--cloud-staging-directory", "/tmp", "pg"], "--cloud-staging-directory"),
-    (&["recover", "--delta-restore", "pg", "latest", "/tmp/x"], "--delta-restore"),
+    (&["recover", "--partial-wal", "pg", "latest", "/tmp/x"], "--partial-wal"),
     (&["recover", "--snapshot-recovery-instance", "i", "pg", "latest", "/tmp/x"], "--snapshot-recovery-instance"),
     (&["config-switch", "pg", "model"], "config-switch"),
     (&["config-update", "[]"], "config-update"),
