@@ -214,7 +214,15 @@ fn encrypted_catalogue_pitr_interop_and_wrong_passphrase() -> Result<()> {
     let o = barman(&s, &g, None, &["backup", "pg"])?;
     // `barman backup` exits 1 for any failed backup, as Barman does.
     ensure!(o.code() == Some(1), "plain + gpg: exit {:?}: {}", o.code(), o.stderr_str());
-    ensure!(o.stderr_str().contains("Encryption is set as gpg, but backup_compression_format != tar"));
+    // The pre-backup checks (as Barman's) stop it; `check` names the reason.
+    let why = "Encryption is set as gpg, but backup_compression_format != tar";
+    let check = barman(&s, &g, None, &["check", "pg"])?.stdout_str();
+    ensure!(
+        o.stderr_str().contains(why)
+            || (o.stderr_str().contains("Impossible to start the backup") && check.contains(why)),
+        "plain + gpg: backup said {}\ncheck said {check}",
+        o.stderr_str()
+    );
     ensure!(is_empty(&layout.basebackups_directory), "a backup directory was created");
     edit_config(&s, plain, "backup_compression_format = tar")?;
 
