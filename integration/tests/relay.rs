@@ -244,6 +244,9 @@ fn cut_link_mid_backup_resumes_without_resending() -> Result<()> {
     s.pg.pgbench_init(4)?;
     s.pg.psql("create table t(id int primary key, v text)")?;
     insert_rows(&s.pg, 1, 1000)?;
+    // The pre-backup checks want the slot and receive-wal running (as Barman's).
+    s.a.home.run(&["receive-wal", "--create-slot", "pg"])?;
+    s.a.home.run(&["cron"])?;
     s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
     let id = s.a.home.done_backups("pg")?.pop().context("no backup on A")?;
     let a_dir = s.a.home.home().join("pg/base").join(&id);
@@ -350,6 +353,8 @@ fn passive_reuses_its_previous_copy_with_links_and_workers() -> Result<()> {
     s.pg.psql("create table t(id int primary key, v text)")?;
     s.pg.pgbench_init(1)?;
     insert_rows(&s.pg, 1, 100)?;
+    s.a.home.run(&["receive-wal", "--create-slot", "pg"])?;
+    s.a.home.run(&["cron"])?;
     s.a.home.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
     // B copies the first backup before the second exists: it is the reference.
     let first = s.a.home.run(&["list-backups", "pg"])?;
