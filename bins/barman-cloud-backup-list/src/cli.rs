@@ -2,7 +2,7 @@
 
 use barman_cloud::args;
 use barman_cloud::{CloudError, ConnectOptions};
-use clap::{Arg, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 
 /// What to list.
 #[derive(Debug, Clone)]
@@ -22,12 +22,7 @@ pub fn command() -> Command {
     let cmd = Command::new("barman-cloud-backup-list")
         .about("List the backups made with barman-cloud-backup; AWS S3, Azure Blob Storage and Google Cloud Storage")
         .after_help("Exit status: 0 listed; 2 network error; 3 command line; 4 other error.");
-    args::common(cmd, "source_url").arg(args::sse_customer_key()).arg(
-        Arg::new("format")
-            .long("format")
-            .default_value("console")
-            .help("Output format (console or json). Default console."),
-    )
+    args::common(cmd, "source_url").arg(args::sse_customer_key()).arg(args::format())
 }
 
 /// Converts parsed arguments into [`Options`].

@@ -27,12 +27,7 @@ pub fn command() -> Command {
     args::common(cmd, "source_url")
         .arg(args::sse_customer_key())
         .arg(Arg::new("backup_id").required(true).help("the backup ID"))
-        .arg(
-            Arg::new("format")
-                .long("format")
-                .default_value("console")
-                .help("Output format (console or json). Default console."),
-        )
+        .arg(args::format())
 }
 
 /// Converts parsed arguments into [`Options`].

@@ -42,6 +42,11 @@ pub fn common(cmd: Command, url: &'static str) -> Command {
         )
 }
 
+/// `--format console|json` of the listing tools (backup-list, backup-show).
+pub fn format() -> Arg {
+    Arg::new("format").long("format").default_value("console").help("Output format (console or json). Default console.")
+}
+
 /// `--sse-customer-key FILE_URI`, shared by most tools.
 pub fn sse_customer_key() -> Arg {
     Arg::new("sse-customer-key")
