@@ -699,6 +699,9 @@ fn compressed_segments_match_pg_receivewal_and_resume_across_tools() -> Result<(
         let partial_seg = our_files.last().context("files")?[..24].to_owned();
         let expected = segment_start_of(&end)?;
         let stop_at = current_lsn(&pg)?;
+        // pg_current_wal_lsn() is the write position; a committed row past it makes sure
+        // WAL up to stop_at is flushed (and so sent), or --endpos could wait for the walwriter.
+        write_rows(&pg, "z", 10)?;
         barman_integration::scratch::chown_recursive(&ours_dir, &barman_integration::OsUser::lookup("postgres")?)?;
         let mut theirs_again = pg.pg_command("pg_receivewal");
         theirs_again.arg("-D").arg(&ours_dir).args(["-v", "-n", "-Z", method, "--endpos", &stop_at]);
