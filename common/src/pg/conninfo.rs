@@ -222,7 +222,11 @@ impl ConnInfo {
         home: Option<&Path>,
     ) -> Result<Vec<ConnTarget>, PgError> {
         let merged = self.with_service(env, home)?;
-        let pick = |key: &str, var: &str| merged.get(key).map(str::to_owned).or_else(|| env(var));
+        // `var` is the PG* environment variable libpq reads for `key`; "" where it has none
+        // (keepalives*, tcp_user_timeout): then only the connection string counts.
+        let pick = |key: &str, var: &str| {
+            merged.get(key).map(str::to_owned).or_else(|| if var.is_empty() { None } else { env(var) })
+        };
         let hosts = list(pick("host", "PGHOST"));
         let hostaddrs = list(pick("hostaddr", "PGHOSTADDR"));
         let ports = list(pick("port", "PGPORT"));
