@@ -1383,7 +1383,7 @@ _barman() {
             return 0
             ;;
         barman__subcmd__put__subcmd__wal)
-            opts="-t -c -q -d -f -h --test --config --quiet --debug --format --log-level --colour --color --help"
+            opts="-t -c -q -d -f -h --test --wire-lz4 --config --quiet --debug --format --log-level --colour --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -46,7 +46,7 @@ fn default_cache_dir(opts: &Options) -> PathBuf {
 
 /// The cache directory, created 0700, or `None` (with a warning) when it is unsafe: a
 /// symlink, owned by someone else, or writable by group or others.
-fn safe_cache_dir(opts: &Options) -> Option<PathBuf> {
+pub(crate) fn safe_cache_dir(opts: &Options) -> Option<PathBuf> {
     let dir = opts.cache_dir.clone().unwrap_or_else(|| default_cache_dir(opts));
     match durable::ensure_private_dir(&dir, 0o022) {
         Ok(()) => Some(dir),

@@ -50,7 +50,7 @@ pub fn run(cli: &Cli) -> barman_common::exit::ExitCode {
 fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> {
     let config = cli.config.clone();
     match &cli.command {
-        Cmd::PutWal(a) => cmd::put_wal_cmd(ctx, &a.server, a.test, out),
+        Cmd::PutWal(a) => cmd::put_wal_cmd(ctx, &a.server, a.test, a.wire_lz4, out),
         Cmd::GetWal(a) => cmd::get_wal_cmd(ctx, &a.server, a.test, &get_wal(a), out),
         Cmd::ArchiveWal(a) => cmd::archive_wal_cmd(ctx, &a.server, out),
         Cmd::Cron(a) => cmd::cron::run(ctx, a.keep_descriptors, out),

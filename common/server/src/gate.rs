@@ -98,7 +98,7 @@ fn server<'a>(name: &'a str, opts: &GateOptions) -> Result<&'a str, String> {
 
 fn put_wal(rest: &[&str], opts: &GateOptions) -> Result<Vec<String>, String> {
     let (flags, positional): (Vec<&str>, Vec<&str>) = rest.iter().partition(|w| w.starts_with('-'));
-    if let Some(bad) = flags.iter().find(|f| !matches!(**f, "-t" | "--test")) {
+    if let Some(bad) = flags.iter().find(|f| !matches!(**f, "-t" | "--test" | "--wire-lz4")) {
         return Err(format!("put-wal option {bad} not allowed"));
     }
     let [name] = positional[..] else { return Err("put-wal takes one server".to_owned()) };

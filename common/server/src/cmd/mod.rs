@@ -42,8 +42,8 @@ use crate::context::Context;
 use crate::output::Output;
 use crate::CmdError;
 
-/// `put-wal [--test] SERVER`.
-pub fn put_wal_cmd(ctx: &Context, name: &str, test: bool, out: &mut Output) -> Result<(), CmdError> {
+/// `put-wal [--test] [--wire-lz4] SERVER`.
+pub fn put_wal_cmd(ctx: &Context, name: &str, test: bool, wire_lz4: bool, out: &mut Output) -> Result<(), CmdError> {
     let server = ctx.server(name)?;
     if !server.active {
         return Err(CmdError::Error(format!("Inactive server: {name}")));
@@ -53,7 +53,7 @@ pub fn put_wal_cmd(ctx: &Context, name: &str, test: bool, out: &mut Output) -> R
         return Ok(());
     }
     barman_common::remote::widen_pipe(&io::stdin());
-    for line in put_wal::run(&server, io::stdin().lock())? {
+    for line in put_wal::run(&server, io::stdin().lock(), wire_lz4)? {
         out.info(line);
     }
     Ok(())
