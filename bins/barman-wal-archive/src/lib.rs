@@ -14,6 +14,7 @@
 //!   ssh then encrypts a fifth of the bytes.
 #![forbid(unsafe_code)]
 
+mod cache_dir;
 pub mod cli;
 mod error;
 mod parallel;

@@ -18,10 +18,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use barman_common::durable;
 use barman_common::wal::{WalFileName, WalSegSize};
-use barman_common::wire::{digest_hex, SumAlgo};
 
+use crate::cache_dir::safe_cache_dir;
 use crate::cli::Options;
 use crate::error::ToolError;
 use crate::send::send_files;
@@ -34,27 +33,6 @@ pub const AUTO_BATCH: usize = 16;
 /// How many segments one call may send: `-p N`, or [`AUTO_BATCH`] without `-p`.
 pub fn batch_size(opts: &Options) -> usize {
     opts.parallel.unwrap_or(AUTO_BATCH)
-}
-
-/// Barman's default cache dir: `/tmp/barman-<SERVER>-<first 16 hex of sha256("HOST:PORT:CONFIG")>`.
-fn default_cache_dir(opts: &Options) -> PathBuf {
-    let port = opts.port.map_or_else(|| "None".to_owned(), |p| p.to_string());
-    let key = format!("{}:{}:{}", opts.host, port, opts.config.as_deref().unwrap_or("None"));
-    let hash = digest_hex(SumAlgo::Sha256, key.as_bytes());
-    PathBuf::from(format!("/tmp/barman-{}-{}", opts.server, &hash[..16]))
-}
-
-/// The cache directory, created 0700, or `None` (with a warning) when it is unsafe: a
-/// symlink, owned by someone else, or writable by group or others.
-pub(crate) fn safe_cache_dir(opts: &Options) -> Option<PathBuf> {
-    let dir = opts.cache_dir.clone().unwrap_or_else(|| default_cache_dir(opts));
-    match durable::ensure_private_dir(&dir, 0o022) {
-        Ok(()) => Some(dir),
-        Err(why) => {
-            eprintln!("WARNING: unsafe prefetch cache directory ({why}): parallel mode disabled");
-            None
-        }
-    }
 }
 
 /// What identifies the file that was sent under a name.

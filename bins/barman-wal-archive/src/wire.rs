@@ -13,8 +13,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::cache_dir::safe_cache_dir;
 use crate::cli::Options;
-use crate::parallel::safe_cache_dir;
 
 /// The remote flag.
 pub const FLAG: &str = "--wire-lz4";
