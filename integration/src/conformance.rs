@@ -1,8 +1,8 @@
 //! Our command lines against real Barman's, generated from Barman's own argparse tree.
 //!
 //! `integration/tools/barman-cli-tree.py`, run with the interop venv's Python, dumps every
-//! subcommand, alias, option string, arity and choice list of `barman`, `barman-wal-archive`
-//! and `barman-wal-restore` as JSON. [`compare`] walks that tree against a clap
+//! subcommand, alias, option string, arity and choice list of `barman`, `barman-wal-archive`,
+//! `barman-wal-restore` and the nine `barman-cloud-*` tools as JSON. [`compare`] walks that tree against a clap
 //! [`clap::Command`] and lists every subcommand, alias, option, positional or choice that
 //! Barman accepts and we do not, or accept with another arity.
 
@@ -152,13 +152,22 @@ fn our_arity(arg: &Arg) -> String {
     }
 }
 
-/// Compares all three tools; fails only when the dump itself cannot be read.
+/// Compares every tool (`barman`, the two ssh clients, the nine cloud tools); fails only when the dump itself cannot be read.
 pub fn compare_all(tools: &Value) -> Result<Report> {
     let mut total = Report::default();
-    let ours: [(&str, Command); 3] = [
+    let ours: [(&str, Command); 12] = [
         ("barman", barman::cli::command()),
         ("barman-wal-archive", barman_wal_archive::cli::command()),
         ("barman-wal-restore", barman_wal_restore::cli::command()),
+        ("barman-cloud-wal-archive", barman_cloud_wal_archive::cli::command()),
+        ("barman-cloud-wal-restore", barman_cloud_wal_restore::cli::command()),
+        ("barman-cloud-backup", barman_cloud_backup::cli::command()),
+        ("barman-cloud-restore", barman_cloud_restore::cli::command()),
+        ("barman-cloud-backup-list", barman_cloud_backup_list::cli::command()),
+        ("barman-cloud-backup-show", barman_cloud_backup_show::cli::command()),
+        ("barman-cloud-backup-delete", barman_cloud_backup_delete::cli::command()),
+        ("barman-cloud-backup-keep", barman_cloud_backup_keep::cli::command()),
+        ("barman-cloud-check-wal-archive", barman_cloud_check_wal_archive::cli::command()),
     ];
     for (tool, cmd) in ours {
         if tools[tool].is_null() {

@@ -40,6 +40,12 @@ const EXIT_STATUS_BARMAN: &str = "0\tsuccess\n\
 2\tusage error; check --nagios: CRITICAL\n\
 3\tget-wal: invalid WAL file name or unusable output directory; an option Barman 3.20.1 has that is not supported yet (refused, never ignored)";
 
+const EXIT_STATUS_CLOUD: &str = "0\tsuccess (for the WAL archiver: the object is stored, acknowledged by the store)\n\
+1\tthe operation failed (for the WAL restorer: the WAL file is not in the bucket)\n\
+2\tthe object store could not be reached\n\
+3\tbad input: usage, an invalid option value, an option that is refused\n\
+4\tany other error";
+
 fn page(cmd: clap::Command, exit_status: &str) -> Result<Page> {
     let name = cmd.get_name().to_owned();
     let man = clap_mangen::Man::new(cmd);
@@ -64,6 +70,15 @@ pub fn pages() -> Result<Vec<Page>> {
         page(barman_backup::cli::command(), EXIT_STATUS_BACKUP)?,
         page(barman_relay::cli::command(), EXIT_STATUS_RELAY)?,
         page(barman_ssh_gate::cli::command(), EXIT_STATUS_GATE)?,
+        page(barman_cloud_wal_archive::cli::command(), EXIT_STATUS_CLOUD)?,
+        page(barman_cloud_wal_restore::cli::command(), EXIT_STATUS_CLOUD)?,
+        page(barman_cloud_backup::cli::command(), EXIT_STATUS_CLOUD)?,
+        page(barman_cloud_restore::cli::command(), EXIT_STATUS_CLOUD)?,
+        page(barman_cloud_backup_list::cli::command(), EXIT_STATUS_CLOUD)?,
+        page(barman_cloud_backup_show::cli::command(), EXIT_STATUS_CLOUD)?,
+        page(barman_cloud_backup_delete::cli::command(), EXIT_STATUS_CLOUD)?,
+        page(barman_cloud_backup_keep::cli::command(), EXIT_STATUS_CLOUD)?,
+        page(barman_cloud_check_wal_archive::cli::command(), EXIT_STATUS_CLOUD)?,
     ])
 }
 

@@ -1,5 +1,5 @@
-//! Issue 17: our `barman`, `barman-wal-archive` and `barman-wal-restore` accept every
-//! subcommand, alias and option of Barman 3.20.1 with the same arity and choices. The
+//! Issue 17: our `barman`, `barman-wal-archive` and `barman-wal-restore` (and, issue 22, the
+//! nine `barman-cloud-*` tools) accept every subcommand, alias and option of Barman 3.20.1 with the same arity and choices. The
 //! reference is generated from Barman's own argparse tree (`integration/tools/barman-cli-tree.py`
 //! in the interop venv), never copied by hand; the test fails listing whatever is missing.
 //!

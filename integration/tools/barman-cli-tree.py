@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Dump the command lines of real Barman (`barman`, `barman-wal-archive`, `barman-wal-restore`)
-as JSON, walked from their own argparse parsers.
+"""Dump the command lines of real Barman (`barman`, `barman-wal-archive`, `barman-wal-restore`,
+the `barman-cloud-*` tools) as JSON, walked from their own argparse parsers.
 
 Run with the interop venv's Python (`/opt/barman-venv/bin/python`); the conformance test
 `integration/tests/cli_conformance.rs` compares the dump with our clap definitions.
@@ -12,12 +12,26 @@ and a positional is {"dest", "arity", "choices"}.
 """
 
 import argparse
+import importlib
 import json
 import sys
 
 import barman
 import barman.cli
 from barman.clients import walarchive, walrestore
+
+# barman[cloud]'s clients, by module name (barman-cloud-wal-archive is cloud_walarchive).
+CLOUD_CLIENTS = [
+    "cloud_walarchive",
+    "cloud_walrestore",
+    "cloud_backup",
+    "cloud_restore",
+    "cloud_backup_list",
+    "cloud_backup_show",
+    "cloud_backup_delete",
+    "cloud_backup_keep",
+    "cloud_check_wal_archive",
+]
 
 ZERO_ARG_ACTIONS = (
     argparse._StoreTrueAction,
@@ -102,6 +116,11 @@ def main():
         "barman-wal-archive": describe(client_parser(walarchive.parse_arguments)),
         "barman-wal-restore": describe(client_parser(walrestore.parse_arguments)),
     }
+    for module in CLOUD_CLIENTS:
+        client = importlib.import_module("barman.clients." + module)
+        tools["barman-" + module.replace("_", "-").replace("walarchive", "wal-archive").replace("walrestore", "wal-restore")] = describe(
+            client_parser(client.parse_arguments)
+        )
     json.dump({"version": barman.__version__, "tools": tools}, sys.stdout, indent=1, sort_keys=True)
     print()
 

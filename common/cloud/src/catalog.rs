@@ -75,6 +75,40 @@ impl<'s> Catalog<'s> {
         Ok(out)
     }
 
+    /// Aborts the multipart uploads left pending under `base/<id>/` (all backups when `id`
+    /// is `None`) by a writer that is gone: those of a backup whose backup.info is not
+    /// `STARTED`, or, with `id` given, of that backup whatever its state (it is being deleted).
+    /// Returns how many were aborted. See [`crate::pending`].
+    pub fn abort_orphaned_uploads(&self, id: Option<&str>) -> Result<usize, CloudError> {
+        let base = format!("{}/", self.keys.base());
+        let prefix = id.map_or_else(|| base.clone(), |id| format!("{}/", self.keys.backup_dir(id)));
+        let mut live: BTreeMap<String, bool> = BTreeMap::new();
+        let mut aborted = 0;
+        for upload in self.store.pending_uploads(&prefix)? {
+            let owner = upload.key.strip_prefix(&base).and_then(|r| r.split('/').next()).unwrap_or_default().to_owned();
+            let running = match (id, live.get(&owner).copied()) {
+                (Some(_), _) => false,
+                (None, Some(r)) => r,
+                (None, None) => {
+                    // Unreadable: assume a live writer rather than abort its upload.
+                    let r = match self.backup_info(&owner) {
+                        Ok(Some(info)) => info.status == BackupStatus::Started,
+                        Ok(None) => false,
+                        Err(_) => true,
+                    };
+                    live.insert(owner.clone(), r);
+                    r
+                }
+            };
+            if !running {
+                log::info(&format!("Aborting the pending multipart upload of '{}'", upload.key));
+                self.store.abort_upload(&upload)?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
+    }
+
     /// Resolves an ID, a shortcut or a backup name (`parse_backup_id`).
     pub fn resolve(&self, backups: &BTreeMap<String, BackupInfo>, id: &str) -> Result<String, CloudError> {
         if is_backup_id(id) {

@@ -166,6 +166,7 @@ impl Deleter<'_, '_> {
                 .delete(&objects)
                 .and_then(|()| self.catalog.store.delete(&[info_key]))
                 .map_err(|e| CloudError::Failed(format!("Could not delete backup {id}: {e}")))?;
+            self.catalog.abort_orphaned_uploads(Some(id))?;
         }
         self.remove_wals(id, &info, skip_if_standalone)?;
         self.backups.remove(id);

@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 
 use crate::creds;
 use crate::error::CloudError;
+use crate::gcs::GcsWriter;
+use crate::pending::{PendingUpload, S3Uploads};
 use crate::url::CloudUrl;
 
 /// Retries per request.
@@ -142,6 +144,8 @@ pub struct Store {
     pub provider: Provider,
     tags: Vec<(String, String)>,
     jobs: usize,
+    s3_uploads: Option<S3Uploads>,
+    gcs_writer: Option<GcsWriter>,
 }
 
 /// One listed object.
@@ -173,11 +177,12 @@ fn client_options(o: &ConnectOptions, endpoint: Option<&str>) -> ClientOptions {
     c
 }
 
-fn build_s3(o: &ConnectOptions, url: &CloudUrl) -> Result<Arc<dyn ObjectStore>, CloudError> {
+fn build_s3(o: &ConnectOptions, url: &CloudUrl) -> Result<(Arc<dyn ObjectStore>, S3Uploads), CloudError> {
     let aws = creds::aws(o.profile.as_deref());
     let endpoint = o.endpoint.clone().or(aws.endpoint);
+    let region = aws.region.unwrap_or_else(|| "us-east-1".into());
     let mut b = AmazonS3Builder::new().with_bucket_name(&url.bucket).with_retry(retry());
-    b = b.with_region(aws.region.unwrap_or_else(|| "us-east-1".into()));
+    b = b.with_region(&region);
     if let (Some(k), Some(s)) = (aws.key_id, aws.secret) {
         b = b.with_access_key_id(k).with_secret_access_key(s);
         if let Some(t) = aws.token {
@@ -187,7 +192,8 @@ fn build_s3(o: &ConnectOptions, url: &CloudUrl) -> Result<Arc<dyn ObjectStore>, 
     if let Some(e) = &endpoint {
         b = b.with_endpoint(e);
     }
-    b = b.with_virtual_hosted_style_request(o.addressing_style.as_deref() == Some("virtual"));
+    let virtual_hosted = o.addressing_style.as_deref() == Some("virtual");
+    b = b.with_virtual_hosted_style_request(virtual_hosted);
     b = match &o.encryption {
         Encryption::None => b,
         Encryption::Aes256 => sse(b, "AES256")?,
@@ -197,8 +203,11 @@ fn build_s3(o: &ConnectOptions, url: &CloudUrl) -> Result<Arc<dyn ObjectStore>, 
         },
         Encryption::CustomerKey(k) => b.with_ssec_encryption(k),
     };
-    let b = b.with_client_options(client_options(o, endpoint.as_deref()));
-    Ok(Arc::new(b.build().map_err(|e| CloudError::General(e.to_string()))?))
+    let options = client_options(o, endpoint.as_deref());
+    let b = b.with_client_options(options.clone());
+    let s3 = Arc::new(b.build().map_err(|e| CloudError::General(e.to_string()))?);
+    let uploads = S3Uploads::new(Arc::clone(&s3), &options, endpoint.as_deref(), &url.bucket, &region, virtual_hosted)?;
+    Ok((s3, uploads))
 }
 
 fn sse(b: AmazonS3Builder, kind: &str) -> Result<AmazonS3Builder, CloudError> {
@@ -271,14 +280,22 @@ fn percent_decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn build_gcs(o: &ConnectOptions, url: &CloudUrl) -> Result<Arc<dyn ObjectStore>, CloudError> {
+fn build_gcs(o: &ConnectOptions, url: &CloudUrl) -> Result<(Arc<dyn ObjectStore>, GcsWriter), CloudError> {
     let mut b = GoogleCloudStorageBuilder::new().with_bucket_name(&url.bucket).with_retry(retry());
     if let Ok(path) = std::env::var("GOOGLE_APPLICATION_CREDENTIALS") {
-        b = b.with_application_credentials(path);
+        // A service-account key is read as one (so its `gcs_base_url` / `disable_oauth`, an
+        // emulator's settings, apply); other files (authorized_user) as application defaults.
+        let service_account = std::fs::read(&path)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["type"] == "service_account");
+        b = if service_account { b.with_service_account_path(path) } else { b.with_application_credentials(path) };
     }
-    let endpoint = std::env::var("STORAGE_EMULATOR_HOST").ok();
-    let b = b.with_client_options(client_options(o, endpoint.as_deref()));
-    Ok(Arc::new(b.build().map_err(|e| CloudError::General(e.to_string()))?))
+    let options = client_options(o, Some(&crate::gcs::base_url()));
+    let b = b.with_client_options(options.clone());
+    let gcs = Arc::new(b.build().map_err(|e| CloudError::General(e.to_string()))?);
+    let writer = GcsWriter::new(Arc::clone(&gcs), &options, &url.bucket)?;
+    Ok((gcs, writer))
 }
 
 impl Store {
@@ -290,15 +307,16 @@ impl Store {
             .enable_all()
             .build()
             .map_err(|e| CloudError::General(format!("cannot start the I/O runtime: {e}")))?;
-        let os = {
+        let (os, s3_uploads, gcs_writer) = {
             let _guard = rt.enter();
             match o.provider {
-                Provider::AwsS3 => build_s3(o, &url)?,
-                Provider::Azure => build_azure(o, &url)?,
-                Provider::Gcs => build_gcs(o, &url)?,
+                Provider::AwsS3 => build_s3(o, &url).map(|(os, u)| (os, Some(u), None))?,
+                Provider::Azure => (build_azure(o, &url)?, None, None),
+                Provider::Gcs => build_gcs(o, &url).map(|(os, w)| (os, None, Some(w)))?,
             }
         };
-        Ok(Store { rt, os, url, provider: o.provider, tags: o.tags.clone(), jobs: o.jobs.max(1) })
+        let jobs = o.jobs.max(1);
+        Ok(Store { rt, os, url, provider: o.provider, tags: o.tags.clone(), jobs, s3_uploads, gcs_writer })
     }
 
     fn tagset(&self, over: Option<&[(String, String)]>) -> TagSet {
@@ -316,6 +334,9 @@ impl Store {
 
     /// Stores `data` under `key` in one request; returns once the store acknowledged it.
     pub fn put(&self, key: &str, data: Bytes, tags: Option<&[(String, String)]>) -> Result<(), CloudError> {
+        if let Some(w) = &self.gcs_writer {
+            return self.rt.block_on(w.put(key, data, tags.unwrap_or(&self.tags)));
+        }
         let opts = PutOptions { tags: self.tagset(tags), ..PutOptions::default() };
         self.rt.block_on(self.os.put_opts(&Path::from(key), PutPayload::from_bytes(data), opts))?;
         Ok(())
@@ -398,6 +419,23 @@ impl Store {
         let dir = (!self.url.path.is_empty()).then(|| Path::from(self.url.path.as_str()));
         self.rt.block_on(self.os.list_with_delimiter(dir.as_ref())).map_err(|e| CloudError::Network(e.to_string()))?;
         Ok(())
+    }
+
+    /// Multipart uploads started and neither completed nor aborted under `prefix` (S3; the
+    /// other providers show none, see [`crate::pending`]).
+    pub fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, CloudError> {
+        match &self.s3_uploads {
+            Some(u) => self.rt.block_on(u.list(prefix)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Aborts one pending multipart upload (its parts are freed).
+    pub fn abort_upload(&self, upload: &PendingUpload) -> Result<(), CloudError> {
+        match &self.s3_uploads {
+            Some(u) => self.rt.block_on(u.abort(upload)),
+            None => Ok(()),
+        }
     }
 
     /// Starts a multipart upload of `key`.

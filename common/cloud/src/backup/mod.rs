@@ -104,6 +104,8 @@ pub fn run(opts: &Options) -> Result<(), CloudError> {
     if opts.test {
         return store.test_connectivity();
     }
+    // Parts a killed run of an earlier, no longer STARTED backup left behind.
+    crate::catalog::Catalog::new(&store, &opts.server).abort_orphaned_uploads(None)?;
     let info = ConnInfo::parse(&opts.conninfo).map_err(|e| CloudError::General(e.to_string()))?;
     let mut sql = store
         .block_on(ReplicationConnection::connect_database(&info))
