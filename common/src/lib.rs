@@ -9,6 +9,7 @@
 pub mod catalogue;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod combine;
 pub mod compress;
 pub mod config;
 pub mod durable;

@@ -85,11 +85,28 @@ pub struct FileEntry {
     pub checksum: String,
 }
 
+/// One `WAL-Ranges` entry, LSNs as the manifest writes them (`%X/%X`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalRange {
+    /// The timeline.
+    pub timeline: u32,
+    /// First LSN needed.
+    pub start: String,
+    /// LSN reached.
+    pub end: String,
+}
+
 /// A parsed manifest.
 #[derive(Debug, Clone)]
 pub struct Manifest {
+    /// `PostgreSQL-Backup-Manifest-Version` (1 or 2).
+    pub version: u64,
+    /// `System-Identifier` (format version 2, PostgreSQL 17+).
+    pub system_identifier: Option<u64>,
     /// The files, in manifest order.
     pub files: Vec<FileEntry>,
+    /// The WAL the backup needs.
+    pub wal_ranges: Vec<WalRange>,
 }
 
 /// What a successful check covered.
@@ -115,7 +132,47 @@ impl Manifest {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let files = v.get("Files").and_then(|f| f.as_array()).ok_or("no Files array")?;
         let files = files.iter().map(file_entry).collect::<Result<Vec<_>, String>>()?;
-        Ok(Manifest { files })
+        let version = v.get("PostgreSQL-Backup-Manifest-Version").and_then(serde_json::Value::as_u64).unwrap_or(1);
+        let system_identifier = v.get("System-Identifier").and_then(serde_json::Value::as_u64);
+        let ranges = v.get("WAL-Ranges").and_then(|r| r.as_array()).map(Vec::as_slice).unwrap_or_default();
+        let wal_ranges = ranges.iter().map(wal_range).collect::<Result<Vec<_>, String>>()?;
+        Ok(Manifest { version, system_identifier, files, wal_ranges })
+    }
+
+    /// The entry of `path`, if listed.
+    pub fn file(&self, path: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.path == path)
+    }
+
+    /// The manifest text PostgreSQL writes for these files (same layout as the server's and
+    /// `pg_combinebackup`'s, so `pg_verifybackup` and real Barman read it): `files` as
+    /// (path, size, modification time, CRC-32C hex), this manifest's version, system
+    /// identifier and WAL ranges, and the SHA-256 `Manifest-Checksum` of what precedes it.
+    pub fn render_with(&self, files: &[(String, u64, std::time::SystemTime, String)]) -> String {
+        let mut text = format!("{{ \"PostgreSQL-Backup-Manifest-Version\": {},\n", self.version);
+        if let Some(id) = self.system_identifier {
+            text += &format!("\"System-Identifier\": {id},\n");
+        }
+        text += "\"Files\": [";
+        for (i, (path, size, mtime, crc)) in files.iter().enumerate() {
+            let when = chrono::DateTime::<chrono::Utc>::from(*mtime).format("%Y-%m-%d %H:%M:%S GMT");
+            let path = serde_json::to_string(path).expect("a string serialises");
+            text += if i == 0 { "\n" } else { ",\n" };
+            text += &format!(
+                "{{ \"Path\": {path}, \"Size\": {size}, \"Last-Modified\": \"{when}\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"{crc}\" }}"
+            );
+        }
+        text += "\n],\n\"WAL-Ranges\": [";
+        for (i, r) in self.wal_ranges.iter().enumerate() {
+            text += if i == 0 { "\n" } else { ",\n" };
+            text += &format!(
+                "{{ \"Timeline\": {}, \"Start-LSN\": \"{}\", \"End-LSN\": \"{}\" }}",
+                r.timeline, r.start, r.end
+            );
+        }
+        text += "\n],\n";
+        let sum = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        text + &format!("\"Manifest-Checksum\": \"{sum}\"}}\n")
     }
 
     /// Checks every listed file under `data_dir`: present, same size, same checksum.
@@ -177,6 +234,18 @@ fn file_entry(v: &serde_json::Value) -> Result<FileEntry, String> {
     Ok(FileEntry { path, size, algorithm, checksum })
 }
 
+fn wal_range(v: &serde_json::Value) -> Result<WalRange, String> {
+    let text = |key: &str| {
+        v.get(key).and_then(|s| s.as_str()).map(str::to_owned).ok_or_else(|| format!("WAL range without {key}"))
+    };
+    let timeline = v.get("Timeline").and_then(serde_json::Value::as_u64).ok_or("WAL range without Timeline")?;
+    Ok(WalRange {
+        timeline: u32::try_from(timeline).map_err(|e| e.to_string())?,
+        start: text("Start-LSN")?,
+        end: text("End-LSN")?,
+    })
+}
+
 /// `"Manifest-Checksum": "<sha256 hex>"` covers every byte before that line.
 fn check_own_checksum(text: &str) -> Result<(), String> {
     const KEY: &str = "\"Manifest-Checksum\": \"";
@@ -191,16 +260,25 @@ fn check_own_checksum(text: &str) -> Result<(), String> {
     }
 }
 
-enum Hasher {
+/// A running checksum of one of the manifest's algorithms (`None` computes a CRC-32C that is
+/// never compared).
+#[derive(Clone)]
+pub enum Hasher {
+    /// CRC-32C.
     Crc(u32),
+    /// SHA-224.
     Sha224(sha2::Sha224),
+    /// SHA-256.
     Sha256(sha2::Sha256),
+    /// SHA-384.
     Sha384(sha2::Sha384),
+    /// SHA-512.
     Sha512(sha2::Sha512),
 }
 
 impl Hasher {
-    fn new(a: Algorithm) -> Hasher {
+    /// A fresh checksum of algorithm `a`.
+    pub fn new(a: Algorithm) -> Hasher {
         match a {
             Algorithm::None | Algorithm::Crc32c => Hasher::Crc(0),
             Algorithm::Sha224 => Hasher::Sha224(sha2::Sha224::new()),
@@ -210,7 +288,8 @@ impl Hasher {
         }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Crc(c) => *c = crc32c::crc32c_append(*c, data),
             Hasher::Sha224(h) => h.update(data),
@@ -220,7 +299,8 @@ impl Hasher {
         }
     }
 
-    fn finish(self) -> String {
+    /// The checksum as the manifest writes it (lower-case hex).
+    pub fn finish(self) -> String {
         match self {
             Hasher::Crc(c) => hex::encode(c.to_le_bytes()),
             Hasher::Sha224(h) => hex::encode(h.finalize()),
@@ -276,6 +356,20 @@ mod tests {
         assert!(m.verify(dir.path()).expect_err("short").to_string().contains("size 4 differs"));
         std::fs::remove_file(dir.path().join("PG_VERSION")).expect("rm");
         assert!(m.verify(dir.path()).expect_err("gone").to_string().starts_with("PG_VERSION: cannot open"));
+    }
+
+    #[test]
+    fn renders_what_it_reads() {
+        let text = manifest_for(&[("PG_VERSION", b"15\n", "CRC32C")]);
+        let m = Manifest::parse(&text).expect("parse");
+        assert_eq!((m.version, m.system_identifier, m.wal_ranges.len()), (1, None, 1));
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_hours(24);
+        let files = [("base/1/\"odd\"".to_owned(), 9, when, "839206e3".to_owned())];
+        let again = Manifest::parse(&m.render_with(&files)).expect("rendered manifest parses");
+        assert_eq!(again.files[0].path, "base/1/\"odd\"");
+        assert_eq!((again.files[0].size, again.files[0].checksum.as_str()), (9, "839206e3"));
+        assert_eq!(again.wal_ranges, m.wal_ranges);
+        assert!(m.render_with(&files).contains("\"Last-Modified\": \"1970-01-02 00:00:00 GMT\""));
     }
 
     #[test]

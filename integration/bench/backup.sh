@@ -54,7 +54,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUR_BIN=${OUR_BIN:-$REPO/target/release}
 VENV=${BARMAN_VENV:-/opt/barman-venv}
 PG_BIN=/usr/lib/postgresql/15/bin
-SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck source=lib.sh
+. "$REPO/integration/bench/lib.sh"
 if [ "${QUICK:-0}" = 1 ]; then SCALE=${SCALE:-10}; else SCALE=${SCALE:-100}; fi
 ALL_TOOLS="ours ours-lz4 ours-zstd ours-lz4-server ours-zstd-server pgb-fp pgb-ft pgb-ft-lz4 pgb-ft-zstd real real-lz4 pgbr-none pgbr-lz4 pgbr-zst"
 TOOLS=${TOOLS:-$ALL_TOOLS}
@@ -66,15 +67,9 @@ BACKUP_TIMEOUT=${BACKUP_TIMEOUT:-1800}
 OURS_COMPRESSED=${OURS_COMPRESSED:-auto}
 MARKER=/tmp/barman-backup-compression.ready
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-[ "$(id -u)" -eq 0 ] || die "run as root"
+require_root
 for t in $TOOLS; do [[ " $ALL_TOOLS " == *" $t "* ]] || die "unknown tool '$t' in TOOLS (known: $ALL_TOOLS)"; done
-if [ "$OUR_BIN" = "$REPO/target/release" ] && [ "${NO_BUILD:-0}" != 1 ]; then
-    log "building our release binaries (NO_BUILD=1 skips)"
-    (cd "$REPO" && cargo build --release -q -p barman -p barman-backup) \
-        || log "WARNING: cargo build failed; using the binaries already in $OUR_BIN"
-fi
+build_ours
 for f in "$OUR_BIN/barman" "$OUR_BIN/barman-backup" "$VENV/bin/barman" "$PG_BIN/initdb" "$PG_BIN/pgbench" \
          "$PG_BIN/pg_basebackup"; do
     [ -x "$f" ] || die "missing $f (cargo build --release? integration/setup.sh?)"
@@ -103,18 +98,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }
-AS_PG=(runuser -u postgres -- env -i HOME=/var/lib/postgresql)
-as_pg() { "${AS_PG[@]}" PATH="$PG_BIN:$SYS_PATH" "$@"; }
 field() { sed -n "s/^\s*$1: //p" "$2"; }          # a /usr/bin/time -v field
 CLK_TCK=$(getconf CLK_TCK)
 
 # Our binaries are copied so a concurrent `cargo build` cannot swap them mid-run.
-mkdir -p "$S/ours-bin"
-cp "$OUR_BIN/barman" "$OUR_BIN/barman-backup" "$S/ours-bin/"
-chmod 755 "$S/ours-bin" "$S/ours-bin"/*
+copy_ours "$S"
 
 ########## PostgreSQL 15 ##########
 PGPORT=$(free_port)

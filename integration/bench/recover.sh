@@ -43,7 +43,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUR_BIN=${OUR_BIN:-$REPO/target/release}
 VENV=${BARMAN_VENV:-/opt/barman-venv}
 PG_BIN=/usr/lib/postgresql/15/bin
-SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck source=lib.sh
+. "$REPO/integration/bench/lib.sh"
 if [ "${QUICK:-0}" = 1 ]; then
     WAL_MB=${WAL_MB:-128}; SCALE=${SCALE:-5}
 else
@@ -56,14 +57,8 @@ RUNS=${RUNS:-1}
 PGBR_COMPRESS=${PGBR_COMPRESS:-none}
 DROP_CACHES=${DROP_CACHES:-1}
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-[ "$(id -u)" -eq 0 ] || die "run as root"
-if [ "$OUR_BIN" = "$REPO/target/release" ] && [ "${NO_BUILD:-0}" != 1 ]; then
-    log "building our release binaries (NO_BUILD=1 skips)"
-    (cd "$REPO" && cargo build --release -q -p barman -p barman-backup) \
-        || log "WARNING: cargo build failed; using the binaries already in $OUR_BIN"
-fi
+require_root
+build_ours
 for f in "$OUR_BIN/barman" "$OUR_BIN/barman-backup" "$VENV/bin/barman" "$PG_BIN/initdb" "$PG_BIN/pgbench" \
          "$PG_BIN/pg_basebackup" /usr/bin/rsync; do
     [ -x "$f" ] || die "missing $f (cargo build --release? integration/setup.sh?)"
@@ -91,19 +86,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }
-AS_PG=(runuser -u postgres -- env -i HOME=/var/lib/postgresql)
-as_pg() { runuser -u postgres -- env -i HOME=/var/lib/postgresql PATH="$PG_BIN:$SYS_PATH" "$@"; }
 field() { sed -n "s/^\s*$1: //p" "$2"; }          # a /usr/bin/time -v field
 stamp() { while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%N)" "$l"; done; }
-drop_caches() { [ "$DROP_CACHES" = 1 ] && { sync; echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; true; }
 
 # Our binaries are copied so a concurrent `cargo build` cannot swap them mid-run.
-mkdir -p "$S/ours-bin"
-cp "$OUR_BIN/barman" "$OUR_BIN/barman-backup" "$S/ours-bin/"
-chmod 755 "$S/ours-bin" "$S/ours-bin"/*
+copy_ours "$S"
 barman_of() { # impl args...: `barman` of impl as postgres (its barman_user)
     local impl=$1; shift
     if [ "$impl" = ours ]; then

@@ -144,6 +144,16 @@ fn chain_of_two_incrementals_recovers_and_deletes_as_barman() -> Result<()> {
     chain_of_two_incrementals(PgVersion::V18)
 }
 
+/// Must-show 2 on PostgreSQL 17 (server only here: PostgreSQL 18's client tools, and no
+/// `pg_combinebackup` 17 anywhere: the chain is combined natively).
+#[test]
+fn chain_of_two_incrementals_on_postgres_17() -> Result<()> {
+    skip_unless!(PgCluster::require());
+    skip_unless!(Sshd::require());
+    skip_unless!(PgVersion::V17.require());
+    chain_of_two_incrementals(PgVersion::V17)
+}
+
 fn chain_of_two_incrementals(version: PgVersion) -> Result<()> {
     let c = Chain::start(&format!("incremental {}", version.major()), version)?;
     c.pg.pgbench_init(3)?;

@@ -1,26 +1,25 @@
 //! Recovery of a block-level incremental backup (PostgreSQL 17+): the chain from the full
-//! root to the backup asked for is combined with `pg_combinebackup`, as Barman 3.20.1's
-//! `CombineOperation` does. A local recovery combines straight into the destination; a
+//! root to the backup asked for is combined by [`barman_common::combine`] (what Barman
+//! 3.20.1's `CombineOperation` does with `pg_combinebackup`, natively: no client tool of the
+//! backup's major is needed, and every file read from the catalogue is checked against its
+//! backup's manifest on the way). A local recovery combines straight into the destination; a
 //! remote one combines into the local staging directory (`--staging-path` /
 //! `staging_path`, else the deprecated `--local-staging-path` / `local_staging_path`, else
 //! `/tmp`), which is then shipped as usual.
 //!
-//! Everything is checked before anything is written: each link of the chain (its
-//! backup.info, a DONE status, its data directory and `backup_manifest`), `pg_combinebackup`
-//! in `path_prefix` then `PATH` with the backup's major version (Barman's "Postgres version
-//! mismatch" otherwise), and `--combine-mode` / `combine_mode` with Barman's fall-backs
-//! (`link` is never used for a local recovery, nor before PostgreSQL 18). Beyond Barman, the
-//! combined result is checked with `pg_verifybackup` (manifest and checksums, WAL aside)
-//! before the recovery settings are written.
+//! Everything about the chain is checked before anything is written: each link (its
+//! backup.info, a DONE status, its data directory and `backup_manifest`), then, in the
+//! combine, one system identifier and each backup's label naming the one before it.
+//! `--combine-mode` / `combine_mode` follows Barman's fall-backs (`link` is never used for a
+//! local recovery, nor before PostgreSQL 18); `link` hard-links the relation files the newest
+//! backup holds whole into the staging area, every other mode copies them.
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use barman_common::catalogue::{BackupId, BackupInfo, Catalogue, ServerLayout};
+use barman_common::combine::{self, Backup, Mode, Target};
 use barman_common::config::{OptionValue, ServerConfig};
-use barman_common::remote::run_captured;
 
 use super::options::{Options, Staging};
 use crate::output::Output;
@@ -37,13 +36,11 @@ pub struct Link {
     pub data: PathBuf,
 }
 
-/// A chain to combine, checked, with the tool and mode that will combine it.
+/// A chain to combine, checked, with the mode that will combine it.
 #[derive(Debug, Clone)]
 pub struct Chain {
     /// From the full root to the backup recovered.
     pub links: Vec<Link>,
-    /// `pg_combinebackup`.
-    pub tool: PathBuf,
     /// `copy`, `link`, `clone` or `copy-file-range`.
     pub mode: String,
     /// Where a remote recovery stages the combined result.
@@ -79,17 +76,9 @@ impl Chain {
         }
         let links = walk_to_root(catalogue, layout, id, info)?;
         let major = info.version.unwrap_or(0) / 10_000;
-        let (tool, tool_major) = find_tool(cfg.path_prefix.as_deref())?;
-        if tool_major != major {
-            return Err(CmdError::Error(format!(
-                "Postgres version mismatch: The backup '{id}' was taken from Postgres version '{major}', but \
-                 pg_combinebackup version is '{tool_major}'. To restore successfully is necessary to use \
-                 pg_combinebackup with the same version used when the backup was taken ({major})."
-            )));
-        }
         let requested = opts.staging.combine_mode.clone().or_else(|| text(cfg, "combine_mode"));
-        let mode = combine_mode(requested.as_deref().unwrap_or("copy"), remote, tool_major, out);
-        Ok(Some(Chain { links, tool, mode, staging_base }))
+        let mode = combine_mode(requested.as_deref().unwrap_or("copy"), remote, major, out);
+        Ok(Some(Chain { links, mode, staging_base }))
     }
 }
 
@@ -175,24 +164,6 @@ fn walk_to_root(
     Ok(links)
 }
 
-/// `pg_combinebackup` in `path_prefix` then `PATH`, with its major version.
-fn find_tool(path_prefix: Option<&str>) -> Result<(PathBuf, u32), CmdError> {
-    let env_path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = path_prefix.map(|p| std::env::split_paths(p).collect()).unwrap_or_default();
-    dirs.extend(std::env::split_paths(&env_path));
-    let Some(tool) = dirs.iter().map(|d| d.join("pg_combinebackup")).find(|p| p.is_file()) else {
-        return Err(CmdError::Error("pg_combinebackup could not be found on the target server".into()));
-    };
-    let version = Command::new(&tool).arg("--version").stdin(Stdio::null()).output()?;
-    // "pg_combinebackup (PostgreSQL) 18.6"
-    let text = String::from_utf8_lossy(&version.stdout);
-    let major =
-        text.split_whitespace().last().and_then(|v| v.split('.').next()).and_then(|m| m.parse().ok()).ok_or_else(
-            || CmdError::Error(format!("cannot read the version of {}: {}", tool.display(), text.trim())),
-        )?;
-    Ok((tool, major))
-}
-
 /// Barman's `_fallback_to_copy_if_link_is_not_supported`.
 fn combine_mode(requested: &str, remote: bool, major: u32, out: &mut Output) -> String {
     if requested != "link" {
@@ -217,55 +188,30 @@ fn combine_mode(requested: &str, remote: bool, major: u32, out: &mut Output) -> 
     "link".into()
 }
 
-/// Where pg_combinebackup writes inside each destination before the result is moved up.
-const COMBINE_DIR: &str = ".barman-combine";
-
-/// Moves every entry of `work` into `dir` (same filesystem: renames), then removes `work`.
-fn move_up(work: &Path, dir: &Path) -> Result<(), CmdError> {
-    if !work.is_dir() {
-        return Ok(());
-    }
-    for entry in fs::read_dir(work)? {
-        let entry = entry?;
-        fs::rename(entry.path(), dir.join(entry.file_name()))?;
-    }
-    fs::remove_dir(work)?;
-    Ok(())
-}
-
 /// Top-level entries Barman's `_post_recovery_cleanup` empties or removes.
 const CLEANED_CONTENT: [&str; 4] = ["pg_log", "log", "pg_xlog", "pg_wal"];
 const CLEANED_FILES: [&str; 3] = ["postmaster.pid", "recovery.conf", "tablespace_map"];
 
 impl Chain {
-    /// Combines the chain into `root` (each tablespace, by oid, into the directory given),
-    /// cleans the result as Barman does and verifies it against the manifest
-    /// `pg_combinebackup` wrote.
+    /// Combines the chain into `root` (each tablespace, by oid, into the directory given)
+    /// and cleans the result as Barman does.
     pub fn combine(&self, root: &Path, tablespaces: &[(u32, PathBuf)], out: &mut Output) -> Result<(), CmdError> {
         let leaf = self.links.last().expect("a chain has its leaf");
-        out.info(format!("Start combining backup via pg_combinebackup for backup {} on {}", leaf.id, root.display()));
-        // pg_combinebackup wants empty or missing output directories, and a local destination
-        // already holds the marker of an unfinished recovery (`resume`): combine into a
-        // subdirectory of each destination, verify, then move the result up. A kill in
-        // between leaves everything inside the marked destination, emptied by the next run.
-        let work = |dir: &Path| dir.join(COMBINE_DIR);
-        let mut cmd = Command::new(&self.tool);
-        let mut output = OsString::from("--output=");
-        output.push(work(root));
-        cmd.arg(output);
-        for (oid, dest) in tablespaces {
-            let source = leaf.data.parent().expect("base/<id>/data").join(oid.to_string());
-            fs::create_dir_all(dest)?;
-            cmd.arg(format!("--tablespace-mapping={}={}", source.display(), work(dest).display()));
+        out.info(format!("Start combining backup {} (a chain of {}) on {}", leaf.id, self.links.len(), root.display()));
+        let chain: Vec<Backup> = self.links.iter().map(Link::stored).collect();
+        let target = Target { root: root.to_owned(), tablespaces: tablespaces.to_vec() };
+        let mode = if self.mode == "link" { Mode::Link } else { Mode::Copy };
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        let done = combine::combine(&chain, &target, mode, workers)
+            .map_err(|e| CmdError::Error(format!("Combine action failure on directory '{}': {e}", root.display())))?;
+        for skipped in &done.skipped {
+            out.warning(format!("skipping {}: neither a regular file nor a directory", skipped.display()));
         }
-        cmd.arg(format!("--{}", self.mode));
-        cmd.args(self.links.iter().map(|l| &l.data)).stdin(Stdio::null());
-        run(&mut cmd, "pg_combinebackup", root)?;
-        self.verify(&work(root))?;
-        for dir in std::iter::once(root).chain(tablespaces.iter().map(|(_, d)| d.as_path())) {
-            move_up(&work(dir), dir)?;
-        }
-        out.info(format!("End combining backup via pg_combinebackup for backup {}", leaf.id));
+        out.info(format!(
+            "End combining backup {}: {} files ({} rebuilt from incremental files), {} bytes, each source checked \
+             against its backup_manifest",
+            leaf.id, done.files, done.reconstructed, done.bytes
+        ));
         let off = |l: &Link| l.info.data_checksums.as_deref() == Some("off");
         if leaf.info.data_checksums.as_deref() == Some("on") && self.links.iter().any(off) {
             out.warning(
@@ -277,33 +223,15 @@ impl Chain {
         cleanup(root)?;
         Ok(())
     }
-
-    /// `pg_verifybackup --no-parse-wal` (next to `pg_combinebackup`) on the combined result.
-    fn verify(&self, root: &Path) -> Result<(), CmdError> {
-        let verifier = self.tool.with_file_name("pg_verifybackup");
-        if !verifier.is_file() {
-            return Err(CmdError::Error(format!(
-                "cannot verify the combined backup: {} not found beside pg_combinebackup",
-                verifier.display()
-            )));
-        }
-        let mut cmd = Command::new(verifier);
-        cmd.args(["--no-parse-wal", "--quiet"]).arg(root).stdin(Stdio::null());
-        run(&mut cmd, "pg_verifybackup", root)
-    }
 }
 
-fn run(cmd: &mut Command, what: &str, dest: &Path) -> Result<(), CmdError> {
-    let o = run_captured(cmd, None)?.ok_or_else(|| CmdError::Error(format!("{what} timed out")))?;
-    if o.status.success() {
-        return Ok(());
+impl Link {
+    /// The link as stored: `base/<id>/data` and its tablespaces in `base/<id>/<oid>`.
+    fn stored(&self) -> Backup {
+        let dir = self.data.parent().expect("base/<id>/data");
+        let oids = self.info.tablespaces.iter().flatten().map(|t| t.oid);
+        Backup { data: self.data.clone(), tablespaces: oids.map(|oid| (oid, dir.join(oid.to_string()))).collect() }
     }
-    Err(CmdError::Error(format!(
-        "Combine action failure on directory '{}': {what} exited with {}: {}",
-        dest.display(),
-        o.status,
-        o.stderr_text().trim()
-    )))
 }
 
 /// Barman's `_post_recovery_cleanup` on the combined PGDATA.
