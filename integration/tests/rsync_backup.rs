@@ -249,6 +249,8 @@ fn killed_backup_is_failed_and_the_next_succeeds() -> Result<()> {
     s.pg.pgbench_init(1)?;
     s.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint", "--bwlimit", "0"])?;
     let first = s.barman.done_backups("pg")?.pop().context("no first backup")?;
+    // New pgbench tables: the next copy has megabytes to send at 2000 KB/s, not just links.
+    s.pg.pgbench_init(1)?;
     let program = barman_integration::cargo_bin("barman-backup")?;
     let mut cmd = s.barman.program_command(&program, &["--immediate-checkpoint", "pg"]);
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
