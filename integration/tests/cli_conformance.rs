@@ -31,7 +31,6 @@ fn every_barman_3_20_1_subcommand_and_option_is_accepted_with_the_same_arity() -
 
 /// Each line: arguments after `barman -c <missing file>`, then the word the message names.
 const REFUSED: &[(&[&str], &str)] = &[
-    (&["backup", "--keepalive-interval", "3", "pg"], "--keepalive-interval"),
     (&["backup", "--cloud-staging-directory", "/tmp", "pg"], "--cloud-staging-directory"),
     (&["recover", "--partial-wal", "pg", "latest", "/tmp/x"], "--partial-wal"),
     (&["recover", "--snapshot-recovery-instance", "i", "pg", "latest", "/tmp/x"], "--snapshot-recovery-instance"),

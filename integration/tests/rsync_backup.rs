@@ -237,14 +237,19 @@ fn eric_conf_two_backups_reuse_links_and_remote_recovery() -> Result<()> {
     Ok(())
 }
 
-/// Issue 18, must-show 3: `kill -9` of `barman-backup` in the middle of a copy slowed by
-/// `bandwidth_limit`: the backup is never DONE, the next backup marks it FAILED and
-/// succeeds, and PostgreSQL's backup session was released (a new one can start).
+/// Issue 18, must-show 3: after a first backup, `kill -9` of `barman-backup` in the middle
+/// of a copy slowed by `bandwidth_limit`: the backup is never DONE, the next backup marks it
+/// FAILED and succeeds (PostgreSQL's backup session was released), reusing the first
+/// backup's unchanged files by hard link, never the killed one's half copy.
 #[test]
 fn killed_backup_is_failed_and_the_next_succeeds() -> Result<()> {
     skip_unless!(PgCluster::require());
     skip_unless!(Sshd::require());
     let s = setup("rsync kill", &["bandwidth_limit = 2000"])?;
+    s.pg.pgbench_init(1)?;
+    s.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint", "--bwlimit", "0"])?;
+    let first = s.barman.done_backups("pg")?.pop().context("no first backup")?;
+    // New pgbench tables: the next copy has megabytes to send at 2000 KB/s, not just links.
     s.pg.pgbench_init(1)?;
     let program = barman_integration::cargo_bin("barman-backup")?;
     let mut cmd = s.barman.program_command(&program, &["--immediate-checkpoint", "pg"]);
@@ -252,9 +257,9 @@ fn killed_backup_is_failed_and_the_next_succeeds() -> Result<()> {
     let mut child = cmd.spawn()?;
     let layout = s.layout();
     barman_integration::wait_until(Duration::from_mins(1), "backup to start", || {
-        Ok(backup_ids(&layout)
-            .first()
-            .is_some_and(|id| backup_info(&layout, id).is_ok_and(|i| i.status == BackupStatus::Started)))
+        Ok(backup_ids(&layout).last().is_some_and(|id| {
+            *id != first && backup_info(&layout, id).is_ok_and(|i| i.status == BackupStatus::Started)
+        }))
     })?;
     std::thread::sleep(Duration::from_secs(3));
     child.kill()?;
@@ -264,7 +269,25 @@ fn killed_backup_is_failed_and_the_next_succeeds() -> Result<()> {
     s.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint", "--bwlimit", "0"])?;
     let after = backup_info(&layout, &killed)?;
     ensure!(after.status == BackupStatus::Failed, "killed backup: {:?}", after.status);
-    let done = s.barman.done_backups("pg")?;
-    ensure!(done.len() == 1 && done[0] != killed, "DONE: {done:?}");
+    let mut done = s.barman.done_backups("pg")?;
+    done.sort();
+    ensure!(done.len() == 2 && done[0] == first && done[1] != killed, "DONE: {done:?}");
+    let base = s.layout().basebackups_directory.clone();
+    let (files, linked) = shared_inodes(&base.join(&done[1]).join("data"), &base.join(&first).join("data"))?;
+    ensure!(linked * 10 >= files * 7, "only {linked} of {files} files of the next backup are links into {first}");
+    eprintln!("after the kill: {linked}/{files} files of the next backup are hard links into {first}");
     Ok(())
+}
+
+/// (files under `root`, of which the same inode as the file at the same path under `other`).
+fn shared_inodes(root: &Path, other: &Path) -> Result<(u64, u64)> {
+    let (mut files, mut shared) = (0, 0);
+    for rel in tree(root)? {
+        let md = fs::symlink_metadata(root.join(&rel))?;
+        if md.is_file() {
+            files += 1;
+            shared += u64::from(fs::symlink_metadata(other.join(&rel)).is_ok_and(|o| o.ino() == md.ino()));
+        }
+    }
+    Ok((files, shared))
 }

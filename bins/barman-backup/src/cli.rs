@@ -6,7 +6,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 /// The clap definition (also used to generate the man page).
 pub fn command() -> Command {
     let flag = |name: &'static str| Arg::new(name).long(name).action(ArgAction::SetTrue);
-    Command::new("barman-backup")
+    let cmd = Command::new("barman-backup")
         .version(concat!(env!("CARGO_PKG_VERSION"), " (Barman 3.20.1 compatible)"))
         .about(
             "Take a base backup of a Barman server: BASE_BACKUP (backup_method = postgres; plain or compressed tar) \
@@ -81,7 +81,37 @@ pub fn command() -> Command {
                 .help("output format"),
         )
         .arg(flag("quiet").short('q').help("print errors only"))
-        .arg(Arg::new("SERVER_NAME").required(true).help("the server to back up"))
+        .arg(Arg::new("SERVER_NAME").required(true).help("the server to back up"));
+    rsync_args(cmd)
+}
+
+/// The options only the rsync method reads.
+fn rsync_args(cmd: Command) -> Command {
+    let flag = |name: &'static str| Arg::new(name).long(name).action(ArgAction::SetTrue);
+    cmd        .arg(
+            Arg::new("jobs-start-batch-size")
+                .long("jobs-start-batch-size")
+                .value_parser(clap::value_parser!(u32).range(1..))
+                .help("rsync workers started per batch (overrides parallel_jobs_start_batch_size)"),
+        )
+        .arg(
+            Arg::new("jobs-start-batch-period")
+                .long("jobs-start-batch-period")
+                .value_parser(clap::value_parser!(u32).range(1..))
+                .help("seconds between two batches of started rsync workers (overrides parallel_jobs_start_batch_period)"),
+        )
+        .arg(
+            Arg::new("keepalive-interval")
+                .long("keepalive-interval")
+                .value_parser(clap::value_parser!(u64))
+                .help("seconds between two heartbeat queries on the SQL session during an rsync copy (0 = none; overrides keepalive_interval)"),
+        )
+        .arg(flag("manifest").overrides_with("no-manifest").help("write a backup_manifest after an rsync copy (overrides autogenerate_manifest)"))
+        .arg(
+            flag("no-manifest")
+                .overrides_with("manifest")
+                .help("no backup_manifest after an rsync copy (overrides autogenerate_manifest)"),
+        )
 }
 
 /// Converts parsed arguments into [`Options`].
@@ -106,6 +136,16 @@ pub fn options(m: &ArgMatches) -> Options {
         bwlimit: m.get_one::<u64>("bwlimit").copied(),
         retry_times: if m.get_flag("no-retry") { Some(0) } else { m.get_one::<u32>("retry-times").copied() },
         retry_sleep: m.get_one::<u64>("retry-sleep").copied(),
+        jobs_start_batch_size: m.get_one::<u32>("jobs-start-batch-size").copied(),
+        jobs_start_batch_period: m.get_one::<u32>("jobs-start-batch-period").copied(),
+        keepalive_interval: m.get_one::<u64>("keepalive-interval").copied(),
+        manifest: if m.get_flag("manifest") {
+            Some(true)
+        } else if m.get_flag("no-manifest") {
+            Some(false)
+        } else {
+            None
+        },
         json: m.get_one::<String>("format").is_some_and(|f| f == "json"),
         quiet: m.get_flag("quiet"),
     }
@@ -134,5 +174,11 @@ mod tests {
         assert_eq!(parse(&["b", "--incremental", "latest-full", "pg"]).incremental.as_deref(), Some("latest-full"));
         let o = parse(&["b", "--jobs", "4", "--bwlimit", "100", "--no-retry", "--retry-sleep", "3", "pg"]);
         assert_eq!((o.jobs, o.bwlimit, o.retry_times, o.retry_sleep), (Some(4), Some(100), Some(0), Some(3)));
+        let o = parse(&["b", "--jobs-start-batch-size", "2", "--jobs-start-batch-period", "5", "pg"]);
+        assert_eq!((o.jobs_start_batch_size, o.jobs_start_batch_period), (Some(2), Some(5)));
+        assert_eq!(parse(&["b", "--keepalive-interval", "0", "pg"]).keepalive_interval, Some(0));
+        assert_eq!(parse(&["b", "--no-manifest", "--manifest", "pg"]).manifest, Some(true));
+        assert_eq!(parse(&["b", "--manifest", "--no-manifest", "pg"]).manifest, Some(false));
+        assert_eq!(parse(&["b", "pg"]).manifest, None);
     }
 }

@@ -394,6 +394,9 @@ pub struct Backup {
     /// backup_method = postgres, summarize_wal = on
     #[arg(long, value_name = "BACKUP_ID")]
     pub incremental: Option<String>,
+    /// The rsync copy's options.
+    #[command(flatten)]
+    pub copy: BackupCopy,
     /// Options refused until their issue wires them.
     #[command(flatten)]
     pub refused: BackupRefused,

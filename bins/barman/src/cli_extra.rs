@@ -212,24 +212,29 @@ pub struct CloudWalRestore {
     pub wal_dest: String,
 }
 
+/// `backup`'s options for the rsync copy (Barman overrides the server's settings with them).
+#[derive(Debug, Args)]
+pub struct BackupCopy {
+    /// the time period in seconds over which a single batch of jobs will be started
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs_start_batch_period: Option<u32>,
+    /// the maximum number of parallel rsync jobs to start in a single batch
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs_start_batch_size: Option<u32>,
+    /// seconds between two heartbeat queries keeping the PostgreSQL session alive during an rsync backup (0 = none)
+    #[arg(long)]
+    pub keepalive_interval: Option<u64>,
+    /// forces the creation of the backup manifest file for the rsync backup method
+    #[arg(long, overrides_with = "no_manifest")]
+    pub manifest: bool,
+    /// disables the creation of the backup manifest file for the rsync backup method
+    #[arg(long, overrides_with = "manifest")]
+    pub no_manifest: bool,
+}
+
 /// `backup` options parsed and refused until their issue wires them.
 #[derive(Debug, Args)]
 pub struct BackupRefused {
-    /// refused until issue 18
-    #[arg(long)]
-    pub jobs_start_batch_period: Option<u32>,
-    /// refused until issue 18
-    #[arg(long)]
-    pub jobs_start_batch_size: Option<u32>,
-    /// refused until issue 18: keepalive during the copy
-    #[arg(long)]
-    pub keepalive_interval: Option<u32>,
-    /// refused until issue 18 (autogenerate_manifest of rsync backups)
-    #[arg(long)]
-    pub manifest: bool,
-    /// refused until issue 18 (autogenerate_manifest of rsync backups)
-    #[arg(long)]
-    pub no_manifest: bool,
     /// refused until issue 22: cloud staging directory
     #[arg(long)]
     pub cloud_staging_directory: Option<String>,
@@ -313,13 +318,7 @@ fn first(given: &[(bool, &'static str, &'static str)]) -> Option<(&'static str, 
 impl BackupRefused {
     /// The first option given, with the issue that wires it.
     pub fn refused(&self) -> Option<(&'static str, &'static str)> {
-        const RSYNC: &str = "rsync copy machinery, issue 18";
         first(&[
-            (self.jobs_start_batch_period.is_some(), "--jobs-start-batch-period", RSYNC),
-            (self.jobs_start_batch_size.is_some(), "--jobs-start-batch-size", RSYNC),
-            (self.keepalive_interval.is_some(), "--keepalive-interval", RSYNC),
-            (self.manifest, "--manifest", RSYNC),
-            (self.no_manifest, "--no-manifest", RSYNC),
             (self.cloud_staging_directory.is_some(), "--cloud-staging-directory", "object stores, issue 22"),
             (self.cloud_staging_max_size.is_some(), "--cloud-staging-max-size", "object stores, issue 22"),
         ])

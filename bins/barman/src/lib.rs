@@ -47,6 +47,28 @@ pub fn run(cli: &Cli) -> barman_common::exit::ExitCode {
     code
 }
 
+/// `barman backup`'s request for the backup runner.
+fn backup_request(config: Option<String>, a: &cli::Backup) -> cmd::backup::BackupRequest {
+    cmd::backup::BackupRequest {
+        config,
+        servers: a.servers.clone(),
+        name: a.name.clone(),
+        incremental: a.incremental.clone(),
+        wait: a.wait,
+        wait_timeout: a.wait_timeout,
+        immediate_checkpoint: checkpoint(a),
+        reuse_backup: a.reuse_backup(),
+        retry_times: if a.no_retry { Some(0) } else { a.retry_times },
+        retry_sleep: a.retry_sleep,
+        jobs: a.jobs,
+        bwlimit: a.bwlimit,
+        check_timeout: a.check_timeout,
+        jobs_start_batch: (a.copy.jobs_start_batch_size, a.copy.jobs_start_batch_period),
+        keepalive_interval: a.copy.keepalive_interval,
+        manifest: (a.copy.manifest || a.copy.no_manifest).then_some(a.copy.manifest),
+    }
+}
+
 fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> {
     let config = cli.config.clone();
     match &cli.command {
@@ -54,24 +76,7 @@ fn dispatch(ctx: &Context, cli: &Cli, out: &mut Output) -> Result<(), CmdError> 
         Cmd::GetWal(a) => cmd::get_wal_cmd(ctx, &a.server, a.test, &get_wal(a), out),
         Cmd::ArchiveWal(a) => cmd::archive_wal_cmd(ctx, &a.server, out),
         Cmd::Cron(a) => cmd::cron::run(ctx, a.keep_descriptors, out),
-        Cmd::Backup(a) => {
-            let req = cmd::backup::BackupRequest {
-                config,
-                servers: a.servers.clone(),
-                name: a.name.clone(),
-                incremental: a.incremental.clone(),
-                wait: a.wait,
-                wait_timeout: a.wait_timeout,
-                immediate_checkpoint: checkpoint(a),
-                reuse_backup: a.reuse_backup(),
-                retry_times: if a.no_retry { Some(0) } else { a.retry_times },
-                retry_sleep: a.retry_sleep,
-                jobs: a.jobs,
-                bwlimit: a.bwlimit,
-                check_timeout: a.check_timeout,
-            };
-            cmd::backup::run(ctx, &req, out)
-        }
+        Cmd::Backup(a) => cmd::backup::run(ctx, &backup_request(config, a), out),
         Cmd::CheckBackup(a) => cmd::check_backup::run(ctx, &a.server, &a.backup, out),
         Cmd::SyncBackup(a) => cmd::relay::sync_backup(ctx, config.as_deref(), &a.server, &a.backup),
         Cmd::SyncWals(a) => cmd::relay::sync_wals(ctx, config.as_deref(), &a.server),

@@ -8,6 +8,8 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use barman_common::remote::mux;
+
 /// How rsync reaches the primary.
 #[derive(Debug, Clone)]
 pub struct Rsync {
@@ -135,6 +137,46 @@ impl Rsync {
             return Err(Failure { code: output.status.code().unwrap_or(-1), stderr });
         }
         Ok(parse_listing(&String::from_utf8_lossy(&output.stdout)))
+    }
+}
+
+/// The runners of a parallel copy, one per worker: over ssh, each keeps its own shared
+/// connection ([`mux::reuse_in_line`]) for all its rsync calls (one handshake per worker, not
+/// one per call, and still one cipher stream per worker); the masters end when this is
+/// dropped. Worker 0's runner also serves the listings and single files.
+#[derive(Debug)]
+pub struct WorkerRunners {
+    runners: Vec<Rsync>,
+    /// The lines whose masters are ours to end.
+    masters: Vec<String>,
+}
+
+impl Rsync {
+    /// `workers` runners (at least one) sharing this one's settings.
+    pub fn per_worker(&self, workers: usize) -> WorkerRunners {
+        let mut masters = Vec::new();
+        let runners = (0..workers.max(1))
+            .map(|i| {
+                let slot = format!("{}-{i}", std::process::id());
+                let reusing = self.ssh_command.as_deref().and_then(|line| mux::reuse_in_line(line, &slot));
+                masters.extend(reusing.clone());
+                Rsync { ssh_command: reusing.or_else(|| self.ssh_command.clone()), ..self.clone() }
+            })
+            .collect();
+        WorkerRunners { runners, masters }
+    }
+}
+
+impl WorkerRunners {
+    /// Worker `i`'s runner.
+    pub fn get(&self, i: usize) -> &Rsync {
+        &self.runners[i % self.runners.len()]
+    }
+}
+
+impl Drop for WorkerRunners {
+    fn drop(&mut self) {
+        self.masters.iter().for_each(|line| mux::close_line(line));
     }
 }
 

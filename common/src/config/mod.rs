@@ -27,7 +27,7 @@
 //!
 //! Deliberate differences from Barman: unknown keys starting with `aws_`, `azure_`,
 //! `gcp_`, `snapshot_`, `cloud_`, `backup_compression`, `encryption` (and
-//! `autogenerate_manifest`, `combine_mode`) are accepted silently; an unreadable included
+//! `combine_mode`) are accepted silently; an unreadable included
 //! file gives a warning instead of being skipped silently; a server directory set to
 //! `None` is an error instead of a crash; and `wal_retention_window` is our own option.
 

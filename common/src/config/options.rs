@@ -212,17 +212,8 @@ pub(crate) const GLOBAL_ONLY_KEYS: &[&str] = &[
 
 /// Families of cloud/encryption options we accept silently even when Barman does not
 /// know the exact name (the drop-in does not implement them).
-const ACCEPTED_PREFIXES: &[&str] = &[
-    "backup_compression",
-    "encryption",
-    "autogenerate_manifest",
-    "combine_mode",
-    "aws_",
-    "azure_",
-    "gcp_",
-    "snapshot_",
-    "cloud_",
-];
+const ACCEPTED_PREFIXES: &[&str] =
+    &["backup_compression", "encryption", "combine_mode", "aws_", "azure_", "gcp_", "snapshot_", "cloud_"];
 
 /// One option as the configuration manual (`barman.5`) documents it.
 #[derive(Debug, Clone)]

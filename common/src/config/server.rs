@@ -354,6 +354,11 @@ impl ServerConfig {
         }
     }
 
+    /// `autogenerate_manifest`: rsync backups get a `backup_manifest` (default off).
+    pub fn autogenerate_manifest(&self) -> bool {
+        Values(&self.values.values).flag("autogenerate_manifest", false)
+    }
+
     /// The server (section) name.
     pub fn name(&self) -> &str {
         &self.name

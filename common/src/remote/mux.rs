@@ -52,6 +52,52 @@ pub fn ssh_options() -> Vec<String> {
     }
 }
 
+/// A configured ssh command line (`ssh_command`, `--remote-ssh-command`, as given to
+/// `rsync -e`) with the reuse options inserted after its program when that program is `ssh`;
+/// `None` (use the line as written) for any other program (a wrapper script), an unusual
+/// first word, or when reuse is off. `slot` names the connection: lines with the same slot
+/// share one, so concurrent copy workers that each take their own slot keep their own
+/// connection (and cipher stream) while paying one handshake each instead of one per call.
+/// The masters outlive their last session by [`COPY_PERSIST`] seconds; [`close_line`] ends
+/// one at once.
+pub fn reuse_in_line(line: &str, slot: &str) -> Option<String> {
+    if disabled_by_env() {
+        return None;
+    }
+    let trimmed = line.trim_start();
+    let (program, rest) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
+    if !program.chars().all(plain) || std::path::Path::new(program).file_name().is_none_or(|n| n != "ssh") {
+        return None;
+    }
+    let dir = control_dir().ok()?;
+    let slot: String = slot.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let path = format!("ControlPath={}/%C-{slot}", dir.display());
+    // The line is split again by rsync and by sh: only a path that needs no quoting is used.
+    if !path.chars().all(|c| plain(c) || "=%".contains(c)) {
+        return None;
+    }
+    Some(format!(
+        "{program} -o ControlMaster=auto -o {path} -o ControlPersist={COPY_PERSIST} \
+         -o ServerAliveInterval=10 -o ServerAliveCountMax=3 {rest}"
+    ))
+}
+
+/// How long a copy worker's idle master waits for the worker's next call.
+pub const COPY_PERSIST: &str = "15";
+
+/// Ends the master of a line made by [`reuse_in_line`] (`ssh ... -O exit`), quietly: a
+/// master already gone is fine.
+pub fn close_line(reusing: &str) {
+    let _ = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{reusing} -O exit"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 fn disabled_by_env() -> bool {
     std::env::var(ENV_SWITCH)
         .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "no" | "0" | "false"))
@@ -69,4 +115,24 @@ fn control_dir() -> Result<PathBuf, String> {
         None => std::env::temp_dir().join(format!("barman-ssh-{uid}")),
     };
     ensure_private_dir(&dir, 0o077).map(|()| dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuse_goes_after_the_ssh_program_only() {
+        if disabled_by_env() {
+            return;
+        }
+        let line = reuse_in_line("ssh -F /etc/cfg postgres@pg", "7-1").expect("ssh line");
+        assert!(line.starts_with("ssh -o ControlMaster=auto -o "), "{line}");
+        assert!(line.contains("%C-7-1 -o ControlPersist=15 "), "{line}");
+        assert!(line.ends_with(" -F /etc/cfg postgres@pg"), "{line}");
+        assert!(reuse_in_line("/usr/bin/ssh postgres@pg", "0").is_some_and(|l| l.starts_with("/usr/bin/ssh -o ")));
+        assert_eq!(reuse_in_line("my-ssh-wrapper postgres@pg", "0"), None);
+        assert_eq!(reuse_in_line("'ssh' postgres@pg", "0"), None);
+        assert_eq!(reuse_in_line("sshpass -p x ssh pg", "0"), None);
+    }
 }

@@ -29,6 +29,14 @@ pub struct Options {
     pub retry_times: Option<u32>,
     /// `--retry-sleep SECONDS` (overrides `basebackup_retry_sleep`).
     pub retry_sleep: Option<u64>,
+    /// `--jobs-start-batch-size N` (overrides `parallel_jobs_start_batch_size`).
+    pub jobs_start_batch_size: Option<u32>,
+    /// `--jobs-start-batch-period SECONDS` (overrides `parallel_jobs_start_batch_period`).
+    pub jobs_start_batch_period: Option<u32>,
+    /// `--keepalive-interval SECONDS` (0: none; overrides `keepalive_interval`).
+    pub keepalive_interval: Option<u64>,
+    /// `--manifest` (true) / `--no-manifest` (false): overrides `autogenerate_manifest`.
+    pub manifest: Option<bool>,
     /// `-f json`: print a JSON summary on stdout instead of text.
     pub json: bool,
     /// `-q`: no progress or informational lines.

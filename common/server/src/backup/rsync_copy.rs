@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use barman_common::catalogue::PyValue;
 use chrono::NaiveDateTime;
 
-use crate::rsync::{local_dir, Entry, Failure, Rsync, Stats};
+use crate::rsync::{local_dir, Entry, Failure, Rsync, Stats, WorkerRunners};
 
 /// Barman's `EXCLUDE_LIST`: what PostgreSQL itself leaves out of a base backup.
 pub const EXCLUDE_LIST: [&str; 16] = [
@@ -142,40 +142,52 @@ impl Controller {
     /// Copies `dirs` then `files`.
     pub fn copy(&self, dirs: &[DirItem], files: &[FileItem]) -> Result<Outcome, String> {
         let started = Instant::now();
+        let runners = self.rsync.per_worker(self.workers);
         let mut timing = Timing::default();
         let mut jobs = Vec::new();
         let mut listed = 0;
         for (i, item) in dirs.iter().enumerate() {
             let t0 = Instant::now();
-            let (dirs_list, safe, check) = self.analyse(item)?;
+            let (dirs_list, safe, check) = self.analyse(runners.get(0), item)?;
             listed += (safe.len() + check.len()) as u64;
-            self.make_dirs(item, &dirs_list, &safe.iter().chain(&check).collect::<Vec<_>>())?;
+            debug(&format!(
+                "{}: {} files to size-and-time check, {} to checksum (listed in {:.3}s)",
+                item.label,
+                safe.len(),
+                check.len(),
+                t0.elapsed().as_secs_f64()
+            ));
+            self.make_dirs(runners.get(0), item, &dirs_list, &safe.iter().chain(&check).collect::<Vec<_>>())?;
             jobs.extend(buckets(safe, self.workers).into_iter().map(|files| Job { item: i, files, checksum: false }));
             jobs.extend(buckets(check, self.workers).into_iter().map(|files| Job { item: i, files, checksum: true }));
             timing.analysis.push((item.label.clone(), t0.elapsed().as_secs_f64()));
         }
         let analysis_time = started.elapsed();
         let copy_started = Instant::now();
-        let mut stats = self.run_jobs(dirs, jobs, &mut timing)?;
+        let mut stats = self.run_jobs(&runners, dirs, jobs, &mut timing)?;
         for f in files {
-            stats += self.copy_file(f)?;
+            stats += self.copy_file(runners.get(0), f)?;
         }
+        debug(&format!(
+            "copy: {:.3}s after {:.3}s of analysis",
+            copy_started.elapsed().as_secs_f64(),
+            analysis_time.as_secs_f64()
+        ));
+        drop(runners);
         let copy_stats =
             statistics(dirs, &timing, started.elapsed(), analysis_time, copy_started.elapsed(), self.workers);
         Ok(Outcome { stats, files: listed, copy_stats })
     }
 
     /// The source listing, split into directories, safe files and files to checksum.
-    fn analyse(&self, item: &DirItem) -> Result<Analysis, String> {
-        let listing = self
-            .rsync
-            .list_tree(&self.src_arg(item), &item.filters)
-            .map_err(|f| format!("listing {}: {f}", item.src))?;
+    fn analyse(&self, rsync: &Rsync, item: &DirItem) -> Result<Analysis, String> {
+        let listing =
+            rsync.list_tree(&self.src_arg(item), &item.filters).map_err(|f| format!("listing {}: {f}", item.src))?;
         // None: the destination could not be listed, so whatever is not older than the safe
         // horizon is checked with checksums (as Barman does).
         let reference = match (&item.reuse, self.compare_dst) {
             (Some(reuse), _) => Some(local_listing(reuse)),
-            (None, true) => self.dst_listing(item),
+            (None, true) => self.dst_listing(rsync, item),
             (None, false) => Some(HashMap::new()),
         };
         let (mut dirs, mut safe, mut check) = (Vec::new(), Vec::new(), Vec::new());
@@ -217,8 +229,8 @@ impl Controller {
     }
 
     /// The destination's regular files (delta restore), `None` when it cannot be listed.
-    fn dst_listing(&self, item: &DirItem) -> Option<HashMap<String, (u64, NaiveDateTime)>> {
-        match self.rsync.list_tree(&self.dst_arg(item), &item.filters) {
+    fn dst_listing(&self, rsync: &Rsync, item: &DirItem) -> Option<HashMap<String, (u64, NaiveDateTime)>> {
+        match rsync.list_tree(&self.dst_arg(item), &item.filters) {
             Ok(list) => Some(list.into_iter().filter(|e| !e.is_dir).map(|e| (e.path, (e.size, e.mtime))).collect()),
             Err(f) => {
                 tracing::error!("Unable to retrieve reference directory file list: {f}");
@@ -231,7 +243,7 @@ impl Controller {
     /// also deletes from the destination what the source does not hold (Barman's
     /// `_create_dir_and_purge`: every source file protected, the rest of each listed
     /// directory deleted, the item's exclusions kept).
-    fn make_dirs(&self, item: &DirItem, dirs: &[String], files: &[&Entry]) -> Result<(), String> {
+    fn make_dirs(&self, rsync: &Rsync, item: &DirItem, dirs: &[String], files: &[&Entry]) -> Result<(), String> {
         if !self.push {
             std::fs::create_dir_all(&item.dst).map_err(|e| format!("{}: {e}", item.dst.display()))?;
         }
@@ -252,22 +264,22 @@ impl Controller {
         if list.is_empty() {
             return Ok(());
         }
-        let mut cmd = self.base(item.bwlimit);
+        let mut cmd = Self::base(rsync, item.bwlimit);
         cmd.arg("--files-from=-");
         if let Some(f) = &filter {
             cmd.args(["--recursive", "--delete", "--filter"]).arg(format!("merge {}", f.path().display()));
             cmd.args(&item.filters);
         }
         cmd.arg(self.src_arg(item)).arg(self.dst_arg(item));
-        self.rsync
+        rsync
             .run_worker(cmd, Some(&list))
             .map(drop)
             .map_err(|f| format!("creating the directories of {}: {f}", item.label))
     }
 
     /// `rsync -LKpt --inplace` (Barman's `-rLKpts --inplace`; `-s` comes with the runner).
-    fn base(&self, bwlimit: Option<u64>) -> std::process::Command {
-        let mut runner = self.rsync.clone();
+    fn base(rsync: &Rsync, bwlimit: Option<u64>) -> std::process::Command {
+        let mut runner = rsync.clone();
         if bwlimit.is_some() {
             runner.bwlimit = bwlimit;
         }
@@ -277,7 +289,13 @@ impl Controller {
     }
 
     /// Runs the jobs on `workers` threads; the first failure stops the others taking more.
-    fn run_jobs(&self, dirs: &[DirItem], jobs: Vec<Job>, timing: &mut Timing) -> Result<Stats, String> {
+    fn run_jobs(
+        &self,
+        runners: &WorkerRunners,
+        dirs: &[DirItem],
+        jobs: Vec<Job>,
+        timing: &mut Timing,
+    ) -> Result<Stats, String> {
         let queue = Mutex::new(VecDeque::from(jobs));
         let result: Mutex<(Stats, Option<String>)> = Mutex::new((Stats::default(), None));
         let times: Mutex<&mut HashMap<usize, (Instant, Instant, Duration)>> = Mutex::new(&mut timing.copy);
@@ -295,7 +313,7 @@ impl Controller {
                         }
                         let Some(job) = lock(queue).pop_front() else { return };
                         let t0 = Instant::now();
-                        let outcome = self.run_job(&dirs[job.item], &job);
+                        let outcome = self.run_job(runners.get(worker), &dirs[job.item], &job);
                         record(&mut lock(times), job.item, t0);
                         let mut r = lock(result);
                         match outcome {
@@ -313,11 +331,12 @@ impl Controller {
     }
 
     /// One bucket, retried as `basebackup_retry_times` says.
-    fn run_job(&self, item: &DirItem, job: &Job) -> Result<Stats, String> {
+    fn run_job(&self, rsync: &Rsync, item: &DirItem, job: &Job) -> Result<Stats, String> {
         let list = lines(&job.files);
         let mut attempt = 0;
         loop {
-            let mut cmd = self.base(item.bwlimit);
+            let t0 = Instant::now();
+            let mut cmd = Self::base(rsync, item.bwlimit);
             cmd.args(["--files-from=-", "--ignore-missing-args"]);
             if job.checksum {
                 cmd.arg("--checksum");
@@ -327,8 +346,19 @@ impl Controller {
                 cmd.arg(format!("--{how}-dest={}", reuse.display()));
             }
             cmd.arg(self.src_arg(item)).arg(self.dst_arg(item));
-            match self.rsync.run_worker(cmd, Some(&list)) {
-                Ok(stats) => return Ok(stats),
+            match rsync.run_worker(cmd, Some(&list)) {
+                Ok(stats) => {
+                    debug(&format!(
+                        "{}: rsync of {} files{} in {:.3}s, {} sent, {} bytes",
+                        item.label,
+                        job.files.len(),
+                        if job.checksum { " with --checksum" } else { "" },
+                        t0.elapsed().as_secs_f64(),
+                        stats.files_transferred,
+                        stats.bytes_received
+                    ));
+                    return Ok(stats);
+                }
                 Err(f) if attempt < self.retry.0 => {
                     attempt += 1;
                     tracing::warn!("rsync of {} failed (attempt {attempt}): {f}", item.label);
@@ -339,14 +369,19 @@ impl Controller {
         }
     }
 
-    fn copy_file(&self, f: &FileItem) -> Result<Stats, String> {
-        let mut cmd = self.base(None);
+    fn copy_file(&self, rsync: &Rsync, f: &FileItem) -> Result<Stats, String> {
+        let mut cmd = Self::base(rsync, None);
         if f.optional {
             cmd.arg("--ignore-missing-args");
         }
         cmd.arg(self.rsync.source(&f.src)).arg(&f.dst);
-        self.rsync.run_worker(cmd, None).map_err(|e: Failure| format!("{}: {e}", f.label))
+        rsync.run_worker(cmd, None).map_err(|e: Failure| format!("{}: {e}", f.label))
     }
+}
+
+/// A line of Barman's `barman.copy_controller` logger at DEBUG (timings per phase).
+fn debug(msg: &str) {
+    crate::log::debug("barman.copy_controller", msg);
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

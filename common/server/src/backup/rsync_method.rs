@@ -47,6 +47,9 @@ pub struct RsyncSettings {
     pub keepalive: Duration,
     /// `basebackup_retry_times` / `_sleep`, per rsync bucket.
     pub retry: (u32, Duration),
+    /// `autogenerate_manifest` / `--manifest`: a `backup_manifest` is written once the
+    /// copy is complete.
+    pub manifest: bool,
 }
 
 impl RsyncSettings {
@@ -69,6 +72,7 @@ impl RsyncSettings {
                 u32::try_from(cfg.basebackup_retry_times).unwrap_or(0),
                 Duration::from_secs(positive(cfg.basebackup_retry_sleep).unwrap_or(0)),
             ),
+            manifest: cfg.autogenerate_manifest(),
         }
     }
 
@@ -125,7 +129,22 @@ pub(super) async fn take(
     record_stop(&mut job.info, &stopped, facts.segment_size);
     job.info.copy_stats = Some(outcome.copy_stats);
     switch_wal(sql).await;
+    if rs.manifest {
+        job.phase = "generating the backup manifest";
+        write_manifest(&copy::data_dir(&job.dir)).map_err(|e| job.fail(&e))?;
+        out.info(format!(
+            "Backup manifest for backup '{}' successfully generated for server {}",
+            job.id, job.layout.name
+        ));
+    }
     Ok(())
+}
+
+/// `autogenerate_manifest`: Barman's `backup_manifest` of the copied data directory
+/// (SHA256 of every file, `backup_label` included), replacing one the copy brought along.
+fn write_manifest(data: &Path) -> Result<(), String> {
+    let text = crate::cmd::generate_manifest::manifest_text(data).map_err(|e| format!("backup_manifest: {e}"))?;
+    std::fs::write(data.join("backup_manifest"), text).map_err(|e| format!("backup_manifest: {e}"))
 }
 
 /// `backup_label` (and `tablespace_map` when the server has tablespaces) into PGDATA.
@@ -267,11 +286,12 @@ async fn copy_keeping_alive(
 }
 
 fn report_reuse(outcome: &Outcome) {
-    tracing::info!(
-        "rsync: {} files listed, {} transferred, {} bytes received",
-        outcome.files,
-        outcome.stats.files_transferred,
-        outcome.stats.bytes_received
+    crate::log::info(
+        "barman.backup_executor",
+        &format!(
+            "rsync: {} files listed, {} transferred, {} bytes received",
+            outcome.files, outcome.stats.files_transferred, outcome.stats.bytes_received
+        ),
     );
 }
 

@@ -154,5 +154,15 @@ fn rsync_settings(cfg: &ServerConfig, opts: &Options, local: bool) -> Result<Rsy
     if let Some(secs) = opts.retry_sleep {
         rs.retry.1 = Duration::from_secs(secs);
     }
+    if let Some(size) = opts.jobs_start_batch_size {
+        rs.start_batch.0 = size as usize;
+    }
+    if let Some(secs) = opts.jobs_start_batch_period {
+        rs.start_batch.1 = Duration::from_secs(u64::from(secs));
+    }
+    if let Some(secs) = opts.keepalive_interval {
+        rs.keepalive = Duration::from_secs(secs);
+    }
+    rs.manifest = opts.manifest.unwrap_or(cfg.autogenerate_manifest());
     Ok(rs)
 }

@@ -40,6 +40,12 @@ pub struct BackupRequest {
     pub bwlimit: Option<u64>,
     /// `--check-timeout`: the limit of the pre-backup checks (else `check_timeout`).
     pub check_timeout: Option<u64>,
+    /// `--jobs-start-batch-size`, `--jobs-start-batch-period`.
+    pub jobs_start_batch: (Option<u32>, Option<u32>),
+    /// `--keepalive-interval`.
+    pub keepalive_interval: Option<u64>,
+    /// `--manifest` (true) / `--no-manifest` (false).
+    pub manifest: Option<bool>,
 }
 
 /// Runs `barman-backup` for each named server (`all` = every server), in order; fails
@@ -134,12 +140,20 @@ fn backup_command(req: &BackupRequest, json: bool) -> Command {
         ("--retry-sleep", req.retry_sleep),
         ("--jobs", req.jobs.map(u64::from)),
         ("--bwlimit", req.bwlimit),
+        ("--jobs-start-batch-size", req.jobs_start_batch.0.map(u64::from)),
+        ("--jobs-start-batch-period", req.jobs_start_batch.1.map(u64::from)),
+        ("--keepalive-interval", req.keepalive_interval),
     ];
     for (flag, value) in numbers {
         if let Some(v) = value {
             cmd.arg(flag).arg(v.to_string());
         }
     }
+    match req.manifest {
+        Some(true) => cmd.arg("--manifest"),
+        Some(false) => cmd.arg("--no-manifest"),
+        None => &mut cmd,
+    };
     if json {
         cmd.args(["-f", "json"]);
     }
