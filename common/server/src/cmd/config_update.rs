@@ -80,13 +80,11 @@ pub fn cron(ctx: &Context, out: &mut Output) {
 /// Barman's warning).
 fn read_queue(path: &Path, out: &mut Output) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Array(items)) => items,
-        _ => {
-            out.warning(format!("Malformed or empty configuration change queue: {}", path.display()));
-            Vec::new()
-        }
+    if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(&text) {
+        return items;
     }
+    out.warning(format!("Malformed or empty configuration change queue: {}", path.display()));
+    Vec::new()
 }
 
 /// Barman's `ConfigChangesQueue.close`: `<queue>.tmp` written, the old queue kept as
@@ -142,12 +140,11 @@ fn apply(config: &Config, set: &Value, out: &mut Output) -> Result<(), CmdError>
     for change in changes {
         let field = |k: &str| change.get(k).and_then(Value::as_str).ok_or_else(bad);
         let (key, value, file) = (field("key")?, field("value")?, PathBuf::from(field("config_file")?));
-        let idx = match files.iter().position(|(f, _)| *f == file) {
-            Some(i) => i,
-            None => {
-                files.push((file.clone(), read_lines(&file)?));
-                files.len() - 1
-            }
+        let idx = if let Some(i) = files.iter().position(|(f, _)| *f == file) {
+            i
+        } else {
+            files.push((file.clone(), read_lines(&file)?));
+            files.len() - 1
         };
         let lines = std::mem::take(&mut files[idx].1);
         files[idx].1 = edit_config(lines, section, key, value);
