@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use barman_integration::cmd::execute;
 use barman_integration::{cargo_bin, skip_unless, BarmanHome, Outcome, RealBarman, Scratch};
 
