@@ -32,10 +32,9 @@ fn every_barman_3_20_1_subcommand_and_option_is_accepted_with_the_same_arity() -
 /// Each line: arguments after `barman -c <missing file>`, then the word the message names.
 const REFUSED: &[(&[&str], &str)] = &[
     (&["backup", "--cloud-staging-directory", "/tmp", "pg"], "--cloud-staging-directory"),
-    (&["recover", "--partial-wal", "pg", "latest", "/tmp/x"], "--partial-wal"),
+    (&["backup", "--manifest", "pg"], "--manifest"),
     (&["recover", "--snapshot-recovery-instance", "i", "pg", "latest", "/tmp/x"], "--snapshot-recovery-instance"),
-    (&["config-switch", "pg", "model"], "config-switch"),
-    (&["config-update", "[]"], "config-update"),
+    (&["recover", "--aws-region", "r", "pg", "latest", "/tmp/x"], "--aws-region"),
     (&["cloud-wal-archive", "pg", "/tmp/x"], "cloud-wal-archive"),
     (&["cloud-wal-restore", "pg", "000000010000000000000001", "/tmp/x"], "cloud-wal-restore"),
 ];

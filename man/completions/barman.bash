@@ -1509,7 +1509,7 @@ _barman() {
             return 0
             ;;
         barman__subcmd__recover)
-            opts="-j -c -q -d -f -h --target-time --target-xid --target-lsn --target-name --target-immediate --target-tli --exclusive --target-action --tablespace --remote-ssh-command --restore-command --jobs --recovery-option-port --get-wal --no-get-wal --standby-mode --skip-archive-wal --bwlimit --retry-times --retry-sleep --no-retry --jobs-start-batch-period --jobs-start-batch-size --network-compression --no-network-compression --recovery-staging-path --delta-restore --no-delta-restore --local-staging-path --staging-path --staging-location --combine-mode --staging-wal-directory --partial-wal --recovery-conf-filename --snapshot-recovery-instance --snapshot-recovery-zone --gcp-zone --azure-resource-group --aws-region --config --quiet --debug --format --log-level --colour --color --help"
+            opts="-j -c -q -d -f -h --target-time --target-xid --target-lsn --target-name --target-immediate --target-tli --exclusive --target-action --tablespace --remote-ssh-command --restore-command --jobs --recovery-option-port --get-wal --no-get-wal --standby-mode --skip-archive-wal --bwlimit --retry-times --retry-sleep --no-retry --jobs-start-batch-period --jobs-start-batch-size --network-compression --no-network-compression --recovery-staging-path --delta-restore --no-delta-restore --staging-wal-directory --partial-wal --recovery-conf-filename --local-staging-path --staging-path --staging-location --combine-mode --snapshot-recovery-instance --snapshot-recovery-zone --gcp-zone --azure-resource-group --aws-region --config --quiet --debug --format --log-level --colour --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1587,6 +1587,14 @@ _barman() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --staging-wal-directory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recovery-conf-filename)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --local-staging-path)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1601,14 +1609,6 @@ _barman() {
                     ;;
                 --combine-mode)
                     COMPREPLY=($(compgen -W "copy link clone copy-file-range" -- "${cur}"))
-                    return 0
-                    ;;
-                --staging-wal-directory)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --recovery-conf-filename)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --snapshot-recovery-instance)

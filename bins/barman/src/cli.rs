@@ -502,6 +502,9 @@ pub struct Recover {
     /// The rsync copy of a remote recovery.
     #[command(flatten)]
     pub copy: RecoverCopy,
+    /// Where the WAL and the recovery settings go.
+    #[command(flatten)]
+    pub wal: RecoverWal,
     /// where an incremental chain is combined before a remote copy (deprecated by Barman for
     /// --staging-path)
     #[arg(long)]

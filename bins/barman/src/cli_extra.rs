@@ -125,7 +125,7 @@ impl CheckArchivedWalRange {
     }
 }
 
-/// `export-backup` (refused: not built yet).
+/// `export-backup`: a DONE full backup and its WAL in one portable tarball.
 #[derive(Debug, Args)]
 pub struct ExportBackup {
     /// compress the exported tarball
@@ -145,7 +145,7 @@ pub struct ExportBackup {
     pub output_directory: String,
 }
 
-/// `import-backup` (refused: not built yet).
+/// `import-backup`: a tarball made by `export-backup` into the catalogue.
 #[derive(Debug, Args)]
 pub struct ImportBackup {
     /// the server name
@@ -156,7 +156,7 @@ pub struct ImportBackup {
     pub input_tarball: String,
 }
 
-/// `config-switch` (refused: configuration models are not built yet).
+/// `config-switch`: lays a configuration model over a server, or `--reset` removes it.
 #[derive(Debug, Args)]
 pub struct ConfigSwitch {
     /// unapply the active model
@@ -170,7 +170,7 @@ pub struct ConfigSwitch {
     pub model: Option<String>,
 }
 
-/// `config-update` (refused: the config changes queue is not built yet).
+/// `config-update`: queues configuration changes (JSON) and applies them.
 #[derive(Debug, Args)]
 pub struct ConfigUpdate {
     /// the changes, as JSON
@@ -282,18 +282,26 @@ pub struct RecoverCopy {
     pub no_delta_restore: bool,
 }
 
+/// `recover`'s WAL and recovery-settings placement options.
+#[derive(Debug, Args)]
+pub struct RecoverWal {
+    /// directory where the WAL files of a point-in-time recovery are copied (default:
+    /// DESTINATION/barman_wal)
+    #[arg(long)]
+    pub staging_wal_directory: Option<String>,
+    /// also copy the .partial WAL file, if any, to the recovery destination (only with
+    /// --no-get-wal)
+    #[arg(long)]
+    pub partial_wal: bool,
+    /// file (relative to the destination) receiving the recovery settings (default:
+    /// postgresql.auto.conf)
+    #[arg(long)]
+    pub recovery_conf_filename: Option<String>,
+}
+
 /// `recover` options parsed and refused until their issue wires them.
 #[derive(Debug, Args)]
 pub struct RecoverRefused {
-    /// refused until issue 17: staging directory for WAL files on the target
-    #[arg(long)]
-    pub staging_wal_directory: Option<String>,
-    /// refused until issue 17: copy .partial WAL files with --no-get-wal
-    #[arg(long)]
-    pub partial_wal: bool,
-    /// refused until issue 17: file receiving the recovery settings
-    #[arg(long)]
-    pub recovery_conf_filename: Option<String>,
     /// refused until issue 22: snapshot recovery
     #[arg(long)]
     pub snapshot_recovery_instance: Option<String>,
@@ -330,9 +338,6 @@ impl RecoverRefused {
     pub fn refused(&self) -> Option<(&'static str, &'static str)> {
         const CLOUD: &str = "snapshot recovery, issue 22";
         first(&[
-            (self.staging_wal_directory.is_some(), "--staging-wal-directory", "issue 17"),
-            (self.partial_wal, "--partial-wal", "issue 17"),
-            (self.recovery_conf_filename.is_some(), "--recovery-conf-filename", "issue 17"),
             (self.snapshot_recovery_instance.is_some(), "--snapshot-recovery-instance", CLOUD),
             (self.snapshot_recovery_zone.is_some(), "--snapshot-recovery-zone", CLOUD),
             (self.gcp_zone.is_some(), "--gcp-zone", CLOUD),

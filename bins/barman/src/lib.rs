@@ -156,6 +156,15 @@ fn dispatch_maintenance(ctx: &Context, command: &Cmd, out: &mut Output) -> Resul
         }
         Cmd::VerifyBackup(a) => cmd::verify_backup::run(ctx, &a.server, &a.backup, out),
         Cmd::GenerateManifest(a) => cmd::generate_manifest::run(ctx, &a.server, &a.backup, out),
+        Cmd::ExportBackup(a) => {
+            use cmd::export_backup::{ExportCompression, Options};
+            let compression = a.compression.as_deref().and_then(ExportCompression::from_name);
+            let opts = Options { compression, level: a.compression_level };
+            cmd::export_backup::run(ctx, &a.server, &a.backup, &a.output_directory, &opts, out)
+        }
+        Cmd::ImportBackup(a) => cmd::import_backup::run(ctx, &a.server, &a.input_tarball, out),
+        Cmd::ConfigUpdate(a) => cmd::config_update::run(ctx, &a.json_changes, out),
+        Cmd::ConfigSwitch(a) => cmd::config_switch::run(ctx, &a.server, a.model.as_deref(), a.reset, out),
         // Refused in `run` before the configuration is read; `help` never gets here either.
         other => Err(CmdError::Unsupported(refusal(other).unwrap_or_else(|| "not supported yet".to_owned()))),
     }
@@ -227,6 +236,9 @@ fn recover_options(a: &cli::Recover) -> recover::Options {
         restore_command: a.restore_command.clone(),
         jobs: a.jobs,
         recovery_option_port: a.recovery_option_port.clone(),
+        staging_wal_directory: a.wal.staging_wal_directory.clone(),
+        partial_wal: a.wal.partial_wal,
+        recovery_conf_filename: a.wal.recovery_conf_filename.clone(),
         copy: copy_overrides(&a.copy),
         staging: recover::Staging {
             local_staging_path: a.local_staging_path.clone(),
@@ -282,10 +294,6 @@ pub fn refusal(cmd: &Cmd) -> Option<String> {
     let (what, owner) = match cmd {
         Cmd::Backup(a) => a.refused.refused().map(|(o, w)| (format!("backup option {o}"), w))?,
         Cmd::Recover(a) => a.refused.refused().map(|(o, w)| (format!("recover option {o}"), w))?,
-        Cmd::ExportBackup(_) => ("the export-backup command".to_owned(), "issue 17"),
-        Cmd::ImportBackup(_) => ("the import-backup command".to_owned(), "issue 17"),
-        Cmd::ConfigSwitch(_) => ("the config-switch command".to_owned(), "configuration models, issue 17"),
-        Cmd::ConfigUpdate(_) => ("the config-update command".to_owned(), "configuration models, issue 17"),
         Cmd::CloudWalArchive(_) => ("the cloud-wal-archive command".to_owned(), "object stores, issue 22"),
         Cmd::CloudWalRestore(_) => ("the cloud-wal-restore command".to_owned(), "object stores, issue 22"),
         _ => return None,

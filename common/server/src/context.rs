@@ -35,6 +35,14 @@ impl Context {
         Ok(Context { config: loaded.config })
     }
 
+    /// The configuration files read again (after `config-switch` changed a server's active
+    /// model), without the privilege drop and log set-up [`Context::load`] already did.
+    pub fn reload(&self) -> Result<Context, CmdError> {
+        let loaded = config::load_default(Some(self.config.config_file()), &LoadOptions::default())
+            .map_err(|e| CmdError::Error(e.to_string()))?;
+        Ok(Context { config: loaded.config })
+    }
+
     /// The configuration of `name` for a command looping over servers: `None` after an
     /// `ERROR:` line for an unknown server, or one per reason for a disabled one.
     pub fn config_or_report(&self, name: &str, out: &mut Output) -> Option<&ServerConfig> {

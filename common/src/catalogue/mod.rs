@@ -22,6 +22,7 @@ pub mod relay;
 pub mod retention;
 pub mod sync;
 mod xlogdb;
+mod xlogdb_merge;
 
 pub use annotations::{
     clear_deletion_mark, delete_annotation, get_annotation, is_kept, is_marked_for_deletion, keep, keep_target,

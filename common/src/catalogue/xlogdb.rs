@@ -294,7 +294,7 @@ impl XlogDb {
         String::from_utf8(bytes).map_err(|e| self.line_error(offset, "<not UTF-8>", &e))
     }
 
-    fn replace_content(&mut self, data: &[u8]) -> Result<(), CatalogueError> {
+    pub(crate) fn replace_content(&mut self, data: &[u8]) -> Result<(), CatalogueError> {
         let io = io_err(&self.path);
         self.file
             .seek(SeekFrom::Start(0))

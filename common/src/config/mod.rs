@@ -42,6 +42,7 @@ mod resolve;
 mod retention;
 mod server;
 mod types;
+pub mod update;
 mod warning;
 
 #[cfg(test)]

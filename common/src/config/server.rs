@@ -474,6 +474,11 @@ impl ModelConfig {
         self.values.values.iter().filter(|(k, _)| **k != "cluster").map(|(k, v)| (*k, v))
     }
 
+    /// The file and line that set `key` in the model.
+    pub fn source(&self, key: &str) -> Option<&ValueSource> {
+        self.values.sources.get(key)
+    }
+
     pub(crate) fn resolved(&self) -> &Resolved {
         &self.values
     }

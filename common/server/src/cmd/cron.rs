@@ -11,6 +11,7 @@ use crate::CmdError;
 /// Runs one cron pass; `keep_descriptors` (`--keep-descriptors`) leaves the stdout and
 /// stderr of the processes it starts attached to its own, as Barman's.
 pub fn run(ctx: &Context, keep_descriptors: bool, out: &mut Output) -> Result<(), CmdError> {
+    crate::cmd::config_update::cron(ctx, out);
     for name in ctx.server_names() {
         // Disabled servers (configuration errors) are skipped, as Barman's cron does.
         let Ok(server) = ctx.server(&name) else { continue };

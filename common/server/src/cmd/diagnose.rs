@@ -62,7 +62,7 @@ fn global_config(config: &Config) -> Value {
     })
 }
 
-fn system_info() -> Value {
+pub(crate) fn system_info() -> Value {
     let uname = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
         uname.as_ref().map(|u| f(u).to_string_lossy().into_owned())

@@ -30,6 +30,23 @@ pub fn run(ctx: &Context, name: &str, task: &str, out: &mut Output) -> Result<()
     }
 }
 
+/// Barman's `Server.kill(task, fail_if_not_present=False)`: stops the process holding
+/// `name`'s lock for `task`, if there is one (`Stopped process ...`).
+pub(crate) fn stop_if_running(
+    lock_dir: &std::path::Path,
+    name: &str,
+    task: &str,
+    out: &mut Output,
+) -> Result<(), CmdError> {
+    let Some(process) = processes(lock_dir, name)?.into_iter().find(|p| p.task == task) else { return Ok(()) };
+    if terminate(&process)? {
+        out.info(format!("Stopped process {}({})", process.task, process.pid));
+        Ok(())
+    } else {
+        Err(CmdError::Error(format!("Cannot terminate process {}({})", process.task, process.pid)))
+    }
+}
+
 /// SIGINT, then polls with signal 0 until the process is gone; false if it outlives the
 /// retries.
 fn terminate(process: &ProcessInfo) -> Result<bool, CmdError> {

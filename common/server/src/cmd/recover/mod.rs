@@ -56,6 +56,7 @@ pub fn run(
     out: &mut Output,
 ) -> Result<(), CmdError> {
     let plan = Plan::build(ctx, server_name, backup, destination, opts, out)?;
+    wal::warn_partial(&plan, out);
     if !opts.skip_archive_wal {
         wal::archive_incoming(ctx, server_name, out);
     }
@@ -96,7 +97,7 @@ pub fn run(
     }
     let lines = settings::recovery_configuration(&plan, &to.root, out)?;
     wal::create_status_dir(&plan, &to.root)?;
-    let findings = settings::safety_pass(&to.root, &lines, out)?;
+    let findings = settings::safety_pass(&to.root, opts.recovery_conf(), &lines, out)?;
 
     // A local result is made durable before it is reported ready; a staged one is shipped
     // by rsync and removed.

@@ -40,6 +40,13 @@ pub struct Options {
     pub jobs: Option<i64>,
     /// `--recovery-option-port`: `--port` of a remote `barman-wal-restore`.
     pub recovery_option_port: Option<String>,
+    /// `--staging-wal-directory`: where a PITR's WAL is copied (default `<dest>/barman_wal`).
+    pub staging_wal_directory: Option<String>,
+    /// `--partial-wal`: also copy the `.partial` segment (without get-wal).
+    pub partial_wal: bool,
+    /// `--recovery-conf-filename`: the file (under the destination) receiving the recovery
+    /// settings, instead of `postgresql.auto.conf`.
+    pub recovery_conf_filename: Option<String>,
     /// The copy's overrides of the server's settings.
     pub copy: CopyOverrides,
     /// `--staging-path`, `--staging-location`, `--local-staging-path`, `--combine-mode`.
@@ -69,6 +76,11 @@ pub struct CopyOverrides {
 }
 
 impl Options {
+    /// The file the recovery settings are appended to.
+    pub(super) fn recovery_conf(&self) -> &str {
+        self.recovery_conf_filename.as_deref().unwrap_or("postgresql.auto.conf")
+    }
+
     /// Which of the exclusive targets (time, xid, lsn, name, immediate) are given.
     pub(super) fn targets(&self) -> [bool; 5] {
         [

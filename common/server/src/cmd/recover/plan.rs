@@ -113,6 +113,12 @@ impl<'a> Plan<'a> {
             ));
         }
         let remote = opts.remote_ssh_command.as_deref().filter(|c| !c.trim().is_empty()).map(RemoteShell::new);
+        if remote.is_some() && (opts.staging_wal_directory.is_some() || opts.recovery_conf_filename.is_some()) {
+            return Err(CmdError::Unsupported(
+                "--staging-wal-directory and --recovery-conf-filename are not supported with --remote-ssh-command yet"
+                    .into(),
+            ));
+        }
         let dest = if remote.is_some() { PathBuf::from(destination) } else { absolute(Path::new(destination))? };
         let get_wal = opts.get_wal.unwrap_or_else(|| cfg.recovery_options.contains(&RecoveryOption::GetWal));
         check_version(info)?;
@@ -160,10 +166,15 @@ impl<'a> Plan<'a> {
     /// `restore_command`), else `pg_wal`.
     pub fn wal_dir(&self, root: &Path) -> PathBuf {
         if self.targets.is_pitr {
-            root.join("barman_wal")
+            self.pitr_wal_dir(root)
         } else {
             root.join("pg_wal")
         }
+    }
+
+    /// A PITR's WAL directory: `--staging-wal-directory`, else `barman_wal` under `root`.
+    pub fn pitr_wal_dir(&self, root: &Path) -> PathBuf {
+        self.opts.staging_wal_directory.as_ref().map_or_else(|| root.join("barman_wal"), PathBuf::from)
     }
 
     /// The destination and every tablespace location (with the tablespace's name), each

@@ -32,7 +32,10 @@ pub fn finished(plan: &Plan<'_>, findings: &Findings, start: DateTime<Local>, ou
     if plan.get_wal {
         out.info("");
         out.info("WARNING: 'get-wal' is in the specified 'recovery_options'.");
-        out.info("Before you start up the PostgreSQL server, please review the postgresql.auto.conf file");
+        out.info(format!(
+            "Before you start up the PostgreSQL server, please review the {} file",
+            plan.opts.recovery_conf()
+        ));
         out.info(
             "inside the target directory. Make sure that 'restore_command' can be executed by the PostgreSQL user.",
         );

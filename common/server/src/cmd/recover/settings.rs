@@ -137,22 +137,28 @@ fn target_lines(plan: &Plan<'_>) -> Vec<String> {
     lines
 }
 
-/// Phase 6: the safety pass over `postgresql.conf` and `postgresql.auto.conf` (created
-/// 0600 when settings must be appended to it), `lines` appended to the latter.
-pub fn safety_pass(root: &Path, lines: &[String], out: &mut Output) -> Result<Findings, CmdError> {
+/// Phase 6: the safety pass over `postgresql.conf`, `postgresql.auto.conf` and the
+/// recovery configuration file `conf` (`postgresql.auto.conf` unless
+/// `--recovery-conf-filename`; created 0600 when settings must be appended to it), `lines`
+/// appended to `conf`.
+pub fn safety_pass(root: &Path, conf: &str, lines: &[String], out: &mut Output) -> Result<Findings, CmdError> {
     out.info("Identify dangerous settings in destination directory.");
-    let auto_conf = root.join("postgresql.auto.conf");
-    if !lines.is_empty() && !auto_conf.exists() {
-        File::create(&auto_conf)?;
-        fs::set_permissions(&auto_conf, fs::Permissions::from_mode(0o600))?;
+    let conf_path = root.join(conf);
+    if !lines.is_empty() && !conf_path.exists() {
+        File::create(&conf_path)?;
+        fs::set_permissions(&conf_path, fs::Permissions::from_mode(0o600))?;
     }
     let mut findings = Findings::default();
-    for file in ["postgresql.conf", "postgresql.auto.conf"] {
+    let mut files = vec!["postgresql.conf", "postgresql.auto.conf"];
+    if !files.contains(&conf) {
+        files.push(conf);
+    }
+    for file in files {
         let path = root.join(file);
         if !path.exists() {
             continue;
         }
-        let append = if file == "postgresql.auto.conf" { lines } else { &[] };
+        let append = if file == conf { lines } else { &[] };
         findings.changes.extend(mangle(&path, append)?);
         findings.warnings.extend(detect_issues(&path)?);
     }

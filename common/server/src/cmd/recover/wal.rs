@@ -90,7 +90,7 @@ pub fn copy_required(plan: &Plan<'_>, root: &Path, entries: &[XlogDbEntry], out:
         let status = into.join("archive_status");
         fs::create_dir_all(&status)?;
         for name in &wanted {
-            File::create(status.join(format!("{name}.done")))?;
+            File::create(status.join(format!("{}.done", stored_as(name))))?;
         }
     }
     Ok(())
@@ -126,21 +126,64 @@ fn wanted(plan: &Plan<'_>, entries: &[XlogDbEntry]) -> Vec<WalFileName> {
     let target_wal = plan.opts.target_lsn.and_then(|lsn| {
         TimelineId::new(calculated_tli).map(|tli| WalFileName::containing(tli, lsn, plan.seg_size).to_string())
     });
-    required_wals(plan, calculated_tli, target_wal.as_deref(), entries)
+    let (mut wals, end) = required_wals(plan, calculated_tli, target_wal.as_deref(), entries);
+    if plan.opts.partial_wal && !plan.get_wal && !plan.opts.target_immediate {
+        wals.extend(streaming_partial(plan, calculated_tli, target_wal.as_deref(), end.as_ref()));
+    }
+    wals
+}
+
+/// `--partial-wal`: the `.partial` file pg_receivewal is writing in `streaming/`, when it is
+/// the segment right after the last one copied, on the target timeline and not beyond an
+/// LSN target (Barman's `get_required_xlog_files(include_partial=True)`).
+fn streaming_partial(
+    plan: &Plan<'_>,
+    calculated_tli: u32,
+    target_wal: Option<&str>,
+    end: Option<&WalFileName>,
+) -> Option<WalFileName> {
+    let next = end?.next_segment(plan.seg_size).ok()?;
+    if next.timeline().get() != calculated_tli || target_wal.is_some_and(|t| next.as_str() > t) {
+        return None;
+    }
+    let name = format!("{next}.partial");
+    plan.server.layout.streaming.join(&name).is_file().then(|| name.parse().ok()).flatten()
+}
+
+/// The name a copied WAL file gets: a `.partial` one without its suffix, so that
+/// PostgreSQL finds it.
+fn stored_as(name: &WalFileName) -> String {
+    match name.as_str().strip_suffix(".partial") {
+        Some(segment) => segment.to_owned(),
+        None => name.to_string(),
+    }
+}
+
+/// Barman's warnings for a `--partial-wal` that has no effect.
+pub fn warn_partial(plan: &Plan<'_>, out: &mut Output) {
+    if !plan.opts.partial_wal {
+        return;
+    }
+    if plan.get_wal {
+        out.warning("The --partial-wal option was ignored as it only works with --no-get-wal.");
+    } else if plan.opts.target_immediate {
+        out.warning("The --partial-wal option was ignored as it has no effect with --target-immediate.");
+    }
 }
 
 /// The archived WAL to ship, as Barman's `get_required_xlog_files` picks it from xlog.db:
 /// every history file, and from begin_wal on the files of timelines up to the target one
 /// (the latest archived without `--target-tli`), stopping after end_wal for an immediate
 /// target and after the segment holding the LSN for an LSN target. `.partial` files are
-/// skipped.
+/// skipped unless `--partial-wal` asks for them. Also returns the last segment reached.
 fn required_wals(
     plan: &Plan<'_>,
     calculated_tli: u32,
     target_wal: Option<&str>,
     entries: &[XlogDbEntry],
-) -> Vec<WalFileName> {
-    let (Some(begin), Some(end)) = (&plan.info.begin_wal, &plan.info.end_wal) else { return Vec::new() };
+) -> (Vec<WalFileName>, Option<WalFileName>) {
+    let (Some(begin), Some(end)) = (&plan.info.begin_wal, &plan.info.end_wal) else { return (Vec::new(), None) };
+    let include_partial = plan.opts.partial_wal && !plan.get_wal;
     let immediate = plan.opts.target_immediate;
     let mut end: &str = end.as_str();
     let mut out = Vec::new();
@@ -164,12 +207,12 @@ fn required_wals(
             }
             end = name;
         }
-        if name.ends_with(".partial") {
+        if name.ends_with(".partial") && !include_partial {
             continue;
         }
         out.push(e.name.clone());
     }
-    out
+    (out, end.parse().ok())
 }
 
 /// Copies one archived WAL file, decompressed, into `dir`; returns its size.
@@ -193,7 +236,7 @@ fn copy_wal(server: &Server, name: &WalFileName, dir: &Path) -> io::Result<u64> 
     w.flush()?;
     drop(w);
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-    fs::rename(&tmp, dir.join(name.as_str()))?;
+    fs::rename(&tmp, dir.join(stored_as(name)))?;
     Ok(n)
 }
 
@@ -217,7 +260,7 @@ pub fn restore_lines(plan: &Plan<'_>, out: &mut Output) -> Vec<String> {
     if opts.restore_command.is_some() {
         out.warning("The provided custom restore command was ignored as it only works with get-wal mode.");
     }
-    let wal_dest = plan.dest.join("barman_wal");
+    let wal_dest = plan.pitr_wal_dir(&plan.dest);
     let w = wal_dest.display();
     vec![format!("restore_command = 'cp {w}/%f %p'"), format!("recovery_end_command = 'rm -fr {w}'")]
 }
