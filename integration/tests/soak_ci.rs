@@ -1,22 +1,21 @@
 //! The CI subset of the fault-injection soak (`integration/soak.sh` runs the full one, 19
-//! paths): one fault on each of nine paths (archive client, put-wal, receive-wal right after
+//! paths): one fault on each of eight paths (archive client, put-wal, receive-wal right after
 //! a switch, backup with the postgres method, recover, PostgreSQL crash, a link cut during
-//! archive over ssh, the relay killed mid-copy, barman-cloud-wal-archive killed mid-upload),
-//! with the same code and the same invariants, and sampled restores after the backup fault
-//! and (from the passive alone) after the relay fault.
+//! archive over ssh, the relay killed mid-copy), with the same code and the same invariants,
+//! and sampled restores after the backup fault and (from the passive alone) after the relay
+//! fault. The cloud paths stay in the full soak (SeaweedFS start-up and uploads would double
+//! this test's time).
 
 use anyhow::{ensure, Result};
 use barman_integration::netns::NetNs;
-use barman_integration::objstore::{ObjectStore, Provider};
 use barman_integration::soak::{run, table, Env, Path, Plan};
 use barman_integration::{skip_unless, PgCluster, Sshd};
 
 #[test]
-fn one_fault_on_nine_paths_loses_no_wal_and_needs_no_repair() -> Result<()> {
+fn one_fault_on_eight_paths_loses_no_wal_and_needs_no_repair() -> Result<()> {
     skip_unless!(PgCluster::require());
     skip_unless!(Sshd::require());
     skip_unless!(NetNs::require());
-    skip_unless!(ObjectStore::require(Provider::AwsS3));
     let mut env = Env::start("soak ci")?;
     let plan = Plan { per_path: 1, restore_every: 1, verbose: true };
     let paths = [
@@ -28,7 +27,6 @@ fn one_fault_on_nine_paths_loses_no_wal_and_needs_no_repair() -> Result<()> {
         Path::PgRestart,
         Path::CutArchive,
         Path::KillRelay,
-        Path::KillCloudWal,
     ];
     let rows = run(&mut env, &plan, &paths)?;
     let text = table(&rows);
