@@ -30,6 +30,7 @@ pub mod barman;
 pub mod cmd;
 pub mod conformance;
 pub mod fixtures;
+pub mod gnupg;
 pub mod hosts;
 pub mod man;
 pub mod matrix;

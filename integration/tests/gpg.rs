@@ -18,82 +18,19 @@
 //!    `_validate_gpg` words it.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{BackupId, BackupInfo, ServerLayout};
-use barman_integration::cmd::{as_user, execute, Outcome};
+use barman_integration::cmd::{execute, Outcome};
 use barman_integration::fixtures::ArchivingCluster as Setup;
-use barman_integration::scratch::{chown, write_file};
+use barman_integration::gnupg::{Gnupg, PASSPHRASE};
 use barman_integration::{skip_unless, OsUser, PgCluster, PgOptions, RealBarman, Scratch, Sshd};
-
-const PASSPHRASE: &str = "correct horse battery staple";
-
-/// A throwaway GnuPG home for `barman` with one passphrase-protected key (gpg's default,
-/// RSA 3072 with an encryption subkey); its agent keeps no passphrase in cache, so every
-/// decryption asks.
-struct Gnupg {
-    home: PathBuf,
-    user: OsUser,
-    fpr: String,
-}
-
-impl Gnupg {
-    fn generate(scratch: &Scratch) -> Result<Gnupg> {
-        let user = OsUser::lookup("barman")?;
-        let home = scratch.mkdir_owned_mode("gnupg", "barman", 0o700)?;
-        write_file(
-            &home.join("gpg-agent.conf"),
-            "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n",
-            0o600,
-        )?;
-        chown(&home.join("gpg-agent.conf"), &user)?;
-        let mut g = Gnupg { home, user, fpr: String::new() };
-        let uid = "barman-rs gpg test <gpg-test@invalid>";
-        let args = ["--pinentry-mode", "loopback", "--passphrase", PASSPHRASE, "--quick-gen-key", uid, "default"];
-        g.run(&[&args[..], &["default", "never"]].concat())?;
-        let listing = g.run(&["--with-colons", "--list-keys"])?;
-        g.fpr =
-            listing.lines().find_map(|l| l.strip_prefix("fpr:")).context("no fingerprint")?.trim_matches(':').into();
-        Ok(g)
-    }
-
-    fn run(&self, args: &[&str]) -> Result<String> {
-        let mut c = Command::new("gpg");
-        as_user(&mut c, &self.user).env("GNUPGHOME", &self.home).arg("--batch").args(args);
-        let o = execute(&mut c, None, Duration::from_mins(1))?;
-        o.success()?;
-        Ok(o.stdout_str())
-    }
-}
-
-impl Drop for Gnupg {
-    fn drop(&mut self) {
-        let mut c = Command::new("gpgconf");
-        as_user(&mut c, &self.user).env("GNUPGHOME", &self.home).args(["--kill", "gpg-agent"]);
-        let _ = c.status();
-    }
-}
 
 /// A server section with encryption, and files holding the right and a wrong passphrase.
 fn encrypted_server(scratch: &Scratch, g: &Gnupg) -> Result<Vec<String>> {
-    scratch.mkdir_owned_mode("pass", "barman", 0o700)?;
-    let good = scratch.write("pass/good", format!("{PASSPHRASE}\n"))?;
-    let bad = scratch.write("pass/bad", "not the passphrase\n")?;
-    for f in [&good, &bad] {
-        chown(f, &g.user)?;
-        barman_integration::scratch::set_mode(f, 0o600)?;
-    }
-    Ok(vec![
-        "compression = gzip".into(),
-        "encryption = gpg".into(),
-        format!("encryption_key_id = {}", g.fpr),
-        format!("encryption_passphrase_command = cat {}", good.display()),
-        "backup_compression = gzip".into(),
-        "backup_compression_format = tar".into(),
-    ])
+    g.server_lines(scratch)
 }
 
 /// `barman` (ours, or real Barman's when `program` is given) with the GnuPG home.

@@ -1,5 +1,5 @@
-//! The full fault-injection soak (issue 20): `SOAK_FAULTS` faults per path (default 18, so
-//! 12 paths make over 200), one after the other against one environment, then the table.
+//! The full fault-injection soak (issue 20): `SOAK_FAULTS` faults per path (default 11, so
+//! 19 paths make over 200), one after the other against one environment, then the table.
 //! Exits 1 when any WAL was lost, a tool needed a manual repair or an invariant broke. Run
 //! as root after `integration/setup.sh`, through `integration/soak.sh`.
 
@@ -10,7 +10,7 @@ use anyhow::Result;
 use barman_integration::soak::{run, table, Env, Path, Plan};
 
 fn main() -> Result<ExitCode> {
-    let per_path = std::env::var("SOAK_FAULTS").ok().and_then(|v| v.parse().ok()).unwrap_or(18);
+    let per_path = std::env::var("SOAK_FAULTS").ok().and_then(|v| v.parse().ok()).unwrap_or(11);
     let only: Vec<String> = std::env::args().skip(1).collect();
     let paths: Vec<Path> = Path::ALL
         .into_iter()

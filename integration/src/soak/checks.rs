@@ -11,13 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use barman_common::catalogue::{BackupStatus, Catalogue, XlogDbEntry};
+use barman_common::catalogue::{BackupStatus, Catalogue, ServerLayout, XlogDbEntry};
 use barman_common::compress::read_maybe_compressed;
 use barman_common::wal::WalFileName;
 use sha2::{Digest, Sha256};
 
 use super::env::Env;
-use crate::{wait_until, PgCluster, PgOptions};
+use crate::{wait_until, BarmanHome, PgCluster, PgOptions};
 
 const SEGMENT: usize = 16 << 20;
 
@@ -33,8 +33,8 @@ pub struct Findings {
 /// What `verify` already checked (segments do not change once verified).
 #[derive(Default, Debug)]
 pub struct Verified {
-    segments: BTreeSet<(String, String)>,
-    lost: BTreeSet<String>,
+    pub(super) segments: BTreeSet<(String, String)>,
+    pub(super) lost: BTreeSet<String>,
 }
 
 /// The normal run after a fault: PostgreSQL's archiver gets a new segment through, and
@@ -73,7 +73,7 @@ pub fn heal(env: &Env) -> Result<String> {
 
 /// The oldest DONE backup's `begin_wal`: Barman removes the WAL archived before a server's
 /// first backup, so only what follows it must stay.
-fn first_backup_wal(env: &Env, server: &str) -> Result<String> {
+pub(super) fn first_backup_wal(env: &Env, server: &str) -> Result<String> {
     let cat = Catalogue::load(&env.layout(server))?;
     Ok(cat
         .entries()
@@ -84,14 +84,15 @@ fn first_backup_wal(env: &Env, server: &str) -> Result<String> {
         .unwrap_or_default())
 }
 
-fn sha_of(path: &Path) -> Result<(String, usize)> {
+pub(super) fn sha_of(path: &Path) -> Result<(String, usize)> {
     let (bytes, _) = read_maybe_compressed(path).with_context(|| format!("reading {}", path.display()))?;
     Ok((hex::encode(Sha256::digest(&bytes)), bytes.len()))
 }
 
-/// xlog.db of `server` as (name, size, compression) lines, sorted.
-fn xlogdb(env: &Env, server: &str) -> Result<Vec<String>> {
-    let text = fs::read_to_string(env.layout(server).xlogdb_path()).unwrap_or_default();
+/// xlog.db of `server` in `home` as (name, size, compression) lines, sorted.
+fn xlogdb_of(home: &BarmanHome, server: &str) -> Result<Vec<String>> {
+    let layout = ServerLayout::default_for(&home.home(), server);
+    let text = fs::read_to_string(layout.xlogdb_path()).unwrap_or_default();
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let e = XlogDbEntry::parse_line(line).with_context(|| format!("{server} xlog.db line {line:?}"))?;
@@ -103,7 +104,7 @@ fn xlogdb(env: &Env, server: &str) -> Result<Vec<String>> {
 
 /// The segments of `server`'s xlog.db.
 fn catalogued(env: &Env, server: &str) -> Result<Vec<String>> {
-    let names = xlogdb(env, server)?;
+    let names = xlogdb_of(&env.barman, server)?;
     Ok(names.iter().filter_map(|l| l.split(' ').next()).filter(|n| n.len() == 24).map(str::to_owned).collect())
 }
 
@@ -157,7 +158,7 @@ fn check_wal(env: &Env, last: &str, done: &mut Verified, f: &mut Findings) -> Re
 }
 
 /// Files whose name contains `name` anywhere under `root` (a lost segment's whereabouts).
-fn find_named(root: &Path, name: &str) -> Vec<String> {
+pub(super) fn find_named(root: &Path, name: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -173,65 +174,65 @@ fn find_named(root: &Path, name: &str) -> Vec<String> {
     out
 }
 
-/// No file under a final segment name in `wals/`, `streaming/` or `incoming/` is short.
-fn check_no_partial(env: &Env, done: &Verified, f: &mut Findings) -> Result<()> {
-    for server in ["pg", "pgr"] {
-        let layout = env.layout(server);
-        let mut files = Vec::new();
-        for dir in [&layout.streaming, &layout.incoming] {
-            if let Ok(rd) = fs::read_dir(dir) {
-                files.extend(rd.flatten().map(|e| e.path()));
-            }
+/// No file under a final segment name in `wals/`, `streaming/` or `incoming/` of `server`
+/// in `home` is short (`label` names the node in messages; `done` skips verified segments).
+pub(super) fn check_no_partial_in(
+    home: &BarmanHome,
+    server: &str,
+    done: &BTreeSet<(String, String)>,
+    label: &str,
+    f: &mut Findings,
+) -> Result<()> {
+    let layout = ServerLayout::default_for(&home.home(), server);
+    let mut files = Vec::new();
+    for dir in [&layout.streaming, &layout.incoming] {
+        if let Ok(rd) = fs::read_dir(dir) {
+            files.extend(rd.flatten().map(|e| e.path()));
         }
-        if let Ok(rd) = fs::read_dir(&layout.wals_directory) {
-            for sub in rd.flatten().filter(|e| e.path().is_dir()) {
-                files.extend(fs::read_dir(sub.path())?.flatten().map(|e| e.path()));
-            }
+    }
+    if let Ok(rd) = fs::read_dir(&layout.wals_directory) {
+        for sub in rd.flatten().filter(|e| e.path().is_dir()) {
+            files.extend(fs::read_dir(sub.path())?.flatten().map(|e| e.path()));
         }
-        for path in files {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
-            if name.len() != 24 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
-                continue;
-            }
-            if done.segments.contains(&(server.to_owned(), name.clone())) && path.starts_with(&layout.wals_directory) {
-                continue;
-            }
-            match sha_of(&path) {
-                Ok((_, SEGMENT)) => {}
-                Ok((_, n)) => {
-                    f.violations.push(format!("{} has {n} bytes under a final name", env.rel(&path).display()));
-                }
-                Err(e) => f.violations.push(format!("{}: {e:#}", env.rel(&path).display())),
-            }
+    }
+    for path in files {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+        if name.len() != 24 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
+        if done.contains(&(label.to_owned(), name.clone())) && path.starts_with(&layout.wals_directory) {
+            continue;
+        }
+        let shown = path.strip_prefix(home.home()).unwrap_or(&path).display().to_string();
+        match sha_of(&path) {
+            Ok((_, SEGMENT)) => {}
+            Ok((_, n)) => f.violations.push(format!("{label}: {shown} has {n} bytes under a final name")),
+            Err(e) => f.violations.push(format!("{label}: {shown}: {e:#}")),
         }
     }
     Ok(())
 }
 
-/// xlog.db equals what `barman rebuild-xlogdb` makes of the same `wals/`.
-fn check_xlogdb(env: &Env, f: &mut Findings) -> Result<()> {
-    for server in ["pg", "pgr"] {
-        let before = xlogdb(env, server)?;
-        env.barman.run(&["rebuild-xlogdb", server])?;
-        let after = xlogdb(env, server)?;
-        if before != after {
-            let only_before: Vec<_> = before.iter().filter(|l| !after.contains(l)).collect();
-            let only_after: Vec<_> = after.iter().filter(|l| !before.contains(l)).collect();
-            f.violations
-                .push(format!("{server} xlog.db differs from rebuild-xlogdb: {only_before:?} vs {only_after:?}"));
-        }
+/// xlog.db of `server` in `home` equals what `barman rebuild-xlogdb` makes of the same
+/// `wals/`.
+pub(super) fn check_xlogdb_in(home: &BarmanHome, server: &str, label: &str, f: &mut Findings) -> Result<()> {
+    let before = xlogdb_of(home, server)?;
+    home.run(&["rebuild-xlogdb", server])?;
+    let after = xlogdb_of(home, server)?;
+    if before != after {
+        let only_before: Vec<_> = before.iter().filter(|l| !after.contains(l)).collect();
+        let only_after: Vec<_> = after.iter().filter(|l| !before.contains(l)).collect();
+        f.violations.push(format!("{label} xlog.db differs from rebuild-xlogdb: {only_before:?} vs {only_after:?}"));
     }
     Ok(())
 }
 
-/// Every backup is DONE or FAILED.
-fn check_backups(env: &Env, f: &mut Findings) -> Result<()> {
-    for server in ["pg", "pgr"] {
-        let cat = Catalogue::load(&env.layout(server))?;
-        for (id, b) in cat.entries() {
-            if !matches!(b.status, BackupStatus::Done | BackupStatus::Failed) {
-                f.violations.push(format!("{server} backup {id} is {:?}", b.status));
-            }
+/// Every backup of `server` in `home` is DONE or FAILED.
+pub(super) fn check_backups_in(home: &BarmanHome, server: &str, label: &str, f: &mut Findings) -> Result<()> {
+    let cat = Catalogue::load(&ServerLayout::default_for(&home.home(), server))?;
+    for (id, b) in cat.entries() {
+        if !matches!(b.status, BackupStatus::Done | BackupStatus::Failed) {
+            f.violations.push(format!("{label} backup {id} is {:?}", b.status));
         }
     }
     Ok(())
@@ -241,24 +242,31 @@ fn check_backups(env: &Env, f: &mut Findings) -> Result<()> {
 pub fn verify(env: &Env, last: &str, done: &mut Verified) -> Result<Findings> {
     let mut f = Findings::default();
     check_wal(env, last, done, &mut f)?;
-    check_no_partial(env, done, &mut f)?;
-    check_xlogdb(env, &mut f)?;
-    check_backups(env, &mut f)?;
+    for server in ["pg", "pgr"] {
+        check_no_partial_in(&env.barman, server, &done.segments, server, &mut f)?;
+        check_xlogdb_in(&env.barman, server, server, &mut f)?;
+        check_backups_in(&env.barman, server, server, &mut f)?;
+    }
     Ok(f)
 }
 
 /// A sampled restore: recovers the last DONE backup of `server` locally, starts PostgreSQL
 /// on it and checks it holds at least the rows written before that backup began.
 pub fn sampled_restore(env: &Env, server: &str) -> Result<()> {
-    let Some(id) = env.barman.done_backups(server)?.pop() else { bail!("{server} has no DONE backup") };
+    sampled_restore_from(env, &env.barman, server)
+}
+
+/// [`sampled_restore`] from the catalogue of `home` (the primary's or the passive's).
+pub fn sampled_restore_from(env: &Env, home: &BarmanHome, server: &str) -> Result<()> {
+    let Some(id) = home.done_backups(server)?.pop() else { bail!("{server} has no DONE backup") };
     let dest = env.recovery_dir("restore")?.join("pgdata");
     let dest_s = dest.to_str().context("utf8")?;
-    env.barman.run(&["recover", server, &id, dest_s])?;
+    home.run(&["recover", server, &id, dest_s])?;
     let restored = PgCluster::start_existing(&env.scratch, &dest, PgOptions::default())?;
     restored.wait_for_recovery_end(Duration::from_mins(2))?;
-    let rows: i64 = restored.psql("select count(*) from soak")?.parse()?;
+    let rows = super::env::written(&restored)?;
     let want = env.rows_before.get(&id).copied().unwrap_or(0);
-    ensure!(rows >= want, "{server} backup {id} restored {rows} rows, fewer than the {want} written before it");
+    ensure!(rows >= want, "{server} backup {id} restored rows up to {rows}, not the {want} written before it");
     drop(restored);
     let _ = fs::remove_dir_all(dest.parent().unwrap_or(&dest));
     Ok(())

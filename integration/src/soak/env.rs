@@ -1,8 +1,9 @@
 //! The soak's world: a PostgreSQL 15 cluster whose `archive_command` records each segment's
 //! SHA-256 (the reference of what PostgreSQL archived) and then runs our
-//! `barman-wal-archive` over the private sshd into our catalogue, kept on a tmpfs (so a
-//! ballast file can fill it). Server `pg` (postgres method, archiver + streaming slot,
-//! gzip) and server `pgr` (rsync method over ssh as `postgres`, streaming slot only).
+//! `barman-wal-archive` over ssh, across a veth link ([`Sites`]), into our catalogue, kept
+//! on a tmpfs (so a ballast file can fill it). Server `pg` (postgres method, archiver +
+//! streaming slot, gzip) and server `pgr` (rsync method over ssh as `postgres`, streaming
+//! slot only); a passive host relays `pg` ([`Sites::passive`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,23 +14,36 @@ use anyhow::{Context, Result};
 use barman_common::catalogue::ServerLayout;
 
 use super::procs::{self, Tmpfs};
+use super::sites::Sites;
 use crate::{cargo_bin, wait_until, BarmanHome, PgCluster, PgOptions, Scratch, Sshd, SshdOptions};
 
 /// The whole scratch directory's tmpfs size (the catalogue's included).
 const SCRATCH_SIZE: &str = "4g";
 
 /// The catalogue's tmpfs size.
-const CATALOGUE_SIZE: &str = "1200m";
+const CATALOGUE_SIZE: &str = "2500m";
+
+/// Rows `soak` keeps (older ones are deleted as new ones come).
+const KEEP_ROWS: u32 = 60_000;
+
+/// The highest row id in `soak` of `pg` (0 when empty): what a restore must reach.
+pub fn written(pg: &PgCluster) -> Result<i64> {
+    Ok(pg.psql("select coalesce(max(id), 0) from soak")?.parse()?)
+}
 
 /// Everything one soak runs against. Fields drop in order: the cluster, the tools' homes,
 /// the sshd, the tmpfs, then the scratch directory.
 pub struct Env {
     /// The primary.
     pub pg: PgCluster,
+    /// The object store and the cloud tools' namespace, started by the first cloud fault.
+    pub cloud: Option<super::cloud::Cloud>,
     /// Our Barman home (servers `pg` and `pgr`), `barman_home` on [`Env::tmpfs`].
     pub barman: BarmanHome,
-    /// The private sshd.
+    /// The private sshd (127.0.0.1): the rsync method's ssh to `postgres`.
     pub sshd: Sshd,
+    /// The namespaces, links, A's sshd (archiving, relay) and the passive host.
+    pub sites: Sites,
     /// The catalogue's file system.
     pub tmpfs: Tmpfs,
     /// Where `archive_command` writes `<segment>.sha`.
@@ -63,17 +77,19 @@ impl Env {
         let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
         let tmpfs = Tmpfs::mount(&barman.home(), CATALOGUE_SIZE, "barman")?;
         barman.add_path_prefix(sshd.ssh_wrapper_dir_for("barman")?);
+        let sites = Sites::start(&scratch, &barman.config_path(), barman.barman_bin())?;
         let refs = scratch.mkdir_owned("refs", "postgres")?;
         let archive_command = format!(
-            "sha256sum %p > {refs}/%f.sha && {client} -c {cfg} --port {port} 127.0.0.1 pg %p",
+            "sha256sum %p > {refs}/%f.sha && {client} -c {cfg} --port {port} {host} pg %p",
             refs = refs.display(),
             client = cargo_bin("barman-wal-archive")?.display(),
             cfg = barman.config_path().display(),
-            port = sshd.port(),
+            port = sites.a_sshd.port(),
+            host = sites.a_sshd.host(),
         );
         let opts = PgOptions::default()
             .archive_command(archive_command)
-            .path_prefix(sshd.ssh_wrapper_dir_for("postgres")?)
+            .path_prefix(sites.a_sshd.ssh_wrapper_dir_for("postgres")?)
             .conf("archive_timeout = 0");
         let pg = PgCluster::start(&scratch, opts)?;
         let sock = format!("host={} port={}", pg.socket_dir().display(), pg.port());
@@ -91,7 +107,18 @@ impl Env {
         ]);
         barman.add_raw_server("pgr", &lines.iter().map(String::as_str).collect::<Vec<_>>())?;
         pg.psql("create table soak(id bigserial primary key, pad text)")?;
-        let env = Env { pg, barman, sshd, tmpfs, refs, rows_before: BTreeMap::new(), _root: root, scratch };
+        let env = Env {
+            pg,
+            cloud: None,
+            barman,
+            sshd,
+            sites,
+            tmpfs,
+            refs,
+            rows_before: BTreeMap::new(),
+            _root: root,
+            scratch,
+        };
         wait_until(Duration::from_mins(2), "both slots streaming", || {
             env.barman.run(&["cron"])?;
             std::thread::sleep(Duration::from_millis(300));
@@ -110,15 +137,17 @@ impl Env {
         ServerLayout::default_for(&self.barman.home(), server)
     }
 
-    /// Writes some rows and closes the segment; returns the closed segment's name.
+    /// Writes some rows and closes the segment; returns the closed segment's name. The table
+    /// keeps its last [`KEEP_ROWS`] rows (so backups stay small over hundreds of faults).
     pub fn write_and_switch(&self) -> Result<String> {
         self.pg.psql("insert into soak(pad) select repeat('x', 200) from generate_series(1, 2000)")?;
+        self.pg.psql(&format!("delete from soak where id <= (select max(id) from soak) - {KEEP_ROWS}"))?;
         self.pg.psql("select pg_walfile_name(pg_switch_wal())")
     }
 
-    /// Rows in `soak`.
+    /// The highest row id written to `soak` (rows are only trimmed from the bottom).
     pub fn rows(&self) -> Result<i64> {
-        Ok(self.pg.psql("select count(*) from soak")?.parse()?)
+        written(&self.pg)
     }
 
     /// The segments PostgreSQL handed to `archive_command`, with their SHA-256.
@@ -165,5 +194,6 @@ impl Drop for Env {
         // The streamers are detached from cron: stop them before the tmpfs goes.
         procs::kill_all(&self.scope(), "barman-receive-wal");
         procs::kill_all(&self.scope(), "receive-wal");
+        procs::kill_all(&self.scope(), "barman-relay");
     }
 }

@@ -11,6 +11,7 @@ use rand::Rng;
 use super::checks;
 use super::env::Env;
 use super::procs::{kill9, kill_when_seen};
+use super::sites;
 
 /// The data paths the soak injects faults into (the table's rows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,16 +40,34 @@ pub enum Path {
     EnospcBase,
     /// ENOSPC on a recovery destination.
     EnospcRecovery,
+    /// The root ↔ A link cut while PostgreSQL archives over ssh.
+    CutArchive,
+    /// SIGKILL of `barman-relay` (or of the passive's `barman cron` that started it) mid-copy.
+    KillRelay,
+    /// The A ↔ B link cut while the passive relays WAL and backups.
+    CutRelay,
+    /// ENOSPC on the passive's catalogue while it relays.
+    EnospcPassive,
+    /// SIGKILL of `barman-cloud-wal-archive` mid-upload to SeaweedFS.
+    KillCloudWal,
+    /// SIGKILL of `barman-cloud-backup`.
+    KillCloudBackup,
+    /// The link to the object store cut during an upload (WAL or backup).
+    CutCloud,
 }
 
 impl Path {
     /// Every path, in the table's order.
-    pub const ALL: [Path; 12] = [
+    pub const ALL: [Path; 19] = [
         Path::WalArchive,
         Path::PutWal,
         Path::Archiver,
         Path::ReceiveWal,
         Path::ReceiveWalSwitch,
+        Path::CutArchive,
+        Path::KillRelay,
+        Path::CutRelay,
+        Path::EnospcPassive,
         Path::BackupPostgres,
         Path::BackupRsync,
         Path::Recover,
@@ -56,6 +75,9 @@ impl Path {
         Path::EnospcWal,
         Path::EnospcBase,
         Path::EnospcRecovery,
+        Path::KillCloudWal,
+        Path::KillCloudBackup,
+        Path::CutCloud,
     ];
 
     /// The table's label.
@@ -73,7 +95,28 @@ impl Path {
             Path::EnospcWal => "ENOSPC incoming/ + streaming/",
             Path::EnospcBase => "ENOSPC base/",
             Path::EnospcRecovery => "ENOSPC recovery destination",
+            Path::CutArchive => "link cut: archive over ssh",
+            Path::KillRelay => "kill barman-relay / passive cron",
+            Path::CutRelay => "link cut: relay",
+            Path::EnospcPassive => "ENOSPC passive catalogue",
+            Path::KillCloudWal => "kill barman-cloud-wal-archive",
+            Path::KillCloudBackup => "kill barman-cloud-backup",
+            Path::CutCloud => "link cut: cloud upload",
         }
+    }
+
+    /// For a cloud path, whether its normal run includes a cloud backup.
+    pub fn cloud_backup(self) -> Option<bool> {
+        match self {
+            Path::KillCloudWal => Some(false),
+            Path::KillCloudBackup | Path::CutCloud => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Whether the path involves the passive node (healed and checked after the fault).
+    pub fn passive(self) -> bool {
+        matches!(self, Path::KillRelay | Path::CutRelay | Path::EnospcPassive)
     }
 
     /// Whether the normal run after the fault includes a backup of the server (so a
@@ -222,6 +265,80 @@ fn enospc_recovery(env: &Env) -> Result<bool> {
     Ok(true)
 }
 
+/// The link cut while PostgreSQL archives: segments switched, the link down for 1-6 s (a
+/// switch during the cut), then up again.
+fn cut_archive(env: &Env) -> Result<bool> {
+    let mut rng = rand::thread_rng();
+    env.write_and_switch()?;
+    std::thread::sleep(ms(&mut rng, 300));
+    env.sites.root_a.set_down()?;
+    let during = env.write_and_switch();
+    std::thread::sleep(Duration::from_secs(1) + ms(&mut rng, 5000));
+    env.sites.root_a.set_up()?;
+    during.map(|_| true)
+}
+
+/// Something for the relay to copy: new WAL in the primary catalogue and, on even rounds, a
+/// new backup.
+fn relay_work(env: &mut Env, round: u32) -> Result<()> {
+    if round.is_multiple_of(2) {
+        let before = env.rows()?;
+        env.barman.run(&["backup", "pg", "--wait", "--immediate-checkpoint"])?;
+        checks::note_rows(env, "pg", before)?;
+    }
+    env.write_and_switch()?;
+    env.write_and_switch()?;
+    std::thread::sleep(Duration::from_millis(500));
+    env.barman.run(&["cron"])?;
+    sites::wait_relay_idle(env, Duration::from_mins(2))
+}
+
+/// The relay killed mid-copy: the passive's cron (which starts a detached pass) on odd
+/// rounds, a foreground `barman-relay` on even ones.
+fn kill_relay(env: &mut Env, round: u32) -> Result<bool> {
+    relay_work(env, round)?;
+    let child = if round.is_multiple_of(2) {
+        env.sites.spawn_relay()?
+    } else {
+        env.sites
+            .passive
+            .home
+            .command(&["cron"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?
+    };
+    kill_child_later(env, child, &["barman-relay"], 1500)
+}
+
+/// The A ↔ B link cut for 1-9 s while a relay pass copies; the pass must end by itself
+/// (keep-alives), successfully or not.
+fn cut_relay(env: &mut Env, round: u32) -> Result<bool> {
+    relay_work(env, round)?;
+    let mut rng = rand::thread_rng();
+    let child = env.sites.spawn_relay()?;
+    std::thread::sleep(ms(&mut rng, 800));
+    env.sites.ab.set_down()?;
+    std::thread::sleep(Duration::from_secs(1) + ms(&mut rng, 8000));
+    env.sites.ab.set_up()?;
+    sites::wait_child(child, Duration::from_mins(3), "barman-relay after a link cut")?;
+    Ok(true)
+}
+
+/// The passive's catalogue full (256 KiB left) during a relay pass; a hit when it failed.
+fn enospc_passive(env: &mut Env, round: u32) -> Result<bool> {
+    relay_work(env, round)?;
+    env.sites.passive_tmpfs.fill(256 << 10)?;
+    let out = env.sites.passive.relay(&["pg"]);
+    env.sites.passive_tmpfs.drain()?;
+    let out = out?;
+    ensure!(
+        out.code() == Some(0) || !out.stderr_str().is_empty() || !out.stdout_str().is_empty(),
+        "the relay failed silently on a full disk"
+    );
+    Ok(out.code() != Some(0))
+}
+
 /// Injects one fault on `path` (round `round` of it).
 pub fn inject(env: &mut Env, path: Path, round: u32) -> Result<bool> {
     match path {
@@ -243,5 +360,12 @@ pub fn inject(env: &mut Env, path: Path, round: u32) -> Result<bool> {
         Path::EnospcWal => enospc_wal(env),
         Path::EnospcBase => enospc_base(env),
         Path::EnospcRecovery => enospc_recovery(env),
+        Path::CutArchive => cut_archive(env),
+        Path::KillRelay => kill_relay(env, round),
+        Path::CutRelay => cut_relay(env, round),
+        Path::EnospcPassive => enospc_passive(env, round),
+        Path::KillCloudWal => super::cloud::inject(env, super::cloud::Fault::KillWalArchive, round),
+        Path::KillCloudBackup => super::cloud::inject(env, super::cloud::Fault::KillBackup, round),
+        Path::CutCloud => super::cloud::inject(env, super::cloud::Fault::Cut, round),
     }
 }

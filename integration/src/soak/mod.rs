@@ -7,9 +7,11 @@
 //! a few faults per path.
 
 pub mod checks;
+pub mod cloud;
 pub mod env;
 pub mod faults;
 pub mod procs;
+pub mod sites;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -70,6 +72,8 @@ fn one_round(env: &mut Env, done: &mut checks::Verified, plan: &Plan, row: &mut 
     let hit = match faults::inject(env, row.path, round) {
         Ok(hit) => hit,
         Err(e) => {
+            // Noted, not counted (as before): a rerun of `recover` right after its kill
+            // failed once in CI on 2026-12-08 and is under investigation (issue 20 report).
             note(row, plan.verbose, format!("round {round}: injecting: {e:#}"));
             true
         }
@@ -107,7 +111,27 @@ fn one_round(env: &mut Env, done: &mut checks::Verified, plan: &Plan, row: &mut 
             }
         }
     }
-    let f = checks::verify(env, &last, done)?;
+    let mut f = checks::verify(env, &last, done)?;
+    if let Some(backup) = row.path.cloud_backup() {
+        if let Err(e) = cloud::heal(env, &last, backup) {
+            row.manual_repairs += 1;
+            note(row, plan.verbose, format!("round {round}: the cloud tools did not come back: {e:#}"));
+        } else if backup && hit && (row.faults + 1).is_multiple_of(plan.restore_every) {
+            match cloud::sampled_restore(env) {
+                Ok(()) => row.restores += 1,
+                Err(e) => {
+                    row.violations += 1;
+                    note(row, plan.verbose, format!("round {round}: sampled cloud restore: {e:#}"));
+                }
+            }
+        }
+        cloud::verify(env, &mut f)?;
+    }
+    if row.path.passive() {
+        let p = passive_round(env, done, plan, row, (round, hit), &last)?;
+        f.lost.extend(p.lost);
+        f.violations.extend(p.violations);
+    }
     row.wal_lost += f.lost.len();
     row.violations += f.violations.len();
     for l in f.lost {
@@ -117,6 +141,34 @@ fn one_round(env: &mut Env, done: &mut checks::Verified, plan: &Plan, row: &mut 
         note(row, plan.verbose, format!("round {round}: {v}"));
     }
     Ok(hit)
+}
+
+/// After a fault on a passive path: the relay run normally, the passive's invariants, and a
+/// sampled recovery from the passive alone.
+fn passive_round(
+    env: &Env,
+    done: &mut checks::Verified,
+    plan: &Plan,
+    row: &mut Row,
+    (round, hit): (u32, bool),
+    last: &str,
+) -> Result<checks::Findings> {
+    if let Err(e) = sites::heal(env, last) {
+        row.manual_repairs += 1;
+        note(row, plan.verbose, format!("round {round}: the passive did not come back: {e:#}"));
+        return Ok(checks::Findings::default());
+    }
+    let f = sites::verify(env, last, done)?;
+    if hit && (row.faults + 1).is_multiple_of(plan.restore_every) {
+        match checks::sampled_restore_from(env, &env.sites.passive.home, "pg") {
+            Ok(()) => row.restores += 1,
+            Err(e) => {
+                row.violations += 1;
+                note(row, plan.verbose, format!("round {round}: sampled restore from the passive: {e:#}"));
+            }
+        }
+    }
+    Ok(f)
 }
 
 /// Runs `plan` on every path of `paths` against `env`.
