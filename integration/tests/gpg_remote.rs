@@ -140,7 +140,6 @@ fn real_client() -> Result<PathBuf> {
 }
 
 #[test]
-#[ignore = "written for issue 20 but not yet run once (the machine was saturated): run it by hand with --ignored, then drop this line"]
 fn encrypted_catalogue_through_barman_wal_restore_and_a_passive() -> Result<()> {
     skip_unless!(PgCluster::require());
     skip_unless!(Sshd::require());
