@@ -346,3 +346,17 @@ impl RecoverRefused {
         ])
     }
 }
+
+/// `put-wal`.
+#[derive(Debug, Args)]
+pub struct PutWal {
+    /// test the connection only
+    #[arg(short = 't', long)]
+    pub test: bool,
+    /// extension: every WAL member is an LZ4 frame of the file, decompressed here before it is stored
+    #[arg(long)]
+    pub wire_lz4: bool,
+    /// the server name
+    #[arg(value_name = "SERVER_NAME")]
+    pub server: String,
+}
