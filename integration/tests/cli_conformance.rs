@@ -32,7 +32,7 @@ fn every_barman_3_20_1_subcommand_and_option_is_accepted_with_the_same_arity() -
 /// Each line: arguments after `barman -c <missing file>`, then the word the message names.
 const REFUSED: &[(&[&str], &str)] = &[
     (&["backup", "--cloud-staging-directory", "/tmp", "pg"], "--cloud-staging-directory"),
-    (&["backup", "--manifest", "pg"], "--manifest"),
+    (&["backup", "--cloud-staging-max-size", "1", "pg"], "--cloud-staging-max-size"),
     (&["recover", "--snapshot-recovery-instance", "i", "pg", "latest", "/tmp/x"], "--snapshot-recovery-instance"),
     (&["recover", "--aws-region", "r", "pg", "latest", "/tmp/x"], "--aws-region"),
     (&["cloud-wal-archive", "pg", "/tmp/x"], "cloud-wal-archive"),
