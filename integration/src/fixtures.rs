@@ -46,14 +46,9 @@ impl ArchivingCluster {
         let sshd = Sshd::start(&scratch, SshdOptions::default())?;
         let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
         barman.add_path_prefix(sshd.ssh_wrapper_dir_for("barman")?);
-        let archive_command = format!(
-            "{client} -c {cfg} --port {port} 127.0.0.1 pg %p",
-            client = cargo_bin("barman-wal-archive")?.display(),
-            cfg = barman.config_path().display(),
-            port = sshd.port(),
-        );
-        let opts =
-            PgOptions::default().archive_command(archive_command).path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
+        let opts = PgOptions::default()
+            .archive_command(archive_line(&barman, &sshd)?)
+            .path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
         let pg = PgCluster::start(&scratch, opts)?;
         let server = options(&scratch)?;
         barman.add_server("pg", &pg, &server)?;
@@ -64,6 +59,17 @@ impl ArchivingCluster {
     pub fn layout(&self) -> ServerLayout {
         ServerLayout::default_for(&self.barman.home(), "pg")
     }
+}
+
+/// The `archive_command` of a cluster archiving into `barman`'s server `pg` through our
+/// `barman-wal-archive` over `sshd` (with `sshd.ssh_wrapper_dir_for("postgres")` on its PATH).
+pub fn archive_line(barman: &BarmanHome, sshd: &Sshd) -> Result<String> {
+    Ok(format!(
+        "{client} -c {cfg} --port {port} 127.0.0.1 pg %p",
+        client = cargo_bin("barman-wal-archive")?.display(),
+        cfg = barman.config_path().display(),
+        port = sshd.port(),
+    ))
 }
 
 /// The backup directories under `layout`, sorted (oldest first).

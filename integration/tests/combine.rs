@@ -61,12 +61,7 @@ fn native_combine_equals_pg_combinebackup_18() -> Result<()> {
     let sshd = Sshd::start(&scratch, SshdOptions::default())?;
     let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
     barman.add_path_prefix(sshd.ssh_wrapper_dir_for("barman")?);
-    let archive_command = format!(
-        "{} -c {} --port {} 127.0.0.1 pg %p",
-        cargo_bin("barman-wal-archive")?.display(),
-        barman.config_path().display(),
-        sshd.port()
-    );
+    let archive_command = barman_integration::fixtures::archive_line(&barman, &sshd)?;
     let opts = PgOptions::default()
         .version(PgVersion::V18)
         .archive_command(archive_command)

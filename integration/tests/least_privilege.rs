@@ -64,12 +64,7 @@ fn setup() -> Result<Setup> {
     let sshd = Sshd::start(&scratch, SshdOptions::default())?;
     let mut barman = BarmanHome::new(&scratch, "barman", cargo_bin("barman")?)?;
     barman.add_path_prefix(sshd.ssh_wrapper_dir_for("barman")?);
-    let archive_command = format!(
-        "{} -c {} --port {} 127.0.0.1 pg %p",
-        cargo_bin("barman-wal-archive")?.display(),
-        barman.config_path().display(),
-        sshd.port()
-    );
+    let archive_command = barman_integration::fixtures::archive_line(&barman, &sshd)?;
     let opts = PgOptions::default().archive_command(archive_command).path_prefix(sshd.ssh_wrapper_dir_for("postgres")?);
     let pg = PgCluster::start(&scratch, opts)?;
     create_roles(&pg)?;
