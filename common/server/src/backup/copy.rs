@@ -412,7 +412,7 @@ pub fn link_unchanged(dir: &Path, previous: &Path) -> io::Result<Reused> {
             let (new, old) = (dir.join(&rel_path), previous.join(&rel_path));
             let Ok(old_meta) = fs::symlink_metadata(&old) else { continue };
             let len = entry.metadata()?.len();
-            if !old_meta.is_file() || old_meta.len() != len || !same_content(&new, &old)? {
+            if !old_meta.is_file() || old_meta.len() != len || !durable::same_content(&new, &old)? {
                 continue;
             }
             let tmp = new.with_file_name(format!(".{}.link", entry.file_name().to_string_lossy()));
@@ -424,22 +424,6 @@ pub fn link_unchanged(dir: &Path, previous: &Path) -> io::Result<Reused> {
         }
     }
     Ok(reused)
-}
-
-fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
-    use std::io::Read;
-    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
-    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
-    loop {
-        let n = fa.read(&mut ba)?;
-        if n == 0 {
-            return Ok(fb.read(&mut bb[..1])? == 0);
-        }
-        fb.read_exact(&mut bb[..n])?;
-        if ba[..n] != bb[..n] {
-            return Ok(false);
-        }
-    }
 }
 
 #[cfg(test)]

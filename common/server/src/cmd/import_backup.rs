@@ -17,8 +17,8 @@ use barman_common::catalogue::{
     keep, BackupId, BackupInfo, BackupType, Catalogue, KeepTarget, LockError, LockKind, ServerLayout, ServerLock,
     XlogDb, XlogDbEntry,
 };
-use barman_common::compress;
 use barman_common::wal::WalSegSize;
+use barman_common::{compress, durable};
 use serde_json::Value;
 
 use crate::cmd::check_archived_wal_range::segments;
@@ -355,10 +355,7 @@ fn same_metadata(a: &XlogDbEntry, b: &XlogDbEntry) -> bool {
 }
 
 fn same_bytes(a: &Path, b: &Path) -> Result<bool, CmdError> {
-    if !a.exists() || fs::metadata(a)?.len() != fs::metadata(b)?.len() {
-        return Ok(false);
-    }
-    Ok(fs::read(a)? == fs::read(b)?)
+    Ok(a.exists() && durable::same_content(a, b)?)
 }
 
 /// `pg_tblspc/<oid>` links of the staged data directory, pointing at the tablespaces'

@@ -216,7 +216,7 @@ fn commit(server: &Server, mut file: Received, notes: &mut Vec<String>) -> Resul
     set_mtime(file.tmp.temp_path(), file.mtime);
     if dest.exists() {
         // Compared as stored: with `--wire-lz4` the digest is of the frame sent, not the file.
-        if same_content(file.tmp.temp_path(), &dest)? {
+        if durable::same_content(file.tmp.temp_path(), &dest)? {
             return Ok(());
         }
         let errors = server.errors_path(file.name.as_str(), ErrorsKind::Duplicate);
@@ -245,25 +245,6 @@ fn commit(server: &Server, mut file: Received, notes: &mut Vec<String>) -> Resul
 fn set_mtime(path: &Path, mtime: u64) {
     let t = nix::sys::time::TimeSpec::new(i64::try_from(mtime).unwrap_or(0), 0);
     let _ = nix::sys::stat::utimensat(None, path, &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink);
-}
-
-/// Whether two files hold the same bytes (a re-sent file against the one already received).
-fn same_content(new: &Path, old: &Path) -> io::Result<bool> {
-    let (mut new, mut old) = (File::open(new)?, File::open(old)?);
-    if new.metadata()?.len() != old.metadata()?.len() {
-        return Ok(false);
-    }
-    let (mut ours, mut theirs) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
-    loop {
-        let n = new.read(&mut ours)?;
-        if n == 0 {
-            return Ok(true);
-        }
-        old.read_exact(&mut theirs[..n])?;
-        if ours[..n] != theirs[..n] {
-            return Ok(false);
-        }
-    }
 }
 
 fn hash_file(path: &Path, algo: SumAlgo) -> io::Result<String> {
