@@ -3,9 +3,11 @@
 //! `pg`), and the catalogue lookups they make.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use barman_common::catalogue::{BackupId, BackupInfo, ServerLayout};
+use barman_common::wire::{digest_hex, SumAlgo};
 
 use crate::{cargo_bin, BarmanHome, BarmanServerOptions, PgCluster, PgOptions, Scratch, Sshd, SshdOptions};
 
@@ -70,6 +72,15 @@ pub fn archive_line(barman: &BarmanHome, sshd: &Sshd) -> Result<String> {
         cfg = barman.config_path().display(),
         port = sshd.port(),
     ))
+}
+
+/// Where `barman-wal-archive 127.0.0.1 pg` (with `--port`, `-c config`) keeps its private
+/// cache: Barman's `/tmp/barman-pg-<first 16 hex of sha256("HOST:PORT:CONFIG")>`, `None`
+/// for a port not given.
+pub fn wal_archive_cache_dir(port: Option<u16>, config: &Path) -> PathBuf {
+    let port = port.map_or_else(|| "None".to_owned(), |p| p.to_string());
+    let key = format!("127.0.0.1:{port}:{}", config.display());
+    PathBuf::from(format!("/tmp/barman-pg-{}", &digest_hex(SumAlgo::Sha256, key.as_bytes())[..16]))
 }
 
 /// The backup directories under `layout`, sorted (oldest first).

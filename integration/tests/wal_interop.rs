@@ -13,7 +13,6 @@ use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{ServerLayout, XlogDb};
 use barman_common::compress;
 use barman_common::wal::WalFileName;
-use barman_common::wire::{digest_hex, SumAlgo};
 use barman_integration::cmd::{as_user, execute, Outcome};
 use barman_integration::pg::SYSTEM_PATH;
 use barman_integration::{
@@ -231,8 +230,7 @@ fn our_wal_archive_into_real_put_wal() -> Result<()> {
     }
     // Our client offered `put-wal --wire-lz4` once; real Barman refused the flag, which the
     // client remembered (and then sent Barman's plain stream, checked above).
-    let key = format!("127.0.0.1:{}:{}", s.sshd.port(), s.barman.config_path().display());
-    let cache = PathBuf::from(format!("/tmp/barman-pg-{}", &digest_hex(SumAlgo::Sha256, key.as_bytes())[..16]));
+    let cache = barman_integration::fixtures::wal_archive_cache_dir(Some(s.sshd.port()), &s.barman.config_path());
     ensure!(cache.join("put-wal-plain").exists(), "no refusal of --wire-lz4 remembered in {}", cache.display());
     // And it serves them back: `barman get-wal` of real Barman returns Postgres's bytes.
     let got = s.barman.outcome(&["get-wal", "pg", &names[1]])?;

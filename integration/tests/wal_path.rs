@@ -11,7 +11,6 @@ use anyhow::{ensure, Context, Result};
 use barman_common::catalogue::{ServerLayout, XlogDb};
 use barman_common::compress;
 use barman_common::wal::WalFileName;
-use barman_common::wire::{digest_hex, SumAlgo};
 use barman_integration::scratch::chown_recursive;
 use barman_integration::{
     cargo_bin, skip_unless, BarmanHome, BarmanServerOptions, PgCluster, PgOptions, RealBarman, Scratch, Sshd,
@@ -272,8 +271,7 @@ fn documented_archive_line_drains_a_backlog_in_few_streams() -> Result<()> {
     let n = assert_archive_matches(&s.oracle, &layout(&s.barman), None)?;
     ensure!(n >= ready, "only {n} segments checked");
     // Our put-wal took the LZ4-framed streams (`--wire-lz4`): no refusal was remembered.
-    let key = format!("127.0.0.1:None:{}", s.barman.config_path().display());
-    let cache = PathBuf::from(format!("/tmp/barman-pg-{}", &digest_hex(SumAlgo::Sha256, key.as_bytes())[..16]));
+    let cache = barman_integration::fixtures::wal_archive_cache_dir(None, &s.barman.config_path());
     ensure!(cache.join("wal-sent-ahead").exists(), "no sent-ahead cache in {}", cache.display());
     ensure!(!cache.join("put-wal-plain").exists(), "our put-wal refused --wire-lz4");
     Ok(())

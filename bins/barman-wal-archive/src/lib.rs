@@ -35,5 +35,5 @@ pub fn run(opts: &Options) -> Result<(), ToolError> {
     if parallel::batch_size(opts) > 1 {
         return parallel::archive(opts);
     }
-    send::send_files(opts, std::slice::from_ref(&opts.wal_path))
+    send::send_files(opts, std::slice::from_ref(&opts.wal_path), wire::cache_dir(opts).as_deref())
 }

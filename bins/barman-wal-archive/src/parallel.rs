@@ -79,10 +79,11 @@ fn already_sent(cache: &Path, path: &Path) -> bool {
 /// partials) and unsafe cache directories go through the plain path.
 pub fn archive(opts: &Options) -> Result<(), ToolError> {
     let name = opts.wal_path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<WalFileName>().ok());
-    let (Some(name), Some(cache)) = (name.filter(WalFileName::is_segment), safe_cache_dir(opts)) else {
-        return send_files(opts, std::slice::from_ref(&opts.wal_path));
+    let cache = safe_cache_dir(opts);
+    let (Some(name), Some(cache)) = (name.filter(WalFileName::is_segment), cache.as_deref()) else {
+        return send_files(opts, std::slice::from_ref(&opts.wal_path), cache.as_deref());
     };
-    if already_sent(&cache, &opts.wal_path) {
+    if already_sent(cache, &opts.wal_path) {
         return Ok(());
     }
     let mut batch = vec![opts.wal_path.clone()];
@@ -90,12 +91,12 @@ pub fn archive(opts: &Options) -> Result<(), ToolError> {
     if batch.len() > 1 {
         // Identities taken before sending: a file changed meanwhile will not match later.
         let sent: Vec<Sent> = batch[1..].iter().filter_map(|p| Sent::of(p)).collect();
-        if send_files(opts, &batch).is_ok() {
-            write_cache(&cache, &sent);
+        if send_files(opts, &batch, Some(cache)).is_ok() {
+            write_cache(cache, &sent);
             return Ok(());
         }
     }
-    send_files(opts, std::slice::from_ref(&opts.wal_path))
+    send_files(opts, std::slice::from_ref(&opts.wal_path), Some(cache))
 }
 
 /// Up to N-1 following segments that have a `.ready` marker; the scan stops at the first

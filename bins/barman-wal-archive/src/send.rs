@@ -57,12 +57,13 @@ pub fn test_connection(opts: &Options) -> Result<(), ToolError> {
 /// Plain files go out LZ4-framed (`put-wal --wire-lz4`, decoded before they are stored)
 /// when the backup host's `barman` has the extension; one without it (real Barman) refuses
 /// the flag before reading a byte, which is remembered (see [`wire`]) and the stream is
-/// sent again as Barman's client sends it.
-pub fn send_files(opts: &Options, paths: &[PathBuf]) -> Result<(), ToolError> {
-    if let Some(cache) = wire::usable(opts) {
+/// sent again as Barman's client sends it. `cache` is the client's private cache directory,
+/// where that is remembered (none: the stream goes as Barman's).
+pub fn send_files(opts: &Options, paths: &[PathBuf], cache: Option<&Path>) -> Result<(), ToolError> {
+    if let Some(cache) = cache.filter(|c| wire::usable(opts, c)) {
         let (result, stderr) = send_stream(opts, paths, true);
         if result.is_err() && wire::refused(&stderr) {
-            wire::remember_unsupported(&cache);
+            wire::remember_unsupported(cache);
         } else {
             io::stderr().write_all(stderr.as_bytes())?;
             return result;

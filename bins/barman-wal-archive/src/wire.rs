@@ -23,16 +23,24 @@ const UNSUPPORTED: &str = "put-wal-plain";
 /// How long a refusal is remembered.
 const FORGET_AFTER: Duration = Duration::from_hours(1);
 
-/// The cache directory when the stream may go LZ4-framed, `None` when it goes as Barman's.
-pub fn usable(opts: &Options) -> Option<PathBuf> {
-    if opts.compression.is_some() || opts.md5 {
-        return None;
-    }
-    let cache = safe_cache_dir(opts)?;
-    let refused_recently = fs::metadata(cache.join(UNSUPPORTED))
-        .and_then(|m| m.modified())
-        .is_ok_and(|at| SystemTime::now().duration_since(at).is_ok_and(|age| age < FORGET_AFTER));
-    (!refused_recently).then_some(cache)
+/// The cache directory for a call that may frame its stream (see [`usable`]), `None` for
+/// one that goes as Barman's client sends it.
+pub fn cache_dir(opts: &Options) -> Option<PathBuf> {
+    wanted(opts).then(|| safe_cache_dir(opts)).flatten()
+}
+
+/// Whether the stream goes LZ4-framed: plain files, not `--md5`, and no refusal by this
+/// server remembered in `cache` within [`FORGET_AFTER`].
+pub fn usable(opts: &Options, cache: &Path) -> bool {
+    wanted(opts)
+        && !fs::metadata(cache.join(UNSUPPORTED))
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| SystemTime::now().duration_since(at).is_ok_and(|age| age < FORGET_AFTER))
+}
+
+/// Files the operator did not ask to compress, outside `--md5` mode.
+fn wanted(opts: &Options) -> bool {
+    opts.compression.is_none() && !opts.md5
 }
 
 /// Whether a failed exchange's remote stderr is the server refusing [`FLAG`] (argparse's
